@@ -1,0 +1,1 @@
+"""Kokoro ONNX publisher."""

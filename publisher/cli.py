@@ -1,0 +1,127 @@
+"""The ``publisher`` command line: thin click wrappers over the library functions.
+
+Heavy modules (torch, onnx, onnxruntime) are imported inside the commands that need them,
+so ``publisher --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from publisher.errors import PublisherError
+
+
+class _Group(click.Group):
+    """Turns a PublisherError into one line on stderr and its exit status."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except PublisherError as err:
+            click.echo(f"error: {err}", err=True)
+            ctx.exit(err.exit_code)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            ctx.exit(130)
+
+
+def _info(line: str) -> None:
+    click.echo(line, err=True)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="kokoro-onnx-publisher")
+def main() -> None:
+    """Build, verify and publish Kokoro-82M ONNX variants from YAML recipes."""
+
+
+@main.command("list")
+def list_cmd() -> None:
+    """Show every recipe with its one-line description."""
+    from publisher.recipe import list_recipes
+
+    recipes = list_recipes()
+    width = max((len(r.name) for r in recipes), default=0)
+    for r in recipes:
+        click.echo(f"{r.name:<{width}}  {r.output.path:<34}  {r.description}")
+
+
+@main.command()
+@click.argument("recipes", nargs=-1)
+def validate(recipes: tuple[str, ...]) -> None:
+    """Check recipes (names or paths; all of recipes/ when none given)."""
+    from publisher.errors import RecipeError
+    from publisher.recipe import list_recipes, load_recipe
+
+    if not recipes:
+        recipes = tuple(r.name for r in list_recipes())
+    failed = 0
+    for name in recipes:
+        try:
+            r = load_recipe(name)
+            click.echo(f"ok  {r.name}")
+        except RecipeError as err:
+            failed += 1
+            click.echo(f"error: {err}", err=True)
+    if failed:
+        raise click.exceptions.Exit(1)
+
+
+@main.command()
+@click.option(
+    "--recipe",
+    "recipe_name",
+    required=True,
+    metavar="NAME|PATH",
+    help="Recipe name in recipes/ or a path to a recipe YAML file.",
+)
+@click.option(
+    "--checkpoint",
+    metavar="SRC",
+    default=None,
+    help="hub:ORG/NAME, path:DIR or synthetic:tiny|full (default: the recipe's).",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("dist"),
+    show_default=True,
+    help="Folder that receives NAME/.",
+)
+@click.option("--dry-run", is_flag=True, help="Print the resolved plan and stop.")
+def build(recipe_name: str, checkpoint: str | None, out_dir: Path, dry_run: bool) -> None:
+    """Export, transform and verify one variant into OUT/NAME/."""
+    from publisher.recipe import load_recipe
+
+    recipe = load_recipe(recipe_name)
+    if dry_run:
+        from publisher.passes import plan
+
+        click.echo(
+            json.dumps(
+                {
+                    "recipe": recipe.name,
+                    "checkpoint": checkpoint or recipe.checkpoint,
+                    "passes": plan(recipe),
+                    "output": str(out_dir / recipe.name / recipe.output.path),
+                    "resolved_recipe": recipe.model_dump(mode="json"),
+                },
+                indent=2,
+            )
+        )
+        return
+    from publisher.build import build as run_build
+
+    result = run_build(recipe, checkpoint=checkpoint, out_dir=out_dir, echo=_info)
+    size = result.model_path.stat().st_size / 2**20
+    worst = max(p["max_abs_error"] for p in result.manifest["verification"]["parity"])
+    click.echo(f"built {result.model_path} ({size:.2f} MiB); parity max abs error {worst:.3g}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

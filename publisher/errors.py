@@ -1,0 +1,54 @@
+"""Typed errors. Every PublisherError is a user-facing problem: the CLI prints its
+message as one line and exits non-zero, without a traceback."""
+
+from __future__ import annotations
+
+
+class PublisherError(Exception):
+    """A problem the user can fix; ``str(err)`` is the one line the CLI prints."""
+
+    exit_code = 1
+
+
+class RecipeError(PublisherError):
+    """A recipe file is missing, unparsable, or fails validation."""
+
+
+class CheckpointError(PublisherError):
+    """A checkpoint source cannot be parsed, reached, or loaded completely."""
+
+
+class ExportError(PublisherError):
+    """The ONNX export failed or produced a graph that does not check."""
+
+
+class VerificationError(PublisherError):
+    """A variant failed a verification gate. Carries the measured value."""
+
+    def __init__(self, gate: str, measured: float, threshold: float, *, detail: str = "") -> None:
+        self.gate = gate
+        self.measured = measured
+        self.threshold = threshold
+        self.detail = detail
+        msg = f"gate {gate} failed: measured {measured:.6g}, required {threshold:.6g}"
+        if detail:
+            msg += f" ({detail})"
+        super().__init__(msg)
+
+
+class ShapeMismatchError(VerificationError):
+    """The ONNX output has a different shape than the torch reference."""
+
+    def __init__(self, what: str, expected: tuple[int, ...], got: tuple[int, ...]) -> None:
+        self.expected = expected
+        self.got = got
+        super().__init__(
+            f"{what}_shape",
+            float(len(got)),
+            float(len(expected)),
+            detail=f"{what}: torch {expected}, onnx {got}",
+        )
+        self.args = (f"{what} shape differs: torch {expected}, onnx {got}",)
+
+    def __str__(self) -> str:
+        return self.args[0]

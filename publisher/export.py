@@ -1,0 +1,129 @@
+"""Export kokoro's KModel to an fp32 ONNX graph (TorchScript exporter), with a cache.
+
+The graph always has the canonical tensor names (input_ids, style, speed -> waveform,
+duration); the ``io-names`` pass renames them to what a recipe asks for. The cache key is
+(checkpoint hash, export settings, parity switch, torch version), so many recipes over
+one checkpoint export once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from publisher.errors import ExportError
+
+if TYPE_CHECKING:
+    from publisher.checkpoint import Checkpoint
+    from publisher.recipe import Recipe
+
+EXPORT_FORMAT_VERSION = 1  # bump when the export code changes its output
+INPUTS = ("input_ids", "style", "speed")
+OUTPUTS = ("waveform", "duration")
+TRACE_TOKENS = 48
+
+
+def cache_root() -> Path:
+    """Where exported graphs are cached: $PUBLISHER_CACHE or ~/.cache/kokoro-publisher."""
+    env = os.environ.get("PUBLISHER_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "kokoro-publisher"
+
+
+def export_key(ckpt: Checkpoint, recipe: Recipe, *, parity: bool) -> str:
+    import torch
+
+    settings = {
+        "checkpoint": ckpt.sha256,
+        "export": recipe.export.model_dump(mode="json"),
+        "parity": parity,
+        "torch": torch.__version__,
+        "format": EXPORT_FORMAT_VERSION,
+    }
+    blob = json.dumps(settings, sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:24]
+
+
+def trace_inputs(ckpt: Checkpoint, n_tokens: int = TRACE_TOKENS) -> tuple:
+    """Example inputs for tracing: n_tokens ids (pads included), a style row, speed 1."""
+    import torch
+
+    vocab_ids = sorted(set(ckpt.config["vocab"].values()))
+    ids = [0] + [vocab_ids[(7 * i) % len(vocab_ids)] for i in range(n_tokens - 2)] + [0]
+    style = ckpt.voices[ckpt.sample_voice][n_tokens - 3]
+    return (
+        torch.tensor([ids], dtype=torch.long),
+        torch.from_numpy(style.reshape(1, -1).copy()),
+        torch.tensor([1.0], dtype=torch.float32),
+    )
+
+
+def export_fp32(
+    ckpt: Checkpoint, recipe: Recipe, *, parity: bool = False, model=None, use_cache: bool = True
+) -> Path:
+    """Return the path of the cached fp32 graph for (checkpoint, export settings, parity)."""
+    if recipe.export.shape != "dynamic":
+        raise ExportError(
+            f"recipe {recipe.name}: export.shape '{recipe.export.shape}' is not supported "
+            "by this exporter yet (only 'dynamic')"
+        )
+    key = export_key(ckpt, recipe, parity=parity)
+    target = cache_root() / "exports" / key / "model.onnx"
+    if use_cache and target.is_file():
+        return target
+    model = model if model is not None else ckpt.build_model()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".model.{os.getpid()}.onnx")
+    try:
+        _torch_export(model, trace_inputs(ckpt), tmp, recipe.export.opset, parity=parity)
+        _check(tmp)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
+
+
+def _torch_export(model, inputs: tuple, path: Path, opset: int, *, parity: bool) -> None:
+    import contextlib
+
+    import torch
+    from kokoro.model import KModelForONNX
+
+    from publisher.parity_mode import parity_mode
+
+    wrapper = KModelForONNX(model).eval()
+    switch = parity_mode(model) if parity else contextlib.nullcontext()
+    with switch, warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        try:
+            torch.onnx.export(
+                wrapper,
+                inputs,
+                str(path),
+                input_names=list(INPUTS),
+                output_names=list(OUTPUTS),
+                dynamic_axes={
+                    "input_ids": {1: "tokens"},
+                    "waveform": {0: "samples"},
+                    "duration": {0: "tokens"},
+                },
+                opset_version=opset,
+                do_constant_folding=True,
+                dynamo=False,
+            )
+        except Exception as exc:  # exporter failures are many types; report one line
+            raise ExportError(f"torch.onnx.export failed: {type(exc).__name__}: {exc}") from exc
+
+
+def _check(path: Path) -> None:
+    import onnx
+    import onnxruntime as ort
+
+    try:
+        onnx.checker.check_model(str(path))
+        ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise ExportError(f"exported graph does not check: {type(exc).__name__}: {exc}") from exc

@@ -1,0 +1,77 @@
+"""Build passes: small graph transforms with one signature, chosen by name from a recipe.
+
+Every pass is ``fn(model: onnx.ModelProto, recipe: Recipe, ctx: PassContext) -> ModelProto``
+and registers itself under a name with ``@register("name")``. A recipe lists its own passes
+(``passes:``); ``FINAL_PASSES`` run after them for every recipe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from publisher.errors import RecipeError
+
+if TYPE_CHECKING:
+    import onnx
+
+    from publisher.recipe import Recipe
+
+PassFn = Callable[["onnx.ModelProto", "Recipe", "PassContext"], "onnx.ModelProto"]
+REGISTRY: dict[str, PassFn] = {}
+FINAL_PASSES = ("io-names", "metadata")
+PASS_MODULES = ("publisher.passes.io_names", "publisher.passes.metadata")
+
+
+@dataclass
+class PassContext:
+    """What passes may need beyond the graph and the recipe."""
+
+    config: dict[str, Any]
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+def register(name: str) -> Callable[[PassFn], PassFn]:
+    def deco(fn: PassFn) -> PassFn:
+        if name in REGISTRY:
+            raise ValueError(f"pass {name!r} registered twice")
+        REGISTRY[name] = fn
+        return fn
+
+    return deco
+
+
+def load_registry() -> dict[str, PassFn]:
+    """Import every pass module (heavy imports stay inside the pass functions)."""
+    import importlib
+
+    for mod in PASS_MODULES:
+        importlib.import_module(mod)
+    return REGISTRY
+
+
+def plan(recipe: Recipe) -> list[str]:
+    """The ordered pass names a recipe runs; unknown names are a recipe error."""
+    registry = load_registry()
+    for name in recipe.passes:
+        if name not in registry or name in FINAL_PASSES:
+            allowed = ", ".join(sorted(set(registry) - set(FINAL_PASSES))) or "none yet"
+            raise RecipeError(
+                f"{recipe.display_path}: passes: unknown pass '{name}' (available: {allowed})"
+            )
+    return [*recipe.passes, *FINAL_PASSES]
+
+
+def run_passes(
+    model: onnx.ModelProto,
+    recipe: Recipe,
+    ctx: PassContext,
+    on_step: Callable[[str], None] | None = None,
+) -> onnx.ModelProto:
+    registry = load_registry()
+    for name in plan(recipe):
+        if on_step:
+            on_step(name)
+        model = registry[name](model, recipe, ctx)
+    return model

@@ -1,0 +1,61 @@
+"""What every artifact records about how it was made: versions, host, timings."""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import metadata
+
+
+def package_version(name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def publisher_version() -> str:
+    return package_version("kokoro-onnx-publisher")
+
+
+def versions() -> dict[str, str]:
+    return {
+        "python": platform.python_version(),
+        **{
+            name: package_version(name)
+            for name in ("torch", "onnx", "onnxruntime", "kokoro", "transformers", "numpy")
+        },
+        "publisher": publisher_version(),
+    }
+
+
+def host() -> dict[str, object]:
+    return {
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+    }
+
+
+class StepTimer:
+    """Times named steps and reports each as it starts and ends."""
+
+    def __init__(self, total: int, echo=None) -> None:
+        self.total = total
+        self.index = 0
+        self.seconds: dict[str, float] = {}
+        self.echo = echo or (lambda line: None)
+
+    @contextmanager
+    def step(self, name: str, detail: str = "") -> Iterator[None]:
+        self.index += 1
+        self.echo(f"[{self.index}/{self.total}] {name}{': ' + detail if detail else ''} ...")
+        start = time.perf_counter()
+        yield
+        took = time.perf_counter() - start
+        self.seconds[name] = round(took, 3)
+        self.echo(f"[{self.index}/{self.total}] {name} done in {took:.1f}s")

@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--run-fullsize",
+        action="store_true",
+        help="also run full-size (synthetic:full) checks; minutes each",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--run-fullsize"):
+        return
+    skip = pytest.mark.skip(reason="full-size check: run with --run-fullsize")
+    for item in items:
+        if "fullsize" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_env(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Exports go to a per-session cache; the Hub is never contacted."""
+    os.environ["PUBLISHER_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    os.environ["TORCH_CPP_LOG_LEVEL"] = "ERROR"
+    os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    from publisher.checkpoint import open_checkpoint
+
+    return open_checkpoint("synthetic:tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny):
+    return tiny.build_model()
+
+
+@pytest.fixture
+def repo_root(monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(REPO)
+    return REPO

@@ -1,0 +1,120 @@
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from publisher.checkpoint import open_checkpoint, state_sha256
+from publisher.errors import CheckpointError
+from publisher.synth import run_torch, style_row
+from publisher.synthetic import save_checkpoint
+
+
+def test_synthetic_tiny_is_seeded_and_reproducible(tiny):
+    again = open_checkpoint("synthetic:tiny")
+    assert again.sha256 == tiny.sha256
+    assert again.synthetic and again.source == "synthetic:tiny"
+
+
+def test_synthetic_voices_have_kokoro_shape(tiny):
+    assert tiny.voices
+    for voice in tiny.voices.values():
+        assert voice.shape == (510, 1, 256) and voice.dtype == np.float32
+
+
+def test_synthetic_tokens_last_about_three_frames(tiny, tiny_model):
+    ids = list(range(1, 60))
+    out = run_torch(tiny_model, ids, style_row(tiny.voices["af_heart"], len(ids)))
+    mean = out.durations.astype(float).mean()
+    assert 2.0 <= mean <= 4.0, mean
+    assert out.waveform.size == out.durations.sum() * 600
+    rms = float(np.sqrt(np.mean(out.waveform**2)))
+    assert 1e-3 < rms < 1.0, rms
+
+
+def test_path_source_round_trips_a_saved_checkpoint(tiny, tmp_path):
+    save_checkpoint(tiny, tmp_path)
+    loaded = open_checkpoint(f"path:{tmp_path}")
+    assert state_sha256(loaded.state) == tiny.sha256
+    assert sorted(loaded.voices) == sorted(tiny.voices)
+    assert loaded.synthetic  # the saved config keeps the synthetic marker
+    model = loaded.build_model()
+    ref = tiny.build_model()
+    for (name, a), (_, b) in zip(model.state_dict().items(), ref.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
+
+
+def test_partial_state_dict_is_an_error_not_a_silent_partial_load(tiny, tmp_path):
+    save_checkpoint(tiny, tmp_path)
+    state = torch.load(tmp_path / "kokoro-v1_0.pth", weights_only=True)
+    dropped = sorted(state["decoder"])[0]
+    del state["decoder"][dropped]
+    torch.save(state, tmp_path / "kokoro-v1_0.pth")
+    with pytest.raises(CheckpointError, match=r"weights for 'decoder' are incomplete: 1 missing"):
+        open_checkpoint(f"path:{tmp_path}").build_model()
+
+
+def test_module_prefixed_keys_load_like_the_real_checkpoint(tiny, tmp_path):
+    save_checkpoint(tiny, tmp_path)
+    state = torch.load(tmp_path / "kokoro-v1_0.pth", weights_only=True)
+    state = {k: {f"module.{n}": v for n, v in sd.items()} for k, sd in state.items()}
+    torch.save(state, tmp_path / "kokoro-v1_0.pth")
+    open_checkpoint(f"path:{tmp_path}").build_model()
+
+
+def test_missing_top_level_module_is_named(tiny, tmp_path):
+    save_checkpoint(tiny, tmp_path)
+    state = torch.load(tmp_path / "kokoro-v1_0.pth", weights_only=True)
+    del state["bert"]
+    torch.save(state, tmp_path / "kokoro-v1_0.pth")
+    with pytest.raises(CheckpointError, match=r"missing: bert; unknown: none"):
+        open_checkpoint(f"path:{tmp_path}").build_model()
+
+
+def test_weights_that_need_full_pickle_are_refused(tmp_path, tiny):
+    save_checkpoint(tiny, tmp_path)
+    torch.save({"bert": object()}, tmp_path / "kokoro-v1_0.pth")
+    with pytest.raises(CheckpointError, match=r"cannot load kokoro-v1_0.pth"):
+        open_checkpoint(f"path:{tmp_path}")
+
+
+def test_wrong_voice_shape_is_refused(tiny, tmp_path):
+    save_checkpoint(tiny, tmp_path)
+    torch.save(torch.zeros(510, 128), tmp_path / "voices" / "bad.pt")
+    with pytest.raises(CheckpointError, match=r"voice 'bad' has shape \(510, 128\)"):
+        open_checkpoint(f"path:{tmp_path}")
+
+
+@pytest.mark.parametrize(
+    "spec,message",
+    [
+        ("synthetic:huge", "unknown size"),
+        ("path:/nonexistent/kokoro", "no such file or directory"),
+        ("ftp:somewhere", "expected hub:ORG/NAME, path:DIR or synthetic:tiny|full"),
+    ],
+)
+def test_bad_checkpoint_specs_say_what_to_use(spec, message):
+    with pytest.raises(CheckpointError, match=message):
+        open_checkpoint(spec)
+
+
+def test_hub_source_fails_fast_offline_and_names_other_sources(monkeypatch, tmp_path):
+    # A closed port on loopback stands in for "no network": nothing is listening.
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    monkeypatch.setattr("huggingface_hub.constants.ENDPOINT", "http://127.0.0.1:9")
+    start = time.monotonic()
+    with pytest.raises(CheckpointError) as err:
+        open_checkpoint("hub:hexgrad/Kokoro-82M")
+    assert time.monotonic() - start < 10  # no retry loop
+    assert "synthetic:tiny|synthetic:full" in str(err.value)
+    assert "path:DIR" in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_hub_source_in_offline_mode_fails_without_network(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    with pytest.raises(CheckpointError, match=r"not in the local cache and HF_HUB_OFFLINE"):
+        open_checkpoint("hub:hexgrad/Kokoro-82M")

@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+import onnx
+import pytest
+
+from publisher.export import export_fp32
+from publisher.recipe import load_recipe
+from publisher.verify import check_parity
+
+RANDOM_OPS = {"RandomNormalLike", "RandomUniformLike", "RandomNormal", "RandomUniform"}
+
+
+@pytest.fixture(scope="module")
+def fp32_recipe():
+    return load_recipe("fp32")
+
+
+@pytest.fixture(scope="module")
+def parity_graph(tiny, tiny_model, fp32_recipe):
+    return export_fp32(tiny, fp32_recipe, model=tiny_model, parity=True)
+
+
+def test_fp32_export_passes_the_onnx_checker_with_dynamic_length(tiny, tiny_model, fp32_recipe):
+    path = export_fp32(tiny, fp32_recipe, model=tiny_model)
+    onnx.checker.check_model(str(path))
+    model = onnx.load(str(path))
+    ids = model.graph.input[0].type.tensor_type.shape.dim
+    assert [i.name for i in model.graph.input] == ["input_ids", "style", "speed"]
+    assert [o.name for o in model.graph.output] == ["waveform", "duration"]
+    assert ids[1].dim_param == "tokens"
+    assert model.opset_import[0].version == fp32_recipe.export.opset
+
+
+def test_parity_graph_matches_torch_sample_by_sample(tiny, tiny_model, parity_graph):
+    results = check_parity(tiny, tiny_model, parity_graph, tokens=(5, 12, 40, 130))
+    for r in results:
+        assert r.durations_equal, r
+        assert r.max_abs_error <= 1e-4, r
+        assert r.snr_db >= 60, r
+
+
+def test_shipped_graph_differs_from_parity_graph_only_by_the_noise(
+    tiny, tiny_model, fp32_recipe, parity_graph
+):
+    """The shipped graph keeps the random NSF source: it must not pass as deterministic."""
+    shipped = export_fp32(tiny, fp32_recipe, model=tiny_model)
+    ops_shipped = {n.op_type for n in onnx.load(str(shipped)).graph.node}
+    assert RANDOM_OPS & ops_shipped
+    ops_parity = {n.op_type for n in onnx.load(str(parity_graph)).graph.node}
+    assert not RANDOM_OPS & ops_parity
+
+
+def test_export_is_cached_per_checkpoint_and_settings(tiny, tiny_model, fp32_recipe, monkeypatch):
+    first = export_fp32(tiny, fp32_recipe, model=tiny_model)
+
+    def boom(*args, **kwargs):
+        raise AssertionError("exported again instead of using the cache")
+
+    monkeypatch.setattr("publisher.export._torch_export", boom)
+    assert export_fp32(tiny, fp32_recipe, model=tiny_model) == first
+    with pytest.raises(AssertionError, match="exported again"):
+        export_fp32(
+            tiny,
+            fp32_recipe.model_copy(
+                update={"export": fp32_recipe.export.model_copy(update={"opset": 18})}
+            ),
+            model=tiny_model,
+        )
+
+
+def test_parity_detects_a_broken_graph(tiny, tiny_model, parity_graph, tmp_path):
+    """A decoder weight changed in the graph must show up as a parity failure."""
+    from onnx import numpy_helper
+
+    model = onnx.load(str(parity_graph))
+    inits = {t.name: t for t in model.graph.initializer}
+    last_conv = [n for n in model.graph.node if n.op_type == "Conv" and n.input[1] in inits][-1]
+    init = inits[last_conv.input[1]]  # the generator's conv_post: a decoder weight
+    arr = numpy_helper.to_array(init).copy()
+    arr.flat[: arr.size // 2] = 0.0
+    init.CopyFrom(numpy_helper.from_array(arr, init.name))
+    broken = tmp_path / "broken.onnx"
+    onnx.save(model, str(broken))
+    (r,) = check_parity(tiny, tiny_model, broken, tokens=(40,))
+    assert r.max_abs_error > 1e-3 or not r.durations_equal

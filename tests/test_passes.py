@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+import importlib
+
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from publisher.errors import PublisherError
+from publisher.passes import FINAL_PASSES, PASS_MODULES, REGISTRY, load_registry
+from publisher.passes.io_names import rename_tensors
+from publisher.passes.metadata import set_metadata
+
+
+def _tiny_graph_with_loop() -> onnx.ModelProto:
+    """x -> Identity -> y, plus a Loop whose body reads the outer x."""
+    body = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["body_out"])],
+        "body",
+        [
+            helper.make_tensor_value_info("i", TensorProto.INT64, []),
+            helper.make_tensor_value_info("c", TensorProto.BOOL, []),
+        ],
+        [
+            helper.make_tensor_value_info("c_out", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("body_out", TensorProto.FLOAT, [1]),
+        ],
+    )
+    body.node.append(helper.make_node("Identity", ["c"], ["c_out"]))
+    nodes = [
+        helper.make_node("Identity", ["x"], ["y"]),
+        helper.make_node("Loop", ["n", "cond"], ["scan"], body=body),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, [1]),
+            helper.make_tensor_value_info("n", TensorProto.INT64, []),
+            helper.make_tensor_value_info("cond", TensorProto.BOOL, []),
+        ],
+        [
+            helper.make_tensor_value_info("y", TensorProto.FLOAT, [1]),
+            helper.make_tensor_value_info("scan", TensorProto.FLOAT, [None, 1]),
+        ],
+    )
+    return helper.make_model(graph)
+
+
+def test_every_pass_module_imports_and_registers():
+    for mod in PASS_MODULES:
+        importlib.import_module(mod)
+    registry = load_registry()
+    assert set(FINAL_PASSES) <= set(registry)
+    assert all(callable(fn) for fn in REGISTRY.values())
+
+
+def test_rename_reaches_into_loop_subgraphs():
+    model = rename_tensors(_tiny_graph_with_loop(), {"x": "tokens", "y": "audio"})
+    assert model.graph.input[0].name == "tokens"
+    assert model.graph.output[0].name == "audio"
+    body = model.graph.node[1].attribute[0].g
+    assert body.node[0].input[0] == "tokens"
+    onnx.checker.check_model(model)
+
+
+def test_rename_refuses_a_name_the_graph_does_not_have():
+    with pytest.raises(PublisherError, match=r"no graph input or output named 'input_ids'"):
+        rename_tensors(_tiny_graph_with_loop(), {"input_ids": "tokens"})
+
+
+def test_rename_refuses_a_name_already_in_use():
+    with pytest.raises(PublisherError, match=r"cannot rename to 'n': name already used"):
+        rename_tensors(_tiny_graph_with_loop(), {"x": "n"})
+
+
+def test_metadata_replaces_given_keys_and_keeps_the_rest():
+    model = _tiny_graph_with_loop()
+    set_metadata(model, {"a": "1", "b": "2"})
+    set_metadata(model, {"b": "3"})
+    assert {p.key: p.value for p in model.metadata_props} == {"a": "1", "b": "3"}
