@@ -7,6 +7,7 @@ so ``publisher --help`` stays instant.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -37,6 +38,9 @@ def _info(line: str) -> None:
 @click.version_option(package_name="kokoro-onnx-publisher")
 def main() -> None:
     """Build, verify and publish Kokoro-82M ONNX variants from YAML recipes."""
+    # torch's exporter logs C++ warnings about prim::PackPadded shape inference on every
+    # export; they are about its own inference, not ours. Must be set before torch loads.
+    os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
 
 
 @main.command("list")
