@@ -1,4 +1,8 @@
-"""``build``: recipe + checkpoint -> verified variant folder with manifest, written atomically."""
+"""``build`` and ``verify``: recipe + checkpoint -> verified variant folder with manifest.
+
+A build writes into a temporary folder beside ``OUT/NAME`` and moves it into place only
+when every gate passed, so a failed build leaves nothing in ``OUT/NAME``.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from publisher.errors import PublisherError
 
 MANIFEST = "manifest.json"
 RESOLVED_RECIPE = "recipe.json"
+Echo = Callable[[str], None]
 
 
 @dataclass
@@ -22,6 +27,18 @@ class BuildResult:
     folder: Path
     model_path: Path
     manifest: dict[str, Any]
+
+
+@dataclass
+class Prepared:
+    """A recipe's checkpoint, torch model and transformed graphs, ready to verify."""
+
+    recipe: Any
+    ckpt: Any
+    model: Any
+    variant: Any  # onnx.ModelProto, random source on
+    parity_graph: Path  # fp32 parity-mode export (cached)
+    twin: Any | None  # the variant's parity-mode twin; None when passes change no numbers
 
 
 def onnx_metadata(recipe, ckpt) -> dict[str, str]:
@@ -43,33 +60,14 @@ def onnx_metadata(recipe, ckpt) -> dict[str, str]:
     }
 
 
-def _transform(graph_path: Path, recipe, ctx) -> Any:
+def prepare(recipe, spec: str, timer) -> Prepared:
     import onnx
 
-    from publisher.passes import run_passes
-
-    return run_passes(onnx.load(str(graph_path)), recipe, ctx)
-
-
-def build(
-    recipe,
-    checkpoint: str | None = None,
-    out_dir: Path = Path("dist"),
-    echo: Callable[[str], None] | None = None,
-) -> BuildResult:
-    """Build, verify and write ``out_dir/<recipe.name>/``; nothing is left there on failure."""
-    import onnx
-
-    from publisher.checkpoint import file_sha256, open_checkpoint
+    from publisher.checkpoint import open_checkpoint
     from publisher.export import export_fp32
-    from publisher.passes import PassContext, plan
-    from publisher.provenance import StepTimer, host, versions
-    from publisher.recipe import recipe_hash
-    from publisher.verify import PARITY_TOKENS, check_parity, enforce_parity_gates, parity_report
+    from publisher.passes import FINAL_PASSES, PassContext, plan, run_passes
 
-    passes = plan(recipe)  # fail on unknown passes before any heavy work
-    spec = checkpoint or recipe.checkpoint
-    timer = StepTimer(total=6, echo=echo)
+    passes = plan(recipe)  # unknown passes fail before any heavy work
     with timer.step("checkpoint", spec):
         ckpt = open_checkpoint(spec)
         model = ckpt.build_model()
@@ -78,53 +76,175 @@ def build(
     with timer.step("export parity graph", "noise-free switch for sample-by-sample checks"):
         parity_graph = export_fp32(ckpt, recipe, model=model, parity=True)
     ctx = PassContext(config=ckpt.config, metadata=onnx_metadata(recipe, ckpt))
+    numeric = [p for p in passes if p not in FINAL_PASSES]
     with timer.step("passes", " -> ".join(passes)):
-        variant = _transform(graph, recipe, ctx)
-        parity_variant = _transform(parity_graph, recipe, ctx)
+        variant = run_passes(onnx.load(str(graph)), recipe, ctx)
+        twin = run_passes(onnx.load(str(parity_graph)), recipe, ctx) if numeric else None
+    return Prepared(recipe, ckpt, model, variant, parity_graph, twin)
 
+
+def _verify(p: Prepared, shipped: Path, scratch: Path, timer, echo: Echo) -> dict[str, Any]:
+    import onnx
+
+    from publisher.verify import evaluate, verification_items, write_report
+
+    twin_path = None
+    if p.twin is not None:
+        twin_path = scratch / "twin.onnx"
+        onnx.save(p.twin, str(twin_path))
+    items = verification_items(p.ckpt)
+    with timer.step("verify", f"{len(items)} inputs: parity, fidelity, shipped graph"):
+        report = evaluate(
+            p.recipe,
+            p.ckpt,
+            p.model,
+            parity_graph=p.parity_graph,
+            twin_graph=twin_path,
+            shipped_graph=shipped,
+            items=items,
+            echo=echo,
+        )
+    if twin_path:
+        twin_path.unlink()
+    write_report(report, scratch, f"{p.recipe.name} ({p.ckpt.source})")
+    return report
+
+
+def _gate_lines(report: dict[str, Any]) -> list[str]:
+    return [
+        f"  {'ok  ' if g['passed'] else 'FAIL'} {g['gate']}: {g['measured']:.6g} "
+        f"(threshold {g['threshold']:.6g}, worst item {g['item']})"
+        for g in report["gates"]
+    ]
+
+
+def build(
+    recipe, checkpoint: str | None = None, out_dir: Path = Path("dist"), echo: Echo | None = None
+) -> BuildResult:
+    """Build, verify and write ``out_dir/<recipe.name>/``; nothing is left there on failure."""
+    import onnx
+
+    from publisher.provenance import StepTimer
+    from publisher.verify import enforce_gates, passed, public
+
+    echo = echo or (lambda line: None)
+    timer = StepTimer(total=6, echo=echo)
+    p = prepare(recipe, checkpoint or recipe.checkpoint, timer)
     final = Path(out_dir) / recipe.name
     final.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{recipe.name}.", dir=final.parent))
     try:
-        parity_path = staging / "parity.onnx"
-        onnx.save(parity_variant, str(parity_path))
-        with timer.step("verify parity", f"ONNX vs torch at {PARITY_TOKENS} tokens"):
-            results = check_parity(ckpt, model, parity_path)
-            enforce_parity_gates(recipe, results)
-        parity_path.unlink()
+        model_path = staging / recipe.output.path
+        model_path.parent.mkdir(parents=True, exist_ok=True)
+        onnx.save(p.variant, str(model_path))
+        report = _verify(p, model_path, staging, timer, echo)
+        for line in _gate_lines(report):
+            echo(line)
+        enforce_gates(report)
         with timer.step("write", str(final)):
-            model_path = staging / recipe.output.path
-            model_path.parent.mkdir(parents=True, exist_ok=True)
-            onnx.save(variant, str(model_path))
-            (staging / RESOLVED_RECIPE).write_text(
-                json.dumps(recipe.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
+            manifest = write_manifest(
+                staging, p, public(report) | {"passed": passed(report)}, timer.seconds
             )
-        manifest = {
-            "recipe": recipe.name,
-            "recipe_sha256": recipe_hash(recipe),
-            "resolved_recipe": recipe.model_dump(mode="json"),
-            "checkpoint": {
-                "source": ckpt.source,
-                "sha256": ckpt.sha256,
-                "synthetic": ckpt.synthetic,
-            },
-            "io": recipe.io_names(),
-            "verification": {"parity": parity_report(results)},
-            "versions": versions(),
-            "host": host(),
-            "steps_seconds": timer.seconds,
-        }
-        manifest["files"] = {
-            p.relative_to(staging).as_posix(): {"sha256": file_sha256(p), "bytes": p.stat().st_size}
-            for p in sorted(staging.rglob("*"))
-            if p.is_file()
-        }
-        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-        _move_into_place(staging, final)
+            _move_into_place(staging, final)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return BuildResult(final, final / recipe.output.path, manifest)
+
+
+def write_manifest(folder: Path, p: Prepared, verification: dict, steps: dict) -> dict:
+    """manifest.json and recipe.json beside the artifact: what it is and how it was made."""
+    from publisher.provenance import host, versions
+    from publisher.recipe import recipe_hash
+
+    (folder / RESOLVED_RECIPE).write_text(
+        json.dumps(p.recipe.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
+    )
+    manifest = {
+        "recipe": p.recipe.name,
+        "recipe_sha256": recipe_hash(p.recipe),
+        "resolved_recipe": p.recipe.model_dump(mode="json"),
+        "model": p.recipe.output.path,
+        "checkpoint": {
+            "source": p.ckpt.source,
+            "sha256": p.ckpt.sha256,
+            "synthetic": p.ckpt.synthetic,
+        },
+        "io": p.recipe.io_names(),
+        "verification": verification,
+        "versions": versions(),
+        "host": host(),
+        "steps_seconds": steps,
+    }
+    manifest["files"] = file_index(folder)
+    write_json_atomic(folder / MANIFEST, manifest)
+    return manifest
+
+
+def file_index(folder: Path) -> dict[str, dict[str, Any]]:
+    """sha256 and size of every file in a variant folder but the manifest itself."""
+    from publisher.checkpoint import file_sha256
+
+    return {
+        f.relative_to(folder).as_posix(): {"sha256": file_sha256(f), "bytes": f.stat().st_size}
+        for f in sorted(folder.rglob("*"))
+        if f.is_file() and f.name != MANIFEST
+    }
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    path = folder / MANIFEST
+    if not path.is_file():
+        raise PublisherError(
+            f"{folder}: no {MANIFEST}; build it first with `publisher build --recipe {folder.name}`"
+        )
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise PublisherError(f"{path}: not valid JSON ({exc})") from None
+
+
+def verify_built(
+    recipe, out_dir: Path = Path("dist"), checkpoint: str | None = None, echo: Echo | None = None
+) -> dict[str, Any]:
+    """Re-verify an existing ``out_dir/<name>/`` build; updates its manifest and report.
+
+    Raises VerificationError (after writing the report) when a gate fails."""
+    from publisher.checkpoint import file_sha256
+    from publisher.provenance import StepTimer
+    from publisher.verify import enforce_gates, passed, public
+
+    echo = echo or (lambda line: None)
+    folder = Path(out_dir) / recipe.name
+    manifest = read_manifest(folder)
+    shipped = folder / manifest["model"]
+    recorded = manifest["files"].get(manifest["model"], {}).get("sha256")
+    if not shipped.is_file() or file_sha256(shipped) != recorded:
+        raise PublisherError(f"{shipped}: missing or changed since the build; rebuild it")
+    timer = StepTimer(total=5, echo=echo)
+    p = prepare(recipe, checkpoint or manifest["checkpoint"]["source"], timer)
+    if p.ckpt.sha256 != manifest["checkpoint"]["sha256"]:
+        raise PublisherError(
+            f"{folder}: built from checkpoint {manifest['checkpoint']['sha256'][:12]}"
+            f", but {p.ckpt.source} is {p.ckpt.sha256[:12]}; pass --checkpoint"
+        )
+    with tempfile.TemporaryDirectory(dir=folder) as scratch:
+        report = _verify(p, shipped, Path(scratch), timer, echo)
+        for name in ("verify.md", "verify_spectrogram.png"):
+            os.replace(Path(scratch) / name, folder / name)
+    for line in _gate_lines(report):
+        echo(line)
+    manifest["verification"] = public(report) | {"passed": passed(report)}
+    manifest["files"] = file_index(folder)
+    write_json_atomic(folder / MANIFEST, manifest)
+    enforce_gates(report)
+    return manifest
 
 
 def _move_into_place(staging: Path, final: Path) -> None:

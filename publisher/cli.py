@@ -124,8 +124,54 @@ def build(recipe_name: str, checkpoint: str | None, out_dir: Path, dry_run: bool
     result = run_build(recipe, checkpoint=checkpoint, out_dir=out_dir, echo=_info)
     size = result.model_path.stat().st_size / 2**20
     worst = max(p["max_abs_error"] for p in result.manifest["verification"]["parity"])
-    click.echo(f"built {result.model_path} ({size:.2f} MiB); parity max abs error {worst:.3g}")
+    click.echo(
+        f"built {result.model_path} ({size:.2f} MiB); parity max abs error {worst:.3g}; "
+        f"report {result.folder / 'verify.md'}"
+    )
 
+
+@main.command()
+@click.option(
+    "--recipe",
+    "recipe_name",
+    required=True,
+    metavar="NAME|PATH",
+    help="The recipe whose build (OUT/NAME/) to verify.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("dist"),
+    show_default=True,
+    help="Folder that holds NAME/.",
+)
+@click.option(
+    "--checkpoint",
+    metavar="SRC",
+    default=None,
+    help="Checkpoint to compare with (default: the one the build recorded).",
+)
+def verify(recipe_name: str, out_dir: Path, checkpoint: str | None) -> None:
+    """Re-run parity, fidelity and gates on a built variant; update its manifest and report."""
+    from publisher.build import verify_built
+    from publisher.recipe import load_recipe
+
+    recipe = load_recipe(recipe_name)
+    verify_built(recipe, out_dir=out_dir, checkpoint=checkpoint, echo=_info)
+    click.echo(
+        f"verified {out_dir / recipe.name}: all gates pass; "
+        f"report {out_dir / recipe.name / 'verify.md'}"
+    )
+
+
+def _register_commands() -> None:
+    from publisher.commands.inspect_cmd import inspect_command
+
+    main.add_command(inspect_command)
+
+
+_register_commands()
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -1,4 +1,13 @@
-"""Prove an export: deterministic ONNX graph against deterministic torch, sample by sample."""
+"""Prove a variant against the PyTorch reference.
+
+* parity: the fp32 parity-mode graph against parity-mode torch, sample by sample (proves
+  the export itself; see parity_mode.py);
+* fidelity: the variant's parity twin (the same passes applied to the parity export)
+  against parity-mode torch: spectrogram correlation, log-mel distance, durations. Both
+  sides are noise-free, so the score measures the variant and nothing else;
+* shipped: the published graph itself, with its random source, run in a child process
+  (a crash is a failed gate), compared with torch next to the torch-vs-torch noise floor.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from publisher.errors import ShapeMismatchError, VerificationError
+from publisher.metrics import duration_agreement, log_mel_distance, snr_db, spectral_correlation
 
 if TYPE_CHECKING:
     import numpy as np
@@ -14,90 +24,354 @@ if TYPE_CHECKING:
     from publisher.checkpoint import Checkpoint
     from publisher.recipe import Recipe
 
-PARITY_TOKENS = (12, 40, 400)  # token counts, the two pads included
+PROBE_TOKENS = (40, 400)  # fixed-length parity probes (token counts, pads included)
+SHIPPED_ITEMS = 2  # corpus items the noisy shipped graph is run on
+REPORT = "verify.md"
+PICTURE = "verify_spectrogram.png"
+
+
+@dataclass(frozen=True)
+class Item:
+    id: str
+    ids: tuple[int, ...]
+    voice: str
+    speed: float
 
 
 @dataclass
 class ParityResult:
+    item: str
     tokens: int
-    voice: str
     max_abs_error: float
     snr_db: float
     durations_equal: bool
     samples: int
 
 
-def parity_ids(ckpt: Checkpoint, tokens: int) -> list[int]:
-    """A fixed pseudo-random phoneme id sequence (tokens - 2 ids; pads are added later)."""
+@dataclass
+class FidelityResult:
+    item: str
+    spectral_correlation: float
+    log_mel_distance: float
+    duration_equal_share: float
+    total_frames_diff: int
+
+
+@dataclass
+class GateResult:
+    gate: str
+    measured: float
+    threshold: float
+    passed: bool
+    item: str
+    higher_is_better: bool
+
+
+def probe_ids(ckpt: Checkpoint, tokens: int) -> list[int]:
+    """A fixed pseudo-random phoneme id sequence of tokens - 2 ids (pads added later)."""
     import numpy as np
 
     vocab = np.array(sorted(set(ckpt.config["vocab"].values())), dtype=np.int64)
-    rng = np.random.default_rng(tokens)
-    return rng.choice(vocab, size=tokens - 2).tolist()
+    return np.random.default_rng(tokens).choice(vocab, size=tokens - 2).tolist()
 
 
-def snr_db(ref: np.ndarray, test: np.ndarray) -> float:
+def verification_items(ckpt: Checkpoint, max_phonemes: int | None = None) -> list[Item]:
+    """The shipped evaluation corpus plus fixed-length probes, voices from the checkpoint."""
+    from publisher.corpus import load_corpus
+
+    vocab = ckpt.config["vocab"]
+    items = []
+    for c in load_corpus().eval:
+        if max_phonemes and len(c.phonemes) > max_phonemes:
+            continue
+        voice = c.voice if c.voice in ckpt.voices else ckpt.sample_voice
+        items.append(Item(c.id, tuple(c.ids(vocab)), voice, c.speed))
+    for n in PROBE_TOKENS:
+        if not max_phonemes or n - 2 <= max_phonemes:
+            items.append(Item(f"probe-{n}", tuple(probe_ids(ckpt, n)), ckpt.sample_voice, 1.0))
+    return items
+
+
+def _style(ckpt: Checkpoint, item: Item) -> np.ndarray:
+    from publisher.synth import style_row
+
+    return style_row(ckpt.voices[item.voice], len(item.ids))
+
+
+def _parity(item: Item, ref, out) -> ParityResult:
     import numpy as np
 
-    noise = float(np.sum((ref.astype(np.float64) - test) ** 2))
-    signal = float(np.sum(ref.astype(np.float64) ** 2))
-    if noise == 0.0:
-        return float("inf")
-    return float(10.0 * np.log10(max(signal, 1e-30) / noise))
+    if ref.waveform.shape != out.waveform.shape:
+        if not np.array_equal(ref.durations, out.durations):
+            return ParityResult(
+                item.id,
+                len(item.ids) + 2,
+                float("inf"),
+                float("-inf"),
+                False,
+                int(ref.waveform.size),
+            )
+        raise ShapeMismatchError("waveform", ref.waveform.shape, out.waveform.shape)
+    return ParityResult(
+        item.id,
+        len(item.ids) + 2,
+        float(np.max(np.abs(ref.waveform - out.waveform))) if ref.waveform.size else 0.0,
+        snr_db(ref.waveform, out.waveform),
+        bool(np.array_equal(ref.durations, out.durations)),
+        int(ref.waveform.size),
+    )
+
+
+def _fidelity(item: Item, ref, out) -> FidelityResult:
+    d = duration_agreement(ref.durations, out.durations)
+    return FidelityResult(
+        item.id,
+        spectral_correlation(ref.waveform, out.waveform),
+        log_mel_distance(ref.waveform, out.waveform),
+        d.equal_share,
+        d.total_frames_diff,
+    )
 
 
 def check_parity(
-    ckpt: Checkpoint, model: Any, graph: Path, tokens: tuple[int, ...] = PARITY_TOKENS
+    ckpt: Checkpoint, model: Any, graph: Path, tokens: tuple[int, ...] = PROBE_TOKENS
 ) -> list[ParityResult]:
-    """Run the parity graph and torch in parity mode on fixed inputs; measure the gap."""
-    import numpy as np
-
+    """Parity of a parity-mode graph on fixed-length probes (a quick check for tests)."""
     from publisher.parity_mode import parity_mode
-    from publisher.synth import open_session, run_onnx, run_torch, style_row
+    from publisher.synth import open_session, run_onnx, run_torch
 
     session = open_session(graph)
-    voice = ckpt.sample_voice
     results = []
     for n in tokens:
-        ids = parity_ids(ckpt, n)
-        style = style_row(ckpt.voices[voice], len(ids))
+        item = Item(f"probe-{n}", tuple(probe_ids(ckpt, n)), ckpt.sample_voice, 1.0)
         with parity_mode(model):
-            ref = run_torch(model, ids, style)
-        out = run_onnx(session, ids, style)
-        if ref.waveform.shape != out.waveform.shape:
-            raise ShapeMismatchError("waveform", ref.waveform.shape, out.waveform.shape)
-        results.append(
-            ParityResult(
-                tokens=n,
-                voice=voice,
-                max_abs_error=float(np.max(np.abs(ref.waveform - out.waveform))),
-                snr_db=snr_db(ref.waveform, out.waveform),
-                durations_equal=bool(np.array_equal(ref.durations, out.durations)),
-                samples=int(ref.waveform.size),
-            )
-        )
+            ref = run_torch(model, list(item.ids), _style(ckpt, item))
+        results.append(_parity(item, ref, run_onnx(session, list(item.ids), _style(ckpt, item))))
     return results
 
 
-def enforce_parity_gates(recipe: Recipe, results: list[ParityResult]) -> None:
-    """Raise VerificationError (with the measured value) on the first gate a result fails."""
-    gates = recipe.gates
-    for r in results:
-        where = f"{r.tokens} tokens, voice {r.voice}"
-        if not r.durations_equal:
-            raise VerificationError("parity_durations_equal", 0.0, 1.0, detail=where)
-        if r.max_abs_error > gates.parity_max_abs:
-            raise VerificationError(
-                "parity_max_abs",
-                r.max_abs_error,
-                gates.parity_max_abs,
-                detail=f"{where}; must be at most the threshold",
-            )
-        if r.snr_db < gates.parity_min_snr_db:
-            raise VerificationError(
-                "parity_min_snr_db", r.snr_db, gates.parity_min_snr_db, detail=where
-            )
+def evaluate(
+    recipe: Recipe,
+    ckpt: Checkpoint,
+    model: Any,
+    *,
+    parity_graph: Path,
+    twin_graph: Path | None,
+    shipped_graph: Path,
+    items: list[Item],
+    echo=None,
+) -> dict[str, Any]:
+    """Measure everything; ``twin_graph`` None means the variant is numerically the fp32
+    export (fidelity then equals parity). Returns the report dict (gates not enforced)."""
+    from publisher.parity_mode import parity_mode
+    from publisher.synth import open_session, run_onnx, run_torch
+    from publisher.worker import ModelWorker
+
+    echo = echo or (lambda line: None)
+    parity_sess = open_session(parity_graph)
+    twin_sess = open_session(twin_graph) if twin_graph else None
+    parity, fidelity, refs, outs = [], [], {}, {}
+    for k, item in enumerate(items, 1):
+        style = _style(ckpt, item)
+        with parity_mode(model):
+            ref = run_torch(model, list(item.ids), style, item.speed)
+        out = run_onnx(parity_sess, list(item.ids), style, item.speed)
+        parity.append(_parity(item, ref, out))
+        twin = run_onnx(twin_sess, list(item.ids), style, item.speed) if twin_sess else out
+        fidelity.append(_fidelity(item, ref, twin))
+        refs[item.id], outs[item.id] = ref, twin
+        echo(
+            f"  {k}/{len(items)} {item.id}: {len(item.ids)} phonemes, "
+            f"corr {fidelity[-1].spectral_correlation:.5f}, "
+            f"parity {parity[-1].max_abs_error:.2g}"
+        )
+    shipped = _shipped(ckpt, model, shipped_graph, items[:SHIPPED_ITEMS], ModelWorker, run_torch)
+    pic_item = max(items[: max(1, len(items) // 2)], key=lambda i: len(i.ids))
+    return {
+        "items": [asdict(i) | {"ids": len(i.ids)} for i in items],
+        "parity": [asdict(p) for p in parity],
+        "fidelity": [asdict(f) for f in fidelity],
+        "shipped": shipped,
+        "gates": [asdict(g) for g in gate_results(recipe, parity, fidelity, shipped)],
+        "picture_item": pic_item.id,
+        "_waves": (refs[pic_item.id].waveform, outs[pic_item.id].waveform),
+    }
 
 
-def parity_report(results: list[ParityResult]) -> list[dict[str, Any]]:
-    return [asdict(r) for r in results]
+def _shipped(ckpt, model, graph: Path, items: list[Item], worker_cls, run_torch) -> dict:
+    """Run the published graph (random source on) in a child process, next to torch."""
+    import numpy as np
+
+    rows = []
+    try:
+        with worker_cls(str(graph), label=graph.name) as worker:
+            for item in items:
+                style = _style(ckpt, item)
+                out, _ = worker.run(list(item.ids), style, item.speed)
+                a = run_torch(model, list(item.ids), style, item.speed)
+                b = run_torch(model, list(item.ids), style, item.speed)
+                finite = bool(np.isfinite(out.waveform).all())
+                rows.append(
+                    {
+                        "item": item.id,
+                        "finite": finite,
+                        "spectral_correlation": spectral_correlation(a.waveform, out.waveform),
+                        "log_mel_distance": log_mel_distance(a.waveform, out.waveform),
+                        "noise_floor_correlation": spectral_correlation(a.waveform, b.waveform),
+                        "noise_floor_log_mel": log_mel_distance(a.waveform, b.waveform),
+                    }
+                )
+    except VerificationError:
+        raise
+    except Exception as exc:  # VariantCrashed or a load failure: a failed gate
+        return {"ran": False, "error": str(exc), "items": rows}
+    return {"ran": True, "error": "", "items": rows}
+
+
+def gate_results(
+    recipe: Recipe, parity: list[ParityResult], fidelity: list[FidelityResult], shipped: dict
+) -> list[GateResult]:
+    """Worst value per gate over all items, compared with the recipe's threshold."""
+    g = recipe.gates
+    out = []
+
+    def worst(rows, key, higher_is_better):
+        pick = min if higher_is_better else max
+        row = pick(rows, key=lambda r: getattr(r, key))
+        return getattr(row, key), row.item
+
+    checks = [
+        ("parity_max_abs", parity, "max_abs_error", g.parity_max_abs, False),
+        ("parity_min_snr_db", parity, "snr_db", g.parity_min_snr_db, True),
+        ("spectral_correlation", fidelity, "spectral_correlation", g.spectral_correlation, True),
+        ("log_mel_distance", fidelity, "log_mel_distance", g.log_mel_distance, False),
+        ("duration_agreement", fidelity, "duration_equal_share", g.duration_agreement, True),
+    ]
+    for gate, rows, key, threshold, higher in checks:
+        if threshold is None or not rows:
+            continue
+        value, item = worst(rows, key, higher)
+        ok = value >= threshold if higher else value <= threshold
+        out.append(GateResult(gate, float(value), float(threshold), bool(ok), item, higher))
+    bad = next((p for p in parity if not p.durations_equal), None)
+    out.append(
+        GateResult(
+            "parity_durations_equal",
+            0.0 if bad else 1.0,
+            1.0,
+            bad is None,
+            bad.item if bad else "all",
+            True,
+        )
+    )
+    finite = shipped["ran"] and all(r["finite"] for r in shipped["items"])
+    out.append(
+        GateResult(
+            "shipped_graph_runs",
+            1.0 if finite else 0.0,
+            1.0,
+            finite,
+            shipped.get("error") or "all",
+            True,
+        )
+    )
+    return out
+
+
+def enforce_gates(report: dict[str, Any]) -> None:
+    """Raise a VerificationError carrying the measured value of the first failed gate."""
+    for g in report["gates"]:
+        if not g["passed"]:
+            relation = "at least" if g["higher_is_better"] else "at most"
+            detail = f"worst item {g['item']}; must be {relation} the threshold"
+            raise VerificationError(g["gate"], g["measured"], g["threshold"], detail=detail)
+
+
+def passed(report: dict[str, Any]) -> bool:
+    return all(g["passed"] for g in report["gates"])
+
+
+def write_report(report: dict[str, Any], folder: Path, title: str) -> list[Path]:
+    """verify.md (tables) and verify_spectrogram.png in ``folder``; returns the paths."""
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = [
+        f"# Verification: {title}",
+        "",
+        "## Gates",
+        "",
+        "| gate | worst measured | threshold | item | result |",
+        "|---|---|---|---|---|",
+    ]
+    for g in report["gates"]:
+        lines.append(
+            f"| {g['gate']} | {g['measured']:.6g} | {g['threshold']:.6g} | "
+            f"{g['item']} | {'pass' if g['passed'] else '**FAIL**'} |"
+        )
+    lines += [
+        "",
+        "## Per item (parity-mode torch reference)",
+        "",
+        "| item | tokens | parity max abs | parity SNR dB | durations equal | "
+        "spectral corr | log-mel dist | dur. agreement |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for p, f in zip(report["parity"], report["fidelity"], strict=True):
+        lines.append(
+            f"| {p['item']} | {p['tokens']} | {p['max_abs_error']:.3g} | "
+            f"{p['snr_db']:.1f} | {p['durations_equal']} | "
+            f"{f['spectral_correlation']:.6f} | {f['log_mel_distance']:.4f} | "
+            f"{f['duration_equal_share']:.3f} |"
+        )
+    shipped = report["shipped"]
+    lines += ["", "## Shipped graph (random source on) vs torch", ""]
+    if not shipped["ran"]:
+        lines.append(f"Did not run: {shipped['error']}")
+    else:
+        lines += [
+            "| item | spectral corr | log-mel dist | noise floor corr | noise floor log-mel |",
+            "|---|---|---|---|---|",
+        ]
+        for r in shipped["items"]:
+            lines.append(
+                f"| {r['item']} | {r['spectral_correlation']:.5f} | "
+                f"{r['log_mel_distance']:.4f} | {r['noise_floor_correlation']:.5f} | "
+                f"{r['noise_floor_log_mel']:.4f} |"
+            )
+        lines += ["", "The noise floor is torch against itself: two runs of the random source."]
+    lines += ["", f"![spectrograms]({PICTURE})", ""]
+    md = folder / REPORT
+    md.write_text("\n".join(lines))
+    png = folder / PICTURE
+    ref, test = report["_waves"]
+    spectrogram_picture(ref, test, png, f"{title}: {report['picture_item']}")
+    return [md, png]
+
+
+def spectrogram_picture(ref: np.ndarray, test: np.ndarray, path: Path, title: str) -> None:
+    """Reference, variant and their difference as log-mel images, one above the other."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from publisher.metrics import log_mel
+
+    n = min(ref.size, test.size)
+    a, b = log_mel(ref[:n]).T, log_mel(test[:n]).T
+    fig, axes = plt.subplots(3, 1, figsize=(10, 7), sharex=True)
+    lo, hi = float(min(a.min(), b.min())), float(max(a.max(), b.max()))
+    for ax, img, name in ((axes[0], a, "torch reference"), (axes[1], b, "variant")):
+        ax.imshow(img, origin="lower", aspect="auto", vmin=lo, vmax=hi, cmap="magma")
+        ax.set_ylabel(f"{name}\nmel bin")
+    diff = axes[2].imshow(b - a, origin="lower", aspect="auto", cmap="coolwarm", vmin=-2, vmax=2)
+    axes[2].set_ylabel("difference\nmel bin")
+    axes[2].set_xlabel("frame (256 samples)")
+    fig.colorbar(diff, ax=axes[2], label="log-mel difference")
+    fig.suptitle(title)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def public(report: dict[str, Any]) -> dict[str, Any]:
+    """The report without in-memory waveforms, for JSON."""
+    return {k: v for k, v in report.items() if not k.startswith("_")}

@@ -1,0 +1,130 @@
+"""Run a model in a child process: a crash (quantized Kokoro files have segfaulted some
+onnxruntime versions) becomes a ``VariantCrashed`` error instead of killing the build,
+and each model's peak memory and timings are measured in isolation.
+
+The child serves requests over a pipe: ``("run", ids, style, speed)`` answers
+``(waveform, durations, seconds)``; ``("stats",)`` answers peak RSS in MiB.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing as mp
+import time
+from typing import TYPE_CHECKING, Any
+
+from publisher.errors import PublisherError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from publisher.synth import Synthesis
+
+
+class VariantCrashed(PublisherError):
+    """The child process running a model died (segfault, abort, out of memory)."""
+
+
+def _peak_rss_mib() -> float:
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+
+
+def _open(kind: str, target: str, threads: int) -> Any:
+    if kind == "onnx":
+        from publisher.synth import open_session
+
+        return open_session(target, threads=threads)
+    import torch
+
+    from publisher.checkpoint import open_checkpoint
+
+    if threads:
+        torch.set_num_threads(threads)
+    return open_checkpoint(target).build_model()
+
+
+def _serve(conn: Any, kind: str, target: str, threads: int) -> None:
+    import os
+
+    os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
+    from publisher.synth import run_onnx, run_torch
+
+    start = time.perf_counter()
+    try:
+        model = _open(kind, target, threads)
+    except Exception as exc:  # reported to the parent as one line
+        conn.send(("error", f"{type(exc).__name__}: {exc}".splitlines()[0]))
+        return
+    conn.send(("ready", time.perf_counter() - start))
+    run = run_onnx if kind == "onnx" else run_torch
+    while True:
+        try:
+            msg = conn.recv()
+        except EOFError:
+            return
+        if msg[0] == "stop":
+            return
+        if msg[0] == "stats":
+            conn.send(("stats", _peak_rss_mib()))
+            continue
+        _, ids, style, speed = msg
+        t0 = time.perf_counter()
+        out = run(model, ids, style, speed)
+        conn.send(("out", out.waveform, out.durations, time.perf_counter() - t0))
+
+
+class ModelWorker:
+    """One model (an ONNX file, or ``torch:<checkpoint spec>``) served by a child process."""
+
+    def __init__(self, target: str, threads: int = 0, label: str | None = None) -> None:
+        kind, spec = ("torch", target[6:]) if target.startswith("torch:") else ("onnx", target)
+        self.label = label or target
+        ctx = mp.get_context("spawn")
+        self._conn, child = ctx.Pipe()
+        self._proc = ctx.Process(target=_serve, args=(child, kind, spec, threads), daemon=True)
+        self._proc.start()
+        child.close()
+        reply = self._recv()
+        if reply[0] == "error":
+            self.close()
+            raise PublisherError(f"{self.label}: cannot load: {reply[1]}")
+        self.load_seconds: float = reply[1]
+
+    def _recv(self) -> tuple:
+        try:
+            return self._conn.recv()
+        except (EOFError, ConnectionError, OSError):
+            self._proc.join(timeout=5)
+            code = self._proc.exitcode
+            how = f"signal {-code}" if code is not None and code < 0 else f"exit status {code}"
+            raise VariantCrashed(f"{self.label}: the runtime crashed ({how})") from None
+
+    def run(self, ids: list[int], style: np.ndarray, speed: float = 1.0) -> tuple[Synthesis, float]:
+        from publisher.synth import Synthesis
+
+        self._conn.send(("run", list(ids), style, float(speed)))
+        _, wave, dur, seconds = self._recv()
+        return Synthesis(wave, dur), seconds
+
+    def peak_rss_mib(self) -> float:
+        self._conn.send(("stats",))
+        return self._recv()[1]
+
+    def close(self) -> None:
+        if self._proc.is_alive():
+            with contextlib.suppress(BrokenPipeError, OSError):
+                self._conn.send(("stop",))
+            self._proc.join(timeout=10)
+        if self._proc.is_alive():
+            self._proc.kill()
+        self._conn.close()
+
+    def __enter__(self) -> ModelWorker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
