@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -69,7 +70,10 @@ def new_kmodel(config: dict[str, Any]) -> KModel:
 
     from publisher.synthetic import apply_tiny_decoder
 
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        # kokoro's modules warn about weight_norm's deprecation and LSTM dropout at
+        # construction; neither concerns inference.
+        warnings.simplefilter("ignore", (FutureWarning, UserWarning))
         empty = Path(tmp) / "empty.pth"
         torch.save({}, empty)
         model = KModel(

@@ -165,6 +165,81 @@ def verify(recipe_name: str, out_dir: Path, checkpoint: str | None) -> None:
     )
 
 
+@main.command()
+@click.argument("folders", nargs=-1, type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--recipe",
+    "recipes",
+    multiple=True,
+    metavar="NAME",
+    help="Benchmark OUT/NAME (repeatable); or pass built folders as arguments.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("dist"),
+    show_default=True,
+    help="Folder holding built variants.",
+)
+@click.option(
+    "--torch/--no-torch",
+    "with_torch",
+    default=False,
+    help="Also time the PyTorch model on the CPU, in the same interleaved run.",
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(0, 256),
+    default=0,
+    show_default=True,
+    help="Intra-op threads per model (0: the runtime's default).",
+)
+@click.option("--warmup", type=click.IntRange(0, 20), default=1, show_default=True)
+@click.option("--repeats", type=click.IntRange(1, 100), default=3, show_default=True)
+@click.option(
+    "--max-phonemes",
+    type=click.IntRange(1, 508),
+    default=None,
+    help="Only corpus inputs up to this many phonemes (quicker runs).",
+)
+@click.option(
+    "--report",
+    "report_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where bench.json/.md/.png go (default OUT/bench).",
+)
+def bench(
+    folders: tuple[Path, ...],
+    recipes: tuple[str, ...],
+    out_dir: Path,
+    with_torch: bool,
+    threads: int,
+    warmup: int,
+    repeats: int,
+    max_phonemes: int | None,
+    report_dir: Path | None,
+) -> None:
+    """Time variants interleaved on the corpus: load, median/p90, RTF, memory, size."""
+    from publisher.bench import benchmark, markdown_table
+
+    chosen = [*folders, *(out_dir / name for name in recipes)]
+    results, paths = benchmark(
+        chosen,
+        with_torch=with_torch,
+        threads=threads,
+        warmup=warmup,
+        repeats=repeats,
+        max_phonemes=max_phonemes,
+        report_dir=report_dir,
+        echo=_info,
+    )
+    baseline = json.loads(paths["json"].read_text())["settings"]["baseline"]
+    click.echo(markdown_table(results, baseline))
+    click.echo(f"wrote {paths['json']}, {paths['md']}, {paths['png']}")
+
+
 def _register_commands() -> None:
     from publisher.commands.inspect_cmd import inspect_command
 

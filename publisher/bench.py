@@ -1,0 +1,288 @@
+"""``bench``: load time, synthesis time, real-time factor, peak memory and size per model.
+
+Every model runs in its own child process (so peak memory is its own and a crash is
+contained); runs are interleaved round-robin with a rotating start, because on a noisy
+2-core machine back-to-back blocks would measure the machine's mood, not the model.
+Timing is taken inside the child around the session run, excluding the pipe.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from publisher.errors import PublisherError
+
+if TYPE_CHECKING:
+    from publisher.verify import Item
+
+SAMPLE_RATE = 24000
+
+
+@dataclass
+class Target:
+    label: str
+    target: str  # an .onnx path, or "torch:<checkpoint spec>"
+    size_bytes: int | None = None
+    fidelity: float | None = None  # worst spectral correlation from the variant's verify
+    folder: Path | None = None  # built variant folder whose manifest gets the results
+
+
+@dataclass
+class TargetResult:
+    label: str
+    size_mib: float | None
+    load_seconds: float
+    peak_rss_mib: float
+    fidelity: float | None
+    per_item: dict[str, dict[str, float]] = field(default_factory=dict)
+    total_seconds: float = 0.0  # sum over items of the median synthesis time
+    audio_seconds: float = 0.0
+    rtf: float = 0.0  # total_seconds / audio_seconds (below 1 is faster than real time)
+    ratio_to_baseline: float | None = None  # baseline time / this time (above 1 is faster)
+    error: str = ""
+
+
+def targets_from_builds(folders: list[Path]) -> list[Target]:
+    from publisher.build import read_manifest
+
+    targets = []
+    for folder in folders:
+        m = read_manifest(folder)
+        model = folder / m["model"]
+        fid = [f["spectral_correlation"] for f in m["verification"].get("fidelity", [])]
+        targets.append(
+            Target(m["recipe"], str(model), model.stat().st_size, min(fid) if fid else None, folder)
+        )
+    return targets
+
+
+def torch_target(folders: list[Path]) -> Target:
+    from publisher.build import read_manifest
+
+    source = read_manifest(folders[0])["checkpoint"]["source"]
+    return Target("torch (cpu)", f"torch:{source}")
+
+
+def _p90(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(0.9 * (len(ordered) - 1)))]
+
+
+def run_bench(
+    targets: list[Target],
+    items: list[Item],
+    style_of,
+    *,
+    threads: int = 0,
+    warmup: int = 1,
+    repeats: int = 3,
+    baseline: str | None = None,
+    echo=None,
+) -> list[TargetResult]:
+    """Measure every target on every item; ``style_of(item)`` gives its style row."""
+    from publisher.worker import ModelWorker
+
+    echo = echo or (lambda line: None)
+    if not targets:
+        raise PublisherError("nothing to benchmark: give --recipe NAME or built folders")
+    workers, results = {}, {}
+    try:
+        for t in targets:
+            echo(f"loading {t.label} ...")
+            try:
+                workers[t.label] = ModelWorker(t.target, threads=threads, label=t.label)
+            except PublisherError as err:
+                results[t.label] = TargetResult(t.label, None, 0.0, 0.0, t.fidelity, error=str(err))
+                continue
+            results[t.label] = TargetResult(
+                t.label,
+                t.size_bytes / 2**20 if t.size_bytes else None,
+                workers[t.label].load_seconds,
+                0.0,
+                t.fidelity,
+            )
+        times: dict[str, dict[str, list[float]]] = {label: {} for label in workers}
+        audio: dict[str, float] = {}
+        order = list(workers)
+        for rep in range(warmup + repeats):
+            phase = "warm-up" if rep < warmup else f"repeat {rep - warmup + 1}/{repeats}"
+            echo(f"{phase}: {len(items)} inputs x {len(order)} models")
+            for k, item in enumerate(items):
+                start = (rep + k) % len(order)
+                for label in order[start:] + order[:start]:
+                    if label not in workers:
+                        continue
+                    try:
+                        out, seconds = workers[label].run(
+                            list(item.ids), style_of(item), item.speed
+                        )
+                    except PublisherError as err:  # a crash takes out this target only
+                        results[label].error = str(err)
+                        workers.pop(label).close()
+                        continue
+                    audio[item.id] = out.waveform.size / SAMPLE_RATE
+                    if rep >= warmup:
+                        times[label].setdefault(item.id, []).append(seconds)
+        for label, worker in workers.items():
+            r = results[label]
+            r.peak_rss_mib = worker.peak_rss_mib()
+            for item in items:
+                runs = times[label].get(item.id, [])
+                if not runs:
+                    continue
+                med = statistics.median(runs)
+                r.per_item[item.id] = {
+                    "median": med,
+                    "p90": _p90(runs),
+                    "runs": len(runs),
+                    "audio_seconds": audio[item.id],
+                    "rtf": med / audio[item.id],
+                }
+                r.total_seconds += med
+                r.audio_seconds += audio[item.id]
+            r.rtf = r.total_seconds / r.audio_seconds if r.audio_seconds else 0.0
+    finally:
+        for worker in workers.values():
+            worker.close()
+    ordered = [results[t.label] for t in targets]
+    base = next((r for r in ordered if r.label == baseline and r.total_seconds), None)
+    base = base or next((r for r in ordered if r.total_seconds), None)
+    for r in ordered:
+        if base and r.total_seconds:
+            r.ratio_to_baseline = base.total_seconds / r.total_seconds
+    return ordered
+
+
+def markdown_table(results: list[TargetResult], baseline: str) -> str:
+    lines = [
+        f"| model | size MiB | load s | median s (sum over inputs) | RTF | peak RSS MiB | "
+        f"speed vs {baseline} | fidelity (worst corr) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        if r.error and not r.total_seconds:
+            lines.append(f"| {r.label} | | | failed: {r.error} | | | | |")
+            continue
+        size = f"{r.size_mib:.2f}" if r.size_mib is not None else "-"
+        fid = f"{r.fidelity:.5f}" if r.fidelity is not None else "-"
+        ratio = f"{r.ratio_to_baseline:.2f}x" if r.ratio_to_baseline else "-"
+        lines.append(
+            f"| {r.label} | {size} | {r.load_seconds:.2f} | {r.total_seconds:.3f} | "
+            f"{r.rtf:.3f} | {r.peak_rss_mib:.0f} | {ratio} | {fid} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def chart(results: list[TargetResult], path: Path) -> None:
+    """Size against real-time factor, colored by fidelity: one picture of the trade-off."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    points = [r for r in results if r.total_seconds]
+    sized = [r for r in points if r.size_mib is not None]
+    colors = [r.fidelity if r.fidelity is not None else 1.0 for r in sized]
+    sc = ax.scatter(
+        [r.size_mib for r in sized],
+        [r.rtf for r in sized],
+        c=colors,
+        cmap="viridis",
+        vmin=min(colors + [0.99]),
+        vmax=1.0,
+        s=80,
+    )
+    for r in sized:
+        ax.annotate(r.label, (r.size_mib, r.rtf), textcoords="offset points", xytext=(6, 4))
+    for r in points:
+        if r.size_mib is None:
+            ax.axhline(r.rtf, linestyle="--", color="gray")
+            ax.annotate(r.label, (0, r.rtf), textcoords="offset points", xytext=(4, 4))
+    ax.set_xlabel("file size (MiB)")
+    ax.set_ylabel("real-time factor (lower is faster)")
+    ax.set_xlim(left=0)
+    ax.set_ylim(0, 1.15 * max((r.rtf for r in points), default=1.0))
+    fig.colorbar(sc, ax=ax, label="fidelity: worst spectral correlation")
+    ax.set_title("Kokoro ONNX variants: size, speed, fidelity")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def write_outputs(
+    results: list[TargetResult], targets: list[Target], report_dir: Path, settings: dict[str, Any]
+) -> dict[str, Path]:
+    """bench.json, bench.md, bench.png in report_dir; each variant's manifest gets its row."""
+    from publisher.build import MANIFEST, write_json_atomic
+
+    report_dir.mkdir(parents=True, exist_ok=True)
+    data = {"settings": settings, "results": [asdict(r) for r in results]}
+    paths = {
+        "json": report_dir / "bench.json",
+        "md": report_dir / "bench.md",
+        "png": report_dir / "bench.png",
+    }
+    paths["json"].write_text(json.dumps(data, indent=2) + "\n")
+    paths["md"].write_text(markdown_table(results, settings["baseline"]))
+    chart(results, paths["png"])
+    for t, r in zip(targets, results, strict=True):
+        if t.folder is None:
+            continue
+        manifest = json.loads((t.folder / MANIFEST).read_text())
+        manifest["bench"] = {"settings": settings, "result": asdict(r)}
+        write_json_atomic(t.folder / MANIFEST, manifest)
+    return paths
+
+
+def benchmark(
+    folders: list[Path],
+    *,
+    with_torch: bool = False,
+    threads: int = 0,
+    warmup: int = 1,
+    repeats: int = 3,
+    max_phonemes: int | None = None,
+    report_dir: Path | None = None,
+    echo=None,
+) -> tuple[list[TargetResult], dict]:
+    """The ``publisher bench`` job over built variant folders (plus torch if asked)."""
+    from publisher.build import read_manifest
+    from publisher.checkpoint import open_checkpoint
+    from publisher.synth import style_row
+    from publisher.verify import verification_items
+
+    if not folders:
+        raise PublisherError("nothing to benchmark: give --recipe NAME or built folders")
+    sources = {read_manifest(f)["checkpoint"]["sha256"] for f in folders}
+    if len(sources) > 1:
+        raise PublisherError("these builds come from different checkpoints; bench one at a time")
+    ckpt = open_checkpoint(read_manifest(folders[0])["checkpoint"]["source"])
+    items = verification_items(ckpt, max_phonemes=max_phonemes)
+    targets = targets_from_builds(folders) + ([torch_target(folders)] if with_torch else [])
+    labels = [t.label for t in targets]
+    baseline = "fp32" if "fp32" in labels else labels[0]
+    results = run_bench(
+        targets,
+        items,
+        lambda i: style_row(ckpt.voices[i.voice], len(i.ids)),
+        threads=threads,
+        warmup=warmup,
+        repeats=repeats,
+        baseline=baseline,
+        echo=echo,
+    )
+    settings = {
+        "threads": threads,
+        "warmup": warmup,
+        "repeats": repeats,
+        "baseline": baseline,
+        "items": [i.id for i in items],
+        "checkpoint": ckpt.source,
+    }
+    paths = write_outputs(results, targets, report_dir or folders[0].parent / "bench", settings)
+    return results, paths

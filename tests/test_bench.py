@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from publisher.build import build
+from publisher.cli import main
+from publisher.recipe import load_recipe
+
+
+def test_bench_times_onnx_and_torch_interleaved_and_records_results(tmp_path):
+    build(load_recipe("fp32"), checkpoint="synthetic:tiny", out_dir=tmp_path)
+    report = tmp_path / "report"
+    result = CliRunner().invoke(
+        main,
+        [
+            "bench",
+            "--recipe",
+            "fp32",
+            "--out",
+            str(tmp_path),
+            "--torch",
+            "--threads",
+            "1",
+            "--repeats",
+            "2",
+            "--warmup",
+            "1",
+            "--max-phonemes",
+            "40",
+            "--report",
+            str(report),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads((report / "bench.json").read_text())
+    rows = {r["label"]: r for r in data["results"]}
+    assert set(rows) == {"fp32", "torch (cpu)"}
+    for r in rows.values():
+        assert r["total_seconds"] > 0 and r["rtf"] > 0 and r["peak_rss_mib"] > 0
+        assert all(v["runs"] == 2 and v["p90"] >= v["median"] for v in r["per_item"].values())
+    assert rows["fp32"]["ratio_to_baseline"] == 1.0
+    assert rows["fp32"]["size_mib"] > 1
+    assert (report / "bench.png").stat().st_size > 5000
+    assert "| fp32 |" in (report / "bench.md").read_text()
+    manifest = json.loads((tmp_path / "fp32" / "manifest.json").read_text())
+    assert manifest["bench"]["result"]["label"] == "fp32"
+
+
+def test_bench_without_models_is_a_clear_error():
+    result = CliRunner().invoke(main, ["bench"])
+    assert result.exit_code == 1
+    assert "nothing to benchmark" in result.stderr

@@ -1,0 +1,145 @@
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+import numpy as np
+import onnx
+import pytest
+from click.testing import CliRunner
+from onnx import numpy_helper
+
+from publisher import passes
+from publisher.build import build, verify_built
+from publisher.cli import main
+from publisher.errors import PublisherError, VerificationError
+from publisher.metrics import duration_agreement, log_mel_distance, spectral_correlation
+from publisher.recipe import load_recipe
+from publisher.verify import gate_results
+from publisher.worker import ModelWorker, VariantCrashed
+
+BROKEN = """\
+description: "fp32 with conv_post swamped in noise (must fail)"
+checkpoint: synthetic:tiny
+passes: [test-corrupt-conv-post]
+gates:
+  spectral_correlation: 0.999
+"""
+
+
+def _corrupt_conv_post(model, recipe, ctx):
+    """Test-only pass: add noise to the generator's last Conv weight (conv_post)."""
+    inits = {t.name: t for t in model.graph.initializer}
+    conv = [n for n in model.graph.node if n.op_type == "Conv" and n.input[1] in inits][-1]
+    init = inits[conv.input[1]]
+    arr = numpy_helper.to_array(init)
+    noisy = arr + np.random.default_rng(0).normal(0, 3 * arr.std(), arr.shape).astype(arr.dtype)
+    init.CopyFrom(numpy_helper.from_array(noisy, init.name))
+    return model
+
+
+@pytest.fixture
+def corrupt_pass():
+    passes.load_registry()
+    passes.REGISTRY["test-corrupt-conv-post"] = _corrupt_conv_post
+    yield
+    del passes.REGISTRY["test-corrupt-conv-post"]
+
+
+def test_metrics_score_identity_perfectly_and_noise_badly():
+    rng = np.random.default_rng(0)
+    t = np.arange(48000) / 24000
+    wave = (0.3 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype(np.float32)
+    assert spectral_correlation(wave, wave) == pytest.approx(1.0)
+    assert log_mel_distance(wave, wave) == pytest.approx(0.0, abs=1e-9)
+    noise = rng.normal(0, 0.3, wave.size).astype(np.float32)
+    assert spectral_correlation(wave, noise) < 0.5
+    assert log_mel_distance(wave, noise) > 1.0
+    d = duration_agreement(np.array([3, 2, 4]), np.array([3, 3, 4]))
+    assert d.equal_share == pytest.approx(2 / 3) and d.total_frames_diff == 1
+
+
+def test_a_broken_variant_fails_the_build_naming_gate_and_value(tmp_path, corrupt_pass):
+    recipe_file = tmp_path / "broken.yaml"
+    recipe_file.write_text(BROKEN)
+    out = tmp_path / "dist"
+    with pytest.raises(VerificationError) as err:
+        build(load_recipe(recipe_file), out_dir=out)
+    assert err.value.gate == "spectral_correlation"
+    assert err.value.measured < 0.999 and err.value.threshold == 0.999
+    assert "gate spectral_correlation failed: measured" in str(err.value)
+    assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_a_broken_variant_still_passes_export_parity(tmp_path, corrupt_pass):
+    """Parity proves the export (fp32); fidelity is what catches the broken variant."""
+    recipe_file = tmp_path / "broken.yaml"
+    recipe_file.write_text(
+        BROKEN.replace("  spectral_correlation: 0.999\n", "  spectral_correlation: 0.0\n")
+    )
+    result = build(load_recipe(recipe_file), out_dir=tmp_path)
+    v = result.manifest["verification"]
+    assert all(p["max_abs_error"] < 1e-4 for p in v["parity"])
+    assert min(f["spectral_correlation"] for f in v["fidelity"]) < 0.999
+
+
+def test_a_crashed_runtime_is_reported_not_raised_through():
+    worker = ModelWorker("torch:synthetic:tiny", label="doomed")
+    try:
+        os.kill(worker._proc.pid, signal.SIGSEGV)
+        with pytest.raises(VariantCrashed, match=r"doomed: the runtime crashed \(signal 11\)"):
+            worker.run([1, 2, 3], np.zeros((1, 256), np.float32))
+    finally:
+        worker.close()
+
+
+def test_a_shipped_graph_that_cannot_run_fails_its_gate():
+    recipe = load_recipe("fp32")
+    gates = gate_results(recipe, [], [], {"ran": False, "error": "crashed", "items": []})
+    shipped = next(g for g in gates if g.gate == "shipped_graph_runs")
+    assert not shipped.passed and shipped.item == "crashed"
+
+
+def test_an_unloadable_model_is_one_clear_error(tmp_path):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not a model")
+    with pytest.raises(PublisherError, match=r"bad.onnx: cannot load: "):
+        ModelWorker(str(bad), label="bad.onnx")
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    out = tmp_path_factory.mktemp("dist")
+    build(load_recipe("fp32"), checkpoint="synthetic:tiny", out_dir=out)
+    return out
+
+
+def test_verify_command_rechecks_a_build_and_updates_its_manifest(built):
+    manifest_path = built / "fp32" / "manifest.json"
+    before = json.loads(manifest_path.read_text())
+    before["verification"] = {}
+    manifest_path.write_text(json.dumps(before))
+    result = CliRunner().invoke(main, ["verify", "--recipe", "fp32", "--out", str(built)])
+    assert result.exit_code == 0, result.output
+    after = json.loads(manifest_path.read_text())
+    assert after["verification"]["passed"] is True
+    assert after["files"]["verify.md"]["bytes"] == (built / "fp32" / "verify.md").stat().st_size
+
+
+def test_verify_refuses_a_model_changed_since_the_build(built, tmp_path):
+    import shutil
+
+    copy = tmp_path / "fp32"
+    shutil.copytree(built / "fp32", copy)
+    model = onnx.load(str(copy / "onnx" / "model.onnx"))
+    model.doc_string = "edited"
+    onnx.save(model, str(copy / "onnx" / "model.onnx"))
+    with pytest.raises(PublisherError, match=r"missing or changed since the build"):
+        verify_built(load_recipe("fp32"), out_dir=tmp_path)
+
+
+def test_verify_without_a_build_says_to_build_first(tmp_path):
+    result = CliRunner().invoke(main, ["verify", "--recipe", "fp32", "--out", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "build it first with `publisher build --recipe fp32`" in result.stderr
