@@ -39,6 +39,7 @@ class Prepared:
     variant: Any  # onnx.ModelProto, random source on
     parity_graph: Path  # fp32 parity-mode export (cached)
     twin: Any | None  # the variant's parity-mode twin; None when passes change no numbers
+    notes: dict[str, Any]  # what the passes reported
 
 
 def onnx_metadata(recipe, ckpt) -> dict[str, str]:
@@ -75,12 +76,12 @@ def prepare(recipe, spec: str, timer) -> Prepared:
         graph = export_fp32(ckpt, recipe, model=model)
     with timer.step("export parity graph", "noise-free switch for sample-by-sample checks"):
         parity_graph = export_fp32(ckpt, recipe, model=model, parity=True)
-    ctx = PassContext(config=ckpt.config, metadata=onnx_metadata(recipe, ckpt))
+    ctx = PassContext(config=ckpt.config, metadata=onnx_metadata(recipe, ckpt), voices=ckpt.voices)
     numeric = [p for p in passes if p not in FINAL_PASSES]
     with timer.step("passes", " -> ".join(passes)):
         variant = run_passes(onnx.load(str(graph)), recipe, ctx)
         twin = run_passes(onnx.load(str(parity_graph)), recipe, ctx) if numeric else None
-    return Prepared(recipe, ckpt, model, variant, parity_graph, twin)
+    return Prepared(recipe, ckpt, model, variant, parity_graph, twin, ctx.notes)
 
 
 def _verify(p: Prepared, shipped: Path, scratch: Path, timer, echo: Echo) -> dict[str, Any]:
@@ -171,6 +172,7 @@ def write_manifest(folder: Path, p: Prepared, verification: dict, steps: dict) -
             "synthetic": p.ckpt.synthetic,
         },
         "io": p.recipe.io_names(),
+        "passes": {"applied": [*p.recipe.passes], "notes": p.notes},
         "verification": verification,
         "versions": versions(),
         "host": host(),

@@ -198,6 +198,7 @@ class Quantize(_Section):
     exclude: str_list() = ()
     calibration_samples: int_range(1, 1000) = 32
     block_size: choice(16, 32, 64, 128, 256) = 32
+    op_types: str_list(pattern(r"^[A-Za-z][A-Za-z0-9]*$", "an ONNX op type"), unique=True) = ()
     symmetric: Bool = True
 
     @classmethod
@@ -303,8 +304,9 @@ class Recipe(_Section):
                 expected = ", ".join(map(repr, allowed))
                 msg = f"expected one of {expected} {when}" if allowed else f"must be null {when}"
                 raise _fail(f"{msg}, got {value!r}", f"precision.quantize.{key}")
-        if q.type == "none" and q.exclude:
-            raise _fail(f"must be empty {when}", "precision.quantize.exclude")
+        for key in ("exclude", "op_types"):
+            if q.type == "none" and getattr(q, key):
+                raise _fail(f"must be empty {when}", f"precision.quantize.{key}")
         only = {"format": "static", "calibration_samples": "static", "block_size": "int4"}
         for key, kind in only.items():
             if q.type != kind and getattr(q, key) != Quantize.model_fields[key].default:

@@ -39,12 +39,20 @@ def padded_ids(ids: list[int]) -> np.ndarray:
 
 
 def open_session(path: str | Path, threads: int = 0) -> ort.InferenceSession:
+    """A CPU session; a file onnxruntime refuses is a one-line PublisherError."""
     import onnxruntime as ort
 
+    from publisher.errors import PublisherError
+
     opts = ort.SessionOptions()
+    opts.log_severity_level = 3
     if threads:
         opts.intra_op_num_threads = threads
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    try:
+        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise PublisherError(f"{Path(path).name}: onnxruntime cannot load it: {reason}") from None
 
 
 def _roles(session: ort.InferenceSession) -> dict[str, Any]:

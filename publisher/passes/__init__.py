@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from publisher.errors import RecipeError
@@ -21,7 +22,13 @@ if TYPE_CHECKING:
 PassFn = Callable[["onnx.ModelProto", "Recipe", "PassContext"], "onnx.ModelProto"]
 REGISTRY: dict[str, PassFn] = {}
 FINAL_PASSES = ("io-names", "metadata")
-PASS_MODULES = ("publisher.passes.io_names", "publisher.passes.metadata")
+PASS_MODULES = (
+    "publisher.passes.io_names",
+    "publisher.passes.metadata",
+    "publisher.passes.simplify",
+    "publisher.passes.fp16",
+    "publisher.passes.quantize",
+)
 
 
 @dataclass
@@ -30,6 +37,21 @@ class PassContext:
 
     config: dict[str, Any]
     metadata: dict[str, str] = field(default_factory=dict)
+    voices: dict[str, Any] = field(default_factory=dict)  # for calibration inputs
+    notes: dict[str, Any] = field(default_factory=dict)  # what passes report (manifest)
+
+
+def roundtrip(model: onnx.ModelProto, tool: Callable[[Path, Path], None]) -> onnx.ModelProto:
+    """Run a file-to-file tool (onnxruntime's optimizer and quantizers work on paths)."""
+    import tempfile
+
+    import onnx
+
+    with tempfile.TemporaryDirectory(prefix="publisher-pass-") as tmp:
+        src, dst = Path(tmp) / "in.onnx", Path(tmp) / "out.onnx"
+        onnx.save(model, str(src))
+        tool(src, dst)
+        return onnx.load(str(dst))
 
 
 def register(name: str) -> Callable[[PassFn], PassFn]:

@@ -1,0 +1,223 @@
+"""Quantization passes over onnxruntime.quantization: dynamic int8, static uint8 (with
+calibration from the corpus), and 4-bit weight-only MatMulNBits.
+
+Conv layers always take uint8 weights in the dynamic pass: ConvInteger kernels for int8
+weights are missing from some runtimes people load these files in. Exclude globs match
+node names. The quantizers log a warning per tensor they cannot type-infer (Kokoro's
+shape ops); those go to the log at DEBUG level instead of the terminal.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import logging
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from publisher.errors import PublisherError
+from publisher.passes import PassContext, register, roundtrip
+
+if TYPE_CHECKING:
+    import onnx
+
+    from publisher.recipe import Recipe
+
+DYNAMIC_OPS = ("MatMul", "Gemm", "LSTM")
+STATIC_OPS = ("Conv", "MatMul", "Gemm")
+
+
+@contextlib.contextmanager
+def _quiet_quantizer() -> Iterator[None]:
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
+def excluded_nodes(model: onnx.ModelProto, patterns: tuple[str, ...]) -> list[str]:
+    return [
+        n.name for n in model.graph.node if any(fnmatch.fnmatchcase(n.name, p) for p in patterns)
+    ]
+
+
+def _qtype(name: str):
+    from onnxruntime.quantization import QuantType
+
+    return {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}[name]
+
+
+def _keep_metadata(fn):
+    def wrapped(model, recipe, ctx):
+        metadata = list(model.metadata_props)
+        out = fn(model, recipe, ctx)
+        del out.metadata_props[:]
+        out.metadata_props.extend(metadata)
+        return out
+
+    wrapped.__name__ = fn.__name__
+    wrapped.__doc__ = fn.__doc__
+    return wrapped
+
+
+@register("quantize-dynamic")
+@_keep_metadata
+def quantize_dynamic_pass(
+    model: onnx.ModelProto, recipe: Recipe, ctx: PassContext
+) -> onnx.ModelProto:
+    """MatMul/Gemm/LSTM with the recipe's weight type, then Conv with uint8 weights."""
+    from onnxruntime.quantization import quantize_dynamic
+
+    q = recipe.precision.quantize
+    ops = list(q.op_types) or [*DYNAMIC_OPS, "Conv"]
+    excluded = excluded_nodes(model, q.exclude)
+
+    def run(op_types: list[str], weight_type: str):
+        def tool(src, dst):
+            quantize_dynamic(
+                src,
+                dst,
+                op_types_to_quantize=op_types,
+                per_channel=q.per_channel,
+                weight_type=_qtype(weight_type),
+                nodes_to_exclude=excluded,
+            )
+
+        return tool
+
+    with _quiet_quantizer():
+        others = [op for op in ops if op != "Conv"]
+        if others:
+            model = roundtrip(model, run(others, q.weight_type))
+        if "Conv" in ops:
+            model = roundtrip(model, run(["Conv"], "uint8"))
+    return model
+
+
+class CorpusReader:
+    """Calibration feeds from the corpus's calibration items (never the evaluation ones)."""
+
+    def __init__(self, ctx: PassContext, count: int) -> None:
+        from publisher.corpus import load_corpus
+        from publisher.synth import padded_ids, style_row
+
+        if not ctx.voices:
+            raise PublisherError("static quantization needs the checkpoint's voices")
+        vocab = ctx.config["vocab"]
+        fallback = sorted(ctx.voices)[0]
+        feeds = []
+        for item in load_corpus().calibration[:count]:
+            ids = item.ids(vocab)
+            voice = ctx.voices.get(item.voice, ctx.voices[fallback])
+            feeds.append(
+                {
+                    "input_ids": padded_ids(ids),
+                    "style": style_row(voice, len(ids)),
+                    "speed": __import__("numpy").array([item.speed], dtype="float32"),
+                }
+            )
+        self._feeds = iter(feeds)
+        self.count = len(feeds)
+
+    def get_next(self) -> dict[str, Any] | None:
+        return next(self._feeds, None)
+
+    def rewind(self) -> None:  # the calibrator API asks for it
+        pass
+
+
+@register("quantize-static")
+@_keep_metadata
+def quantize_static_pass(
+    model: onnx.ModelProto, recipe: Recipe, ctx: PassContext
+) -> onnx.ModelProto:
+    """Static (calibrated) quantization, QDQ or QOperator, MinMax ranges."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, quantize_static
+
+    q = recipe.precision.quantize
+    reader = CorpusReader(ctx, q.calibration_samples)
+    ctx.notes["calibration_items"] = reader.count
+    fmt = QuantFormat.QDQ if q.format == "qdq" else QuantFormat.QOperator
+
+    def tool(src, dst):
+        quantize_static(
+            src,
+            dst,
+            reader,
+            quant_format=fmt,
+            op_types_to_quantize=list(q.op_types or STATIC_OPS),
+            per_channel=q.per_channel,
+            activation_type=_qtype(q.activation_type),
+            weight_type=_qtype(q.weight_type),
+            nodes_to_exclude=excluded_nodes(model, q.exclude),
+            calibrate_method=CalibrationMethod.MinMax,
+            extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
+        )
+
+    with _quiet_quantizer():
+        return roundtrip(model, tool)
+
+
+def gemm_to_matmul(model: onnx.ModelProto) -> int:
+    """Rewrite Gemm nodes with a constant B (alpha = beta = 1, no transA) as MatMul + Add,
+    so the MatMulNBits quantizer (MatMul only) reaches Kokoro's Linear layers."""
+    from onnx import helper, numpy_helper
+
+    inits = {t.name: t for t in model.graph.initializer}
+    nodes, count = [], 0
+    for node in model.graph.node:
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        simple = attrs.get("alpha", 1.0) == 1.0 and attrs.get("beta", 1.0) == 1.0
+        if (
+            node.op_type != "Gemm"
+            or not simple
+            or attrs.get("transA", 0)
+            or node.input[1] not in inits
+        ):
+            nodes.append(node)
+            continue
+        b = numpy_helper.to_array(inits[node.input[1]])
+        name = f"{node.input[1]}_matmul"
+        model.graph.initializer.append(
+            numpy_helper.from_array((b.T if attrs.get("transB", 0) else b).copy(), name)
+        )
+        mm_out = f"{node.output[0]}_mm" if len(node.input) > 2 else node.output[0]
+        nodes.append(
+            helper.make_node("MatMul", [node.input[0], name], [mm_out], name=f"{node.name}_matmul")
+        )
+        if len(node.input) > 2:
+            nodes.append(
+                helper.make_node(
+                    "Add", [mm_out, node.input[2]], [node.output[0]], name=f"{node.name}_bias"
+                )
+            )
+        count += 1
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    used = {i for n in model.graph.node for i in n.input}
+    keep = [t for t in model.graph.initializer if t.name in used]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(keep)
+    return count
+
+
+@register("quantize-int4")
+@_keep_metadata
+def quantize_int4_pass(model: onnx.ModelProto, recipe: Recipe, ctx: PassContext) -> onnx.ModelProto:
+    """4-bit weight-only MatMulNBits for MatMul weights (block size, symmetric or not)."""
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    q = recipe.precision.quantize
+    ctx.notes["gemm_rewritten_as_matmul"] = gemm_to_matmul(model)
+    quantizer = MatMulNBitsQuantizer(
+        model,
+        block_size=q.block_size,
+        is_symmetric=q.symmetric,
+        nodes_to_exclude=excluded_nodes(model, q.exclude),
+    )
+    with _quiet_quantizer():
+        quantizer.process()
+    return quantizer.model.model

@@ -1,0 +1,56 @@
+"""Graph simplification with onnxruntime's own offline optimizer (basic level).
+
+Basic level = semantics-preserving, provider-independent rewrites in standard ONNX ops:
+constant folding, Identity and redundant-node elimination. For Kokoro it removes about
+half the nodes (4718 -> 2226 on the full model) and, importantly, the Identity nodes that
+hide ALBERT's shared layer weights from the quantizers (21 MiB left float otherwise).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from publisher.passes import PassContext, register, roundtrip
+
+if TYPE_CHECKING:
+    import onnx
+
+    from publisher.recipe import Recipe
+
+
+def ort_optimize(src: Path, dst: Path) -> None:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    opts.optimized_model_filepath = str(dst)
+    opts.log_severity_level = 3
+    ort.InferenceSession(str(src), opts, providers=["CPUExecutionProvider"])
+
+
+def strip_unused_opsets(model: onnx.ModelProto) -> onnx.ModelProto:
+    """onnxruntime declares every domain it knows; keep only the ones nodes use."""
+    used = {""}
+
+    def walk(graph) -> None:
+        for node in graph.node:
+            used.add(node.domain)
+            for attr in node.attribute:
+                for g in [attr.g] if attr.HasField("g") else list(attr.graphs):
+                    walk(g)
+
+    walk(model.graph)
+    keep = [o for o in model.opset_import if o.domain in used or o.domain == "ai.onnx"]
+    del model.opset_import[:]
+    model.opset_import.extend(keep)
+    return model
+
+
+@register("simplify")
+def simplify_pass(model: onnx.ModelProto, recipe: Recipe, ctx: PassContext) -> onnx.ModelProto:
+    metadata = list(model.metadata_props)
+    out = strip_unused_opsets(roundtrip(model, ort_optimize))
+    del out.metadata_props[:]
+    out.metadata_props.extend(metadata)
+    return out

@@ -1,0 +1,320 @@
+"""Rank the nodes a precision recipe would convert by how much converting each one ALONE
+hurts fidelity (``publisher sensitivity``).
+
+Method: one instrumented copy of the deterministic (parity-mode) fp32 graph (after the
+recipe's passes that precede its precision pass, e.g. ``simplify``), one session,
+one run per candidate node. ``publisher.sensitivity_graph.instrument`` adds an input
+``sensitivity_switches`` [K] and wraps candidate i in ``If(switch_i != 0)``, whose ``then``
+branch runs the node on ``W + s_i * (fake(W) - W)`` (fake = the recipe's int8/uint8/int4/
+fp16 rounding, precomputed in numpy) and, for quantization, on ``DequantizeLinear(
+DynamicQuantizeLinear(x))`` of its float input. All switches 0 is the plain graph (checked);
+switch i alone is "convert node i only". Damage = mean over a few fixed short corpus inputs
+of ``1 - spectral_correlation(baseline, converted)``; the log-mel distance is kept too. No
+reload, no new session and no random source between trials, so the scores carry no noise.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from publisher.errors import PublisherError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from publisher.checkpoint import Checkpoint
+    from publisher.recipe import Recipe
+
+# Two short eval items (20 and 23 phonemes; two voices, accents and speeds). Full-size run
+# time grows faster than length (0.27 s for short-1, 3.0 s for the 103-phoneme medium-2),
+# so a ~100-phoneme item alone would cost ~12 minutes over 245 nodes.
+DEFAULT_ITEMS = ("short-1", "short-2")
+BASELINE_TOLERANCE = 1e-4  # all-switches-off vs the plain parity graph, max abs
+PROGRESS_EVERY = 10
+Echo = Callable[[str], None]
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+@dataclass
+class NodeScore:
+    rank: int
+    node: str
+    op_type: str
+    params: int
+    bytes_now: int
+    bytes_after: int
+    damage: float  # mean of 1 - spectral correlation with the unconverted graph
+    log_mel: float  # mean log-mel distance to the unconverted graph
+
+
+@dataclass
+class Probe:
+    """One fixed input: its id and the feeds of the parity graph."""
+
+    id: str
+    feeds: dict[str, Any]
+
+
+@dataclass
+class Ranking:
+    recipe: str
+    checkpoint: str
+    kind: str
+    graph: Path
+    rows: list[NodeScore]
+    items: list[str]
+    weights: dict[str, tuple[str, ...]]  # node -> weight initializers it converts
+    fp32_bytes: int
+    exclude: tuple[str, ...]  # the recipe's own exclude globs (kept in the snippet)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def probes(ckpt: Checkpoint, items: Sequence[str] | None = None) -> list[Probe]:
+    """Feeds for the chosen corpus items (default: the three short eval items)."""
+    import numpy as np
+
+    from publisher.synth import padded_ids, style_row
+    from publisher.verify import verification_items
+
+    wanted = list(items or DEFAULT_ITEMS)
+    known = {it.id: it for it in verification_items(ckpt)}
+    missing = [i for i in wanted if i not in known]
+    if missing:
+        raise PublisherError(f"unknown corpus item(s) {missing}; known: {sorted(known)}")
+    out = []
+    for item in (known[i] for i in wanted):
+        feeds = {
+            "input_ids": padded_ids(list(item.ids)),
+            "style": style_row(ckpt.voices[item.voice], len(item.ids)),
+            "speed": np.array([item.speed], dtype=np.float32),
+        }
+        out.append(Probe(item.id, feeds))
+    return out
+
+
+def run_waves(session: Any, probe_list: list[Probe], extra: dict | None = None) -> list:
+    """The waveform of every probe (``extra`` feeds added, e.g. the switches)."""
+    import numpy as np
+
+    return [
+        np.asarray(session.run(None, {**p.feeds, **(extra or {})})[0], np.float32).reshape(-1)
+        for p in probe_list
+    ]
+
+
+class Scorer:
+    """Damage of waveforms against fixed references: (mean 1 - spectral correlation, mean
+    log-mel distance), the ``publisher.metrics`` definitions with the references'
+    spectrograms computed once (one STFT per scored waveform instead of four)."""
+
+    def __init__(self, refs: list[np.ndarray]) -> None:
+        from publisher.metrics import mel_filterbank
+
+        self.refs = refs
+        self.mel = mel_filterbank().T
+        self.cached = [self._features(r) for r in refs]
+
+    def _features(self, wave: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
+        import numpy as np
+
+        from publisher.metrics import LOG_FLOOR, magnitude_spectrogram
+
+        spec = magnitude_spectrogram(wave)
+        flat = spec.ravel() - spec.mean()
+        return flat, float((flat * flat).sum()), np.log(np.maximum(spec @ self.mel, LOG_FLOOR))
+
+    def score(self, waves: list[np.ndarray]) -> tuple[float, float]:
+        import numpy as np
+
+        from publisher.metrics import log_mel_distance, spectral_correlation
+
+        corr, mel = [], []
+        for ref, (a, aa, ma), wave in zip(self.refs, self.cached, waves, strict=True):
+            if wave.size != ref.size:  # durations moved: compare over the common length
+                corr.append(1.0 - spectral_correlation(ref, wave))
+                mel.append(log_mel_distance(ref, wave))
+                continue
+            b, bb, mb = self._features(wave)
+            denom = float(np.sqrt(aa * bb))
+            corr.append(1.0 - (float((a * b).sum() / denom) if denom > 0 else 0.0))
+            mel.append(float(np.mean(np.sqrt(np.mean((ma - mb) ** 2, axis=1)))))
+        return float(np.mean(corr)), float(np.mean(mel))
+
+
+def passes_before_precision(recipe: Recipe) -> list[str]:
+    """The recipe's passes that run before its first precision pass (e.g. ``simplify``):
+    the graph the quantizer sees, so candidates and names match the build."""
+    out = []
+    for name in recipe.passes:
+        if name.startswith("quantize") or name == "fp16":
+            break
+        out.append(name)
+    return out
+
+
+def ranked_graph(ckpt: Checkpoint, recipe: Recipe) -> Path:
+    """The parity-mode fp32 export after ``passes_before_precision`` (cached like exports)."""
+    import hashlib
+    import os
+
+    import onnx
+    import onnxruntime as ort
+
+    from publisher.export import cache_root, export_fp32
+    from publisher.passes import PassContext, load_registry, plan
+
+    graph = export_fp32(ckpt, recipe, parity=True)
+    before = passes_before_precision(recipe)
+    if not before:
+        return graph
+    plan(recipe)  # unknown pass names are a recipe error
+    blob = f"{graph.parent.name}|{','.join(before)}|{ort.__version__}".encode()
+    target = cache_root() / "sensitivity" / hashlib.sha256(blob).hexdigest()[:24] / "model.onnx"
+    if target.is_file():
+        return target
+    registry, ctx = load_registry(), PassContext(config=ckpt.config, voices=ckpt.voices)
+    model = onnx.load(str(graph))
+    for name in before:
+        model = registry[name](model, recipe, ctx)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".model.{os.getpid()}.onnx")
+    onnx.save(model, str(tmp))
+    os.replace(tmp, target)
+    return target
+
+
+def conv_post(model: Any) -> str | None:
+    """The generator's output conv: a node named ``*conv_post*``, else the last generator Conv."""
+    names = [n.name for n in model.graph.node]
+    hit = [n for n in names if "conv_post" in n]
+    if hit:
+        return hit[0]
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    gen = [n.name for n in convs if "/generator/" in n.name] or [n.name for n in convs]
+    return gen[-1] if gen else None
+
+
+def rank_nodes(
+    ckpt: Checkpoint,
+    recipe: Recipe,
+    *,
+    items: Sequence[str] | None = None,
+    validate: int | None = None,
+    sample: int = 8,
+    echo: Echo | None = _stderr,
+) -> Ranking:
+    """Score every candidate node of ``recipe`` alone; ``validate=k`` also runs the checks
+    of ``publisher.sensitivity_validate`` (real quantization of worst-k vs random-k, and
+    agreement with the slow one-node-per-session method on ``sample`` nodes)."""
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+
+    from publisher.sensitivity_graph import SWITCHES, conversion, find_candidates, instrument
+    from publisher.synth import open_session
+
+    echo = echo or (lambda line: None)
+    kind = conversion(recipe)
+    if validate is not None and kind != "dynamic":
+        raise PublisherError(f"--validate needs precision.quantize.type 'dynamic', got {kind!r}")
+    start = time.perf_counter()
+    graph = ranked_graph(ckpt, recipe)
+    model = onnx.load(str(graph))
+    cands = find_candidates(model, recipe)
+    if not cands:
+        raise PublisherError(f"recipe {recipe.name}: every convertible node is excluded")
+    probe_list = probes(ckpt, items)
+    refs = run_waves(open_session(graph), probe_list)
+    echo(f"sensitivity {recipe.name}: {len(cands)} {kind} candidates, {len(probe_list)} inputs")
+    wired = instrument(model, cands, recipe).SerializeToString()
+    session = ort.InferenceSession(wired, providers=["CPUExecutionProvider"])
+    del wired
+    switches = np.zeros(len(cands), dtype=np.float32)
+    base = run_waves(session, probe_list, {SWITCHES: switches})
+    scorer = Scorer(base)
+    drift = max(float(np.max(np.abs(a - b))) for a, b in zip(refs, base, strict=True))
+    if drift > BASELINE_TOLERANCE:
+        raise PublisherError(f"instrumented graph drifts from the parity graph by {drift:.3g}")
+    setup = time.perf_counter() - start
+    scores = []
+    for i in range(len(cands)):
+        switches[:] = 0
+        switches[i] = 1
+        scores.append(scorer.score(run_waves(session, probe_list, {SWITCHES: switches})))
+        if (i + 1) % PROGRESS_EVERY == 0 or i + 1 == len(cands):
+            spent = time.perf_counter() - start - setup
+            eta = spent / (i + 1) * (len(cands) - i - 1)
+            echo(f"  {i + 1}/{len(cands)} nodes, {spent:.0f} s, about {eta:.0f} s left")
+    del session
+    trials = time.perf_counter() - start - setup
+    order = sorted(range(len(cands)), key=lambda i: (-scores[i][0], -scores[i][1], i))
+    rows = [
+        NodeScore(r, c.name, c.op_type, c.params, c.bytes_now, c.bytes_after, *scores[i])
+        for r, (i, c) in enumerate(((i, cands[i]) for i in order), 1)
+    ]
+    ranking = Ranking(
+        recipe=recipe.name,
+        checkpoint=ckpt.source,
+        kind=kind,
+        graph=graph,
+        rows=rows,
+        items=[p.id for p in probe_list],
+        weights={c.name: c.weight_names for c in cands},
+        fp32_bytes=graph.stat().st_size,
+        exclude=tuple(
+            recipe.precision.fp16.block_names
+            if kind == "fp16"
+            else recipe.precision.quantize.exclude
+        ),
+    )
+    post = conv_post(model)
+    where = next((r for r in rows if r.node == post), None)
+    ranking.summary = {
+        "method": (
+            "one instrumented parity graph, one session, one run per node: node i runs on "
+            "W + s_i*(fake(W)-W) (and a fake-quantized input) when switch i is on"
+        ),
+        "recipe": recipe.name,
+        "checkpoint": ckpt.source,
+        "conversion": kind,
+        "candidates": len(cands),
+        "trials": len(cands),
+        "runs": len(cands) * len(probe_list) + 2 * len(probe_list),
+        "inputs": ranking.items,
+        "graph": str(graph),
+        "passes_before_ranking": passes_before_precision(recipe),
+        "baseline_max_abs_vs_parity_graph": drift,
+        "setup_seconds": round(setup, 2),
+        "trial_seconds": round(trials, 2),
+        "seconds_per_node": round(trials / len(cands), 4),
+        "wall_seconds": round(time.perf_counter() - start, 2),
+        "conv_post": {
+            "node": post,
+            "rank": where.rank if where else None,
+            "of": len(rows),
+            "damage": where.damage if where else None,
+        },
+    }
+    if validate is not None:
+        from publisher.sensitivity_validate import validate as run_validation
+
+        ranking.summary["validation"] = run_validation(
+            graph,
+            recipe,
+            ranking,
+            probe_list,
+            scorer if drift == 0 else Scorer(refs),
+            k=validate,
+            sample=sample,
+            echo=echo,
+        )
+    ranking.summary["wall_seconds_with_validation"] = round(time.perf_counter() - start, 2)
+    return ranking
