@@ -79,7 +79,7 @@ def new_kmodel(config: dict[str, Any]) -> KModel:
         model = KModel(
             repo_id="hexgrad/Kokoro-82M", config=config, model=str(empty), disable_complex=True
         )
-    apply_tiny_decoder(model, config)
+        apply_tiny_decoder(model, config)
     return model
 
 

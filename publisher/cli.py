@@ -241,9 +241,11 @@ def bench(
 
 
 def _register_commands() -> None:
+    from publisher.commands.convert_io_cmd import convert_io_command
     from publisher.commands.inspect_cmd import inspect_command
 
     main.add_command(inspect_command)
+    main.add_command(convert_io_command)
 
 
 _register_commands()

@@ -78,7 +78,7 @@ class Ranking:
 
 
 def probes(ckpt: Checkpoint, items: Sequence[str] | None = None) -> list[Probe]:
-    """Feeds for the chosen corpus items (default: the three short eval items)."""
+    """Feeds for the chosen corpus items (default: ``DEFAULT_ITEMS``)."""
     import numpy as np
 
     from publisher.synth import padded_ids, style_row
@@ -202,6 +202,25 @@ def conv_post(model: Any) -> str | None:
     return gen[-1] if gen else None
 
 
+def _trials(session: Any, n: int, probe_list: list[Probe], scorer: Scorer, echo: Echo) -> list:
+    """(damage, log-mel) with switch i alone on, for every i; progress every 10 nodes."""
+    import numpy as np
+
+    from publisher.sensitivity_graph import SWITCHES
+
+    start, scores = time.perf_counter(), []
+    switches = np.zeros(n, dtype=np.float32)
+    for i in range(n):
+        switches[:] = 0
+        switches[i] = 1
+        scores.append(scorer.score(run_waves(session, probe_list, {SWITCHES: switches})))
+        if (i + 1) % PROGRESS_EVERY == 0 or i + 1 == n:
+            spent = time.perf_counter() - start
+            left = spent / (i + 1) * (n - i - 1)
+            echo(f"  {i + 1}/{n} nodes, {spent:.0f} s, about {left:.0f} s left")
+    return scores
+
+
 def rank_nodes(
     ckpt: Checkpoint,
     recipe: Recipe,
@@ -237,29 +256,20 @@ def rank_nodes(
     wired = instrument(model, cands, recipe).SerializeToString()
     session = ort.InferenceSession(wired, providers=["CPUExecutionProvider"])
     del wired
-    switches = np.zeros(len(cands), dtype=np.float32)
-    base = run_waves(session, probe_list, {SWITCHES: switches})
-    scorer = Scorer(base)
+    base = run_waves(session, probe_list, {SWITCHES: np.zeros(len(cands), np.float32)})
     drift = max(float(np.max(np.abs(a - b))) for a, b in zip(refs, base, strict=True))
     if drift > BASELINE_TOLERANCE:
         raise PublisherError(f"instrumented graph drifts from the parity graph by {drift:.3g}")
     setup = time.perf_counter() - start
-    scores = []
-    for i in range(len(cands)):
-        switches[:] = 0
-        switches[i] = 1
-        scores.append(scorer.score(run_waves(session, probe_list, {SWITCHES: switches})))
-        if (i + 1) % PROGRESS_EVERY == 0 or i + 1 == len(cands):
-            spent = time.perf_counter() - start - setup
-            eta = spent / (i + 1) * (len(cands) - i - 1)
-            echo(f"  {i + 1}/{len(cands)} nodes, {spent:.0f} s, about {eta:.0f} s left")
+    scorer = Scorer(base)
+    scores = _trials(session, len(cands), probe_list, scorer, echo)
     del session
-    trials = time.perf_counter() - start - setup
     order = sorted(range(len(cands)), key=lambda i: (-scores[i][0], -scores[i][1], i))
     rows = [
         NodeScore(r, c.name, c.op_type, c.params, c.bytes_now, c.bytes_after, *scores[i])
         for r, (i, c) in enumerate(((i, cands[i]) for i in order), 1)
     ]
+    own = recipe.precision.fp16.block_names if kind == "fp16" else recipe.precision.quantize.exclude
     ranking = Ranking(
         recipe=recipe.name,
         checkpoint=ckpt.source,
@@ -269,12 +279,9 @@ def rank_nodes(
         items=[p.id for p in probe_list],
         weights={c.name: c.weight_names for c in cands},
         fp32_bytes=graph.stat().st_size,
-        exclude=tuple(
-            recipe.precision.fp16.block_names
-            if kind == "fp16"
-            else recipe.precision.quantize.exclude
-        ),
+        exclude=tuple(own),
     )
+    trials = time.perf_counter() - start - setup
     post = conv_post(model)
     where = next((r for r in rows if r.node == post), None)
     ranking.summary = {
@@ -287,7 +294,7 @@ def rank_nodes(
         "conversion": kind,
         "candidates": len(cands),
         "trials": len(cands),
-        "runs": len(cands) * len(probe_list) + 2 * len(probe_list),
+        "runs": (len(cands) + 2) * len(probe_list),
         "inputs": ranking.items,
         "graph": str(graph),
         "passes_before_ranking": passes_before_precision(recipe),

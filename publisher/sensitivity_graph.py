@@ -10,6 +10,9 @@
   branch runs N on ``W + s_i * D`` (and on a fake-quantized activation, for the kinds that
   quantize activations), the ``else`` branch runs N unchanged. With every switch 0 the graph
   computes exactly the original nodes, and an unswitched node costs no extra arithmetic.
+
+``quantize.type: static`` is approximated: same weights, but the activation is rounded with
+its own dynamic range (no calibration); ``--validate`` covers the dynamic type only.
 """
 
 from __future__ import annotations

@@ -1,0 +1,94 @@
+"""``publisher convert-io IN.onnx OUT.onnx``: rename an existing file's tensors for a runtime.
+
+For people who already hold an exported Kokoro file and only need the names another
+runtime reads (today they run sor4onnx by hand). Metadata is kept; ``publisher.io`` is
+updated. A name that is not a graph input/output is refused.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from publisher.errors import PublisherError
+
+PROFILE_ROLES = ("input_ids", "style", "speed", "input_lengths", "waveform", "duration")
+
+
+def _current_roles(model) -> dict[str, str]:
+    """Role -> current name, by position: ids, style, speed[, lengths] -> wave, duration."""
+    ins = [i.name for i in model.graph.input]
+    outs = [o.name for o in model.graph.output]
+    roles = dict(zip(("input_ids", "style", "speed", "input_lengths"), ins, strict=False))
+    roles.update(zip(("waveform", "duration"), outs, strict=False))
+    return roles
+
+
+def convert_io(
+    src: Path, dst: Path, mapping: dict[str, str] | None = None, profile: str | None = None
+) -> dict[str, str]:
+    """Rename ``src``'s IO (explicit old->new mapping, or a profile by role); write ``dst``."""
+    import onnx
+
+    from publisher.passes.io_names import rename_tensors
+    from publisher.passes.metadata import set_metadata
+    from publisher.recipe import IO_PROFILES
+
+    try:
+        model = onnx.load(str(src))
+    except Exception as exc:
+        raise PublisherError(f"{src}: not an ONNX model ({str(exc).splitlines()[0]})") from None
+    if profile:
+        if profile not in IO_PROFILES:
+            raise PublisherError(f"unknown profile '{profile}' (known: {', '.join(IO_PROFILES)})")
+        names = IO_PROFILES[profile]
+        mapping = {old: names[role] for role, old in _current_roles(model).items()}
+    if not mapping:
+        raise PublisherError("nothing to rename: give --profile or --rename OLD=NEW")
+    rename_tensors(model, mapping)
+    set_metadata(model, {"publisher.io": json.dumps(_current_roles(model), sort_keys=True)})
+    onnx.checker.check_model(model)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.tmp")
+    onnx.save(model, str(tmp))
+    tmp.replace(dst)
+    return mapping
+
+
+def _parse_renames(pairs: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        old, sep, new = pair.partition("=")
+        if not sep or not old or not new:
+            raise PublisherError(f"--rename {pair!r}: expected OLD=NEW")
+        out[old] = new
+    return out
+
+
+@click.command("convert-io")
+@click.argument("src", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("dst", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--profile",
+    default=None,
+    help="onnx-community (input_ids..waveform) or kokoro-onnx-legacy (tokens..audio).",
+)
+@click.option(
+    "--rename",
+    "renames",
+    multiple=True,
+    metavar="OLD=NEW",
+    help="Explicit renames (repeatable); instead of --profile.",
+)
+def convert_io_command(src: Path, dst: Path, profile: str | None, renames: tuple[str, ...]) -> None:
+    """Rename the inputs/outputs of an existing Kokoro ONNX file, keeping its metadata."""
+    if profile and renames:
+        raise PublisherError("give --profile or --rename, not both")
+    if src.resolve() == dst.resolve():
+        raise PublisherError(f"{dst}: would overwrite the input; write to another file")
+    done = convert_io(src, dst, _parse_renames(renames) or None, profile)
+    changed = {k: v for k, v in done.items() if k != v}
+    summary = ", ".join(f"{k} -> {v}" for k, v in changed.items()) or "names already matched"
+    click.echo(f"wrote {dst}: {summary}")
