@@ -243,9 +243,16 @@ def bench(
 def _register_commands() -> None:
     from publisher.commands.convert_io_cmd import convert_io_command
     from publisher.commands.inspect_cmd import inspect_command
+    from publisher.commands.publish_cmds import publish_command, stage_command, voices_command
 
-    main.add_command(inspect_command)
-    main.add_command(convert_io_command)
+    for command in (
+        inspect_command,
+        convert_io_command,
+        voices_command,
+        stage_command,
+        publish_command,
+    ):
+        main.add_command(command)
 
 
 _register_commands()

@@ -23,8 +23,9 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from publisher.errors import RecipeError
+from publisher.locations import shipped_dir
 
-DEFAULT_RECIPES_DIR: Path = Path(__file__).resolve().parent.parent / "recipes"
+DEFAULT_RECIPES_DIR: Path = shipped_dir("recipes")
 RECIPES_DIR_ENV = "PUBLISHER_RECIPES_DIR"
 _INTERNAL = ("name", "source")  # set by the loader, never written in YAML
 _CHECKPOINT = r"hub:[^\s/]+/\S+|path:\S.*|synthetic:(?:tiny|full)"
