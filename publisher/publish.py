@@ -73,15 +73,16 @@ def publish(
 
     check_repo_id(repo_id)
     manifest = staged_manifest(folder)
-    if manifest.get("synthetic") and not allow_synthetic:
+    summary, description = commit_message(manifest)
+    files = plan(folder)
+    blocked = bool(manifest.get("synthetic")) and not allow_synthetic
+    if dry_run:
+        return PublishResult(repo_id, None, None, summary, files, True, blocked)
+    if blocked:
         raise PublisherError(
             "refusing to publish a synthetic build (random weights) to the Hub; "
             "pass --allow-synthetic if that is really what you want"
         )
-    summary, description = commit_message(manifest)
-    files = plan(folder)
-    if dry_run:
-        return PublishResult(repo_id, None, None, summary, files, True)
     return _upload(
         folder,
         repo_id,

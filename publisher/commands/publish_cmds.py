@@ -121,5 +121,7 @@ def publish_command(
             f"  {total / 2**20:10.2f} MiB  total, {len(result.files)} files "
             "(unchanged files are skipped at upload)"
         )
+        if result.synthetic_blocked:
+            click.echo("note: synthetic weights; a real publish needs --allow-synthetic")
         return
     click.echo(f"published: {result.pr_url or result.commit_url}")
