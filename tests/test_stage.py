@@ -1,0 +1,137 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from huggingface_hub import ModelCard
+from tokenizers import Tokenizer
+
+from publisher.build import build
+from publisher.cli import main
+from publisher.errors import PublisherError
+from publisher.recipe import load_recipe
+from publisher.repo_files import tokenizer_json, write_voices
+from publisher.stage import _md, stage
+
+
+@pytest.fixture(scope="module")
+def dist(tmp_path_factory):
+    out = tmp_path_factory.mktemp("dist")
+    for name in ("fp32", "kokoro-v1.0"):
+        build(load_recipe(name), checkpoint="synthetic:tiny", out_dir=out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def staged(dist, tmp_path_factory):
+    dest = tmp_path_factory.mktemp("repo") / "repo"
+    return stage([dist / "fp32", dist / "kokoro-v1.0"], dest, repo_id="me/kokoro")
+
+
+def test_voices_are_written_in_all_three_layouts(tiny, tmp_path):
+    write_voices(tiny.voices, tmp_path)
+    npz = np.load(tmp_path / "voices.npz")
+    names = (tmp_path / "voices.txt").read_text().split()
+    assert names == list(npz.keys()) == sorted(tiny.voices)
+    for name in names:
+        assert npz[name].shape == (510, 1, 256) and npz[name].dtype == np.float32
+        raw = np.fromfile(tmp_path / "voices" / f"{name}.bin", dtype="<f4").reshape(510, 256)
+        np.testing.assert_array_equal(raw, tiny.voices[name][:, 0, :])
+
+
+def test_bad_voice_shapes_are_refused(tmp_path):
+    with pytest.raises(PublisherError, match=r"voice 'x': expected float32 \(510, 1, 256\)"):
+        write_voices({"x": np.zeros((510, 256), np.float32)}, tmp_path)
+
+
+def test_tokenizer_turns_phonemes_into_padded_ids_and_drops_unknowns(tiny):
+    vocab = tiny.config["vocab"]
+    tok = Tokenizer.from_str(json.dumps(tokenizer_json(vocab)))
+    phonemes = "həlˈO wˈɜːld"
+    assert tok.encode(phonemes + " 7#").ids == [0, *(vocab[c] for c in phonemes + " "), 0]
+    assert tok.encode("").ids == [0, 0]
+
+
+def test_staged_repo_has_the_layout_every_runtime_reads(staged):
+    folder = staged.folder
+    for rel in (
+        "README.md",
+        "config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "voices.npz",
+        "voices.txt",
+        "manifest.json",
+        "onnx/model.onnx",
+        "kokoro-v1.0.onnx",
+        "voices/af_heart.bin",
+    ):
+        assert (folder / rel).is_file(), rel
+    config = json.loads((folder / "config.json").read_text())
+    assert config["model_type"] == "style_text_to_speech_2"
+    assert config["architectures"] == ["StyleTextToSpeech2Model"]
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert [v["recipe"] for v in manifest["variants"]] == ["fp32", "kokoro-v1.0"]
+    assert all(len(v["recipe_sha256"]) == 64 and v["gates"] for v in manifest["variants"])
+
+
+def test_model_card_parses_and_says_synthetic_at_the_top(staged):
+    text = (staged.folder / "README.md").read_text()
+    card = ModelCard(text)
+    assert card.data.license == "apache-2.0"
+    assert card.data.base_model == "hexgrad/Kokoro-82M"
+    assert card.data.pipeline_tag == "text-to-speech"
+    body = text.split("---", 2)[2].lstrip()
+    assert body.startswith("> **Synthetic build")
+    assert "| `onnx/model.onnx` | fp32 |" in text
+    assert "publisher build --recipe fp32 --checkpoint synthetic:tiny" in text
+    assert "### kokoro-js" in text and "### kokoro-onnx" in text
+    assert "### fastkokoro" not in text  # no bucket files staged
+
+
+def test_recipe_text_is_escaped_in_the_card():
+    assert _md("a | b <script>") == r"a \| b &lt;script&gt;"
+
+
+def test_failed_variants_are_never_staged(dist, tmp_path):
+    manifest_path = dist / "fp32" / "manifest.json"
+    original = manifest_path.read_text()
+    data = json.loads(original)
+    data["verification"]["passed"] = False
+    manifest_path.write_text(json.dumps(data))
+    try:
+        with pytest.raises(PublisherError, match="no variant passed its gates"):
+            stage([dist / "fp32"], tmp_path / "repo")
+        assert not (tmp_path / "repo").exists()
+    finally:
+        manifest_path.write_text(original)
+
+
+def test_publish_dry_run_prints_the_plan_without_network(dist, monkeypatch):
+    monkeypatch.setattr("huggingface_hub.constants.ENDPOINT", "http://127.0.0.1:9")
+    result = CliRunner().invoke(
+        main, ["publish", "--repo", "me/kokoro", "--all", "--out", str(dist), "--dry-run"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "dry run: would commit to me/kokoro: publisher: fp32, kokoro-v1.0" in result.stdout
+    assert "onnx/model.onnx" in result.stdout and "voices.npz" in result.stdout
+    assert "a real publish needs --allow-synthetic" in result.stdout
+
+
+def test_publish_refuses_synthetic_builds_without_the_flag(dist):
+    result = CliRunner().invoke(
+        main, ["publish", "--repo", "me/kokoro", "--all", "--out", str(dist)]
+    )
+    assert result.exit_code == 1
+    assert "refusing to publish a synthetic build" in result.stderr
+
+
+@pytest.mark.parametrize("repo", ["noslash", "a/b/c", "../x", "me/"])
+def test_publish_rejects_malformed_repo_ids(dist, repo):
+    result = CliRunner().invoke(
+        main, ["publish", "--repo", repo, "--all", "--out", str(dist), "--dry-run"]
+    )
+    assert result.exit_code == 1
+    assert "expected ORG/NAME" in result.stderr
