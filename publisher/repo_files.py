@@ -78,7 +78,10 @@ def tokenizer_json(vocab: dict[str, int]) -> dict[str, Any]:
     if vocab.get(PAD, 0) != 0 or 0 in {i for c, i in vocab.items() if c != PAD}:
         raise PublisherError("vocab: id 0 is reserved for the '$' pad")
     full = {PAD: 0, **{c: i for c, i in vocab.items() if c != PAD}}
-    allowed = "".join(re.escape(c) for c in full if c != PAD)
+    # Escape only what a character class needs: the pattern must compile both in Rust
+    # (tokenizers) and as a JavaScript Unicode RegExp (transformers.js), which rejects
+    # Python-style escapes such as "\ ".
+    allowed = "".join("\\" + c if c in "\\]^-[" else c for c in full if c != PAD)
     pad = {"SpecialToken": {"id": PAD, "type_id": 0}}
     return {
         "version": "1.0",

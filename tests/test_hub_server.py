@@ -134,9 +134,12 @@ def test_failed_lfs_upload_raises_leaves_the_repo_unchanged_and_a_retry_succeeds
     head = hub.head(REPO)
     hub.fail_next("lfs_upload", status=403)  # not retried by the client (5xx would be)
 
-    with pytest.raises(HfHubHTTPError) as err:
+    # The 2.4 client wraps LFS upload errors: RuntimeError("Error while uploading '<path>' to
+    # the Hub.") whose __cause__ is the HfHubHTTPError.
+    with pytest.raises(RuntimeError, match=f"Error while uploading '{BIG}'") as err:
         api.upload_folder(repo_id=REPO, folder_path=folder)
-    assert err.value.response.status_code == 403
+    cause = err.value.__cause__
+    assert isinstance(cause, HfHubHTTPError) and cause.response.status_code == 403
     assert hub.head(REPO) == head
     assert set(hub.files(REPO)) == {".gitattributes"}
     assert not hub.lfs_objects(REPO)
@@ -242,7 +245,7 @@ def test_model_info_and_list_repo_files_reflect_the_upload(
     assert top == {".gitattributes", "README.md", "config.json", "onnx"}
     assert api.file_exists(REPO, BIG) and not api.file_exists(REPO, "nope.txt")
     assert [c.title for c in api.list_repo_commits(REPO)] == [
-        "Upload folder using huggingface_hub",
+        "Upload variant",
         "initial commit",
     ]
 
@@ -304,8 +307,12 @@ def test_datasets_and_spaces_use_prefixed_urls(hub: LocalHub, api: HfApi, tmp_pa
         got = hf_hub_download(REPO, "app.txt", repo_type=repo_type, cache_dir=tmp_path)
         assert Path(got).read_bytes() == b"hello\n"
         assert hub.files(REPO, repo_type=repo_type)["app.txt"] == b"hello\n"
-    resolves = [p for _, p in hub.requests if "/resolve/" in p]
-    assert [p.split("/")[1] for p in resolves] == ["datasets", "spaces"]
+    resolves = [(m, p) for m, p in hub.requests if "/resolve/" in p]
+    assert resolves == [
+        (method, f"/{prefix}/{REPO}/resolve/main/app.txt")
+        for prefix in ("datasets", "spaces")
+        for method in ("HEAD", "GET")
+    ]
     assert not hub.repo_exists(REPO)  # the model repo of the same name was never created
 
 
