@@ -73,9 +73,10 @@ at teardown):
 
 It also sets the environment for subprocesses (``HF_ENDPOINT``, ``HF_HUB_DISABLE_XET=1``,
 ``HF_HUB_DISABLE_TELEMETRY=1``, ``HF_HOME``, ``NO_PROXY``) and unsets ``HF_TOKEN``,
-``HUGGING_FACE_HUB_TOKEN``, ``HF_OIDC_RESOURCE``, ``HF_HUB_OFFLINE``... Use from a conftest::
+``HUGGING_FACE_HUB_TOKEN``, ``HF_OIDC_RESOURCE``, ``HF_HUB_OFFLINE``... Use from a conftest
+(``tests/`` is on ``sys.path`` because ``tests/conftest.py`` has no package ``__init__``)::
 
-    from tests.hub_server import local_hub_env
+    from hub_server import local_hub_env
 
     @pytest.fixture
     def local_hub(monkeypatch, tmp_path, request):
@@ -120,17 +121,49 @@ INVALID_CREDENTIALS = "Invalid credentials in Authorization header"
 
 _REPO_TYPES = {"models": "model", "datasets": "dataset", "spaces": "space"}
 _URL_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
+_LFS_VERIFY = ".git/info/lfs/objects/verify"
 _HEX40 = re.compile(r"^[0-9a-f]{40}$")
 
 # The .gitattributes the Hub puts in the initial commit of a new repo.
 DEFAULT_GITATTRIBUTES = "".join(
     f"{pattern} filter=lfs diff=lfs merge=lfs -text\n"
-    for pattern in (
-        "*.7z *.arrow *.bin *.bz2 *.ckpt *.ftz *.gz *.h5 *.joblib *.lfs.* *.mlmodel *.model"
-        " *.msgpack *.npy *.npz *.onnx *.ot *.parquet *.pb *.pickle *.pkl *.pt *.pth *.rar"
-        " *.safetensors saved_model/**/* *.tar.* *.tar *.tflite *.tgz *.wasm *.xz *.zip *.zst"
-        " *tfevents*"
-    ).split()
+    for pattern in [
+        "*.7z",
+        "*.arrow",
+        "*.bin",
+        "*.bz2",
+        "*.ckpt",
+        "*.ftz",
+        "*.gz",
+        "*.h5",
+        "*.joblib",
+        "*.lfs.*",
+        "*.mlmodel",
+        "*.model",
+        "*.msgpack",
+        "*.npy",
+        "*.npz",
+        "*.onnx",
+        "*.ot",
+        "*.parquet",
+        "*.pb",
+        "*.pickle",
+        "*.pkl",
+        "*.pt",
+        "*.pth",
+        "*.rar",
+        "*.safetensors",
+        "saved_model/**/*",
+        "*.tar.*",
+        "*.tar",
+        "*.tflite",
+        "*.tgz",
+        "*.wasm",
+        "*.xz",
+        "*.zip",
+        "*.zst",
+        "*tfevents*",
+    ]
 )
 
 
@@ -140,7 +173,9 @@ def git_blob_sha1(data: bytes) -> str:
 
 
 def lfs_pointer(sha256: str, size: int) -> bytes:
-    return f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {size}\n".encode()
+    return (
+        f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {size}\n".encode()
+    )
 
 
 def _now() -> str:
@@ -307,7 +342,10 @@ class LocalHub:
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name=f"LocalHub:{self.port}", daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},  # shutdown() waits up to one poll interval
+            name=f"LocalHub:{self.port}",
+            daemon=True,
         )
         self._thread.start()
         return self
@@ -361,7 +399,9 @@ class LocalHub:
     ) -> None:
         """Make the next ``times`` requests of ``kind`` answer ``status`` (and change nothing)."""
         if kind not in FAILURE_KINDS:
-            raise ValueError(f"unknown failure kind {kind!r}; expected one of {sorted(FAILURE_KINDS)}")
+            raise ValueError(
+                f"unknown failure kind {kind!r}; expected one of {sorted(FAILURE_KINDS)}"
+            )
         msg = message or f"LocalHub: injected failure of {kind}"
         with self._lock:
             self._failures.setdefault(kind, []).extend([(status, msg)] * times)
@@ -393,7 +433,9 @@ class LocalHub:
         with self._lock:
             return dict(self.repo(repo_id, repo_type).refs)
 
-    def commits(self, repo_id: str, revision: str = "main", repo_type: str = "model") -> list[Commit]:
+    def commits(
+        self, repo_id: str, revision: str = "main", repo_type: str = "model"
+    ) -> list[Commit]:
         """The first-parent history of ``revision``, oldest (the initial commit) first."""
         with self._lock:
             repo = self.repo(repo_id, repo_type)
@@ -405,7 +447,9 @@ class LocalHub:
                 oid = commit.parent
             return out[::-1]
 
-    def files(self, repo_id: str, revision: str = "main", repo_type: str = "model") -> dict[str, bytes]:
+    def files(
+        self, repo_id: str, revision: str = "main", repo_type: str = "model"
+    ) -> dict[str, bytes]:
         """path -> content of every file at ``revision`` (LFS objects resolved)."""
         with self._lock:
             repo = self.repo(repo_id, repo_type)
@@ -425,7 +469,7 @@ class LocalHub:
         private: bool = False,
         message: str = "Seed files",
     ) -> str:
-        """Create the repo if needed and commit ``files`` on main directly; returns the commit id."""
+        """Create the repo if needed and commit ``files`` on main; returns the commit id."""
         with self._lock:
             repo = self.repos.get((repo_type, repo_id)) or self._create(repo_id, repo_type, private)
             parent = repo.refs["main"]
@@ -462,7 +506,9 @@ class LocalHub:
     ) -> Commit:
         self._seq += 1
         h = hashlib.sha1()
-        h.update(f"{parent}\n{repo.repo_type}/{repo.repo_id}@{ref}\n{self._seq}\n{title}\n".encode())
+        h.update(
+            f"{parent}\n{repo.repo_type}/{repo.repo_id}@{ref}\n{self._seq}\n{title}\n".encode()
+        )
         for path in sorted(files):
             h.update(f"{path}\0{files[path].oid}\n".encode())
         commit = Commit(h.hexdigest(), parent, title, description, _now(), dict(files))
@@ -485,6 +531,7 @@ class LocalHub:
 class _Handler(BaseHTTPRequestHandler):
     hub: LocalHub
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body are separate writes: no 40 ms stalls
     server_version = "LocalHub/1.0"
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - silence stderr
@@ -630,7 +677,11 @@ class _Handler(BaseHTTPRequestHandler):
                 repo_type = "model"
                 if seg and seg[0] in ("datasets", "spaces"):
                     repo_type, seg = _REPO_TYPES[seg[0]], seg[1:]
-                if len(seg) >= 3 and seg[1].endswith(".git") and seg[2:5] == ["info", "lfs", "objects"]:
+                if (
+                    len(seg) >= 3
+                    and seg[1].endswith(".git")
+                    and seg[2:5] == ["info", "lfs", "objects"]
+                ):
                     repo_id = f"{seg[0]}/{seg[1][: -len('.git')]}"
                     if method == "POST" and seg[5:] == ["batch"]:
                         return self._lfs_batch(repo_type, repo_id, json.loads(body))
@@ -675,7 +726,10 @@ class _Handler(BaseHTTPRequestHandler):
             "name": self.hub.user,
             "fullname": self.hub.user,
             "orgs": [],
-            "auth": {"type": "access_token", "accessToken": {"displayName": "local", "role": "write"}},
+            "auth": {
+                "type": "access_token",
+                "accessToken": {"displayName": "local", "role": "write"},
+            },
         }
 
     def _create_repo(self, payload: dict) -> None:
@@ -756,7 +810,9 @@ class _Handler(BaseHTTPRequestHandler):
             raise HubError(404, f"Invalid rev id: {revision}", code="RevisionNotFound")
         files = repo.commits[oid].files if oid is not None else {}
         gitattributes = (
-            self.hub._content(repo, files[".gitattributes"]).decode() if ".gitattributes" in files else ""
+            self.hub._content(repo, files[".gitattributes"]).decode()
+            if ".gitattributes" in files
+            else ""
         )
         out = []
         for item in payload.get("files", []):
@@ -799,7 +855,7 @@ class _Handler(BaseHTTPRequestHandler):
                         "href": f"{self.hub.cdn_endpoint}/lfs-upload/{repo_type}/{repo_id}/{oid}",
                     },
                     "verify": {
-                        "href": f"{self.hub.endpoint}/{prefix}{repo_id}.git/info/lfs/objects/verify",
+                        "href": f"{self.hub.endpoint}/{prefix}{repo_id}{_LFS_VERIFY}",
                     },
                 }
             objects.append(item)
@@ -849,7 +905,9 @@ class _Handler(BaseHTTPRequestHandler):
                         f"does not exist ({path}: sha256 {oid})",
                     )
                 if "size" in value and int(value["size"]) != len(stored):
-                    raise HubError(400, f"LFS object {oid} has size {len(stored)}, not {value['size']}")
+                    raise HubError(
+                        400, f"LFS object {oid} has size {len(stored)}, not {value['size']}"
+                    )
                 files[path] = Entry.lfs(oid, len(stored))
             elif key == "deletedFile":
                 if path not in files:
@@ -891,12 +949,20 @@ class _Handler(BaseHTTPRequestHandler):
     def _tree_entry(self, path: str, entry: Entry) -> dict:
         out: dict[str, Any] = {"type": "file", "oid": entry.oid, "size": entry.size, "path": path}
         if entry.lfs_sha256 is not None:
-            out["lfs"] = {"oid": entry.lfs_sha256, "size": entry.size, "pointerSize": entry.pointer_size}
+            out["lfs"] = {
+                "oid": entry.lfs_sha256,
+                "size": entry.size,
+                "pointerSize": entry.pointer_size,
+            }
         return out
 
     @staticmethod
     def _folder_entry(path: str, commit: str) -> dict:
-        return {"type": "directory", "oid": git_blob_sha1(f"{commit}:{path}".encode()), "path": path}
+        return {
+            "type": "directory",
+            "oid": git_blob_sha1(f"{commit}:{path}".encode()),
+            "path": path,
+        }
 
     def _tree(self, repo_type: str, repo_id: str, revision: str, path: str) -> None:
         repo = self._get_repo(repo_type, repo_id)
@@ -1023,7 +1089,9 @@ class _Handler(BaseHTTPRequestHandler):
                 if kind == "lfs-upload" and method == "PUT":
                     hub._take_failure("lfs_upload")
                     if hashlib.sha256(body).hexdigest() != oid:
-                        raise HubError(400, "BadDigest: the uploaded content does not match its oid")
+                        raise HubError(
+                            400, "BadDigest: the uploaded content does not match its oid"
+                        )
                     repo.lfs[oid] = body
                     return self._send(200, b"", {"ETag": f'"{hashlib.md5(body).hexdigest()}"'})
                 if kind == "lfs-cdn" and method in ("GET", "HEAD"):
@@ -1087,7 +1155,6 @@ def patch_huggingface_hub(monkeypatch: Any, endpoint: str, hf_home: str | Path) 
     monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
     monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
     monkeypatch.setenv("HF_HUB_DISABLE_UPDATE_CHECK", "1")
-    monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     no_proxy = "127.0.0.1,localhost"
     monkeypatch.setenv("NO_PROXY", no_proxy)
     monkeypatch.setenv("no_proxy", no_proxy)
@@ -1121,7 +1188,9 @@ def patch_huggingface_hub(monkeypatch: Any, endpoint: str, hf_home: str | Path) 
     monkeypatch.setattr(hf_api.api, "endpoint", endpoint)
     monkeypatch.setattr(cache_manager, "HF_HUB_CACHE", hub_cache)
     monkeypatch.setattr(cache_assets, "HF_ASSETS_CACHE", assets_cache)
-    monkeypatch.setattr(http, "_HUB_ORIGINS", frozenset({*http._HUB_ORIGINS, http._url_origin(endpoint)}))
+    monkeypatch.setattr(
+        http, "_HUB_ORIGINS", frozenset({*http._HUB_ORIGINS, http._url_origin(endpoint)})
+    )
     # a fresh shared httpx2 client (built with the env above); the old one is put back at teardown
     monkeypatch.setattr(http, "_GLOBAL_CLIENT", None)
 

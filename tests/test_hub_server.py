@@ -8,6 +8,7 @@ from pathlib import Path
 
 import huggingface_hub
 import pytest
+from hub_server import DEFAULT_TOKEN, LFS_THRESHOLD, LocalHub, local_hub_env, patch_huggingface_hub
 from huggingface_hub import HfApi, constants, hf_hub_download, snapshot_download
 from huggingface_hub.errors import (
     EntryNotFoundError,
@@ -15,7 +16,6 @@ from huggingface_hub.errors import (
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
-from hub_server import DEFAULT_TOKEN, LFS_THRESHOLD, LocalHub, local_hub_env, patch_huggingface_hub
 
 REPO = "local-user/kokoro-test"
 BIG = "onnx/model.bin"  # 12 MB of random bytes: LFS by size and by its binary sample
@@ -26,7 +26,9 @@ def sha256(data: bytes) -> str:
 
 
 @pytest.fixture
-def hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, request: pytest.FixtureRequest) -> LocalHub:
+def hub(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, request: pytest.FixtureRequest
+) -> LocalHub:
     return local_hub_env(monkeypatch, tmp_path, request=request)
 
 
@@ -273,9 +275,8 @@ def test_private_repos_need_a_token_to_read(hub: LocalHub, api: HfApi, tmp_path:
         HfApi(token=False).model_info(REPO)
     with pytest.raises(RepositoryNotFoundError):
         hf_hub_download(REPO, "a.txt", cache_dir=tmp_path, token=False)
-    assert Path(hf_hub_download(REPO, "a.txt", cache_dir=tmp_path, token=hub.token)).read_bytes() == (
-        b"secret"
-    )
+    got = hf_hub_download(REPO, "a.txt", cache_dir=tmp_path, token=hub.token)
+    assert Path(got).read_bytes() == b"secret"
 
 
 def test_create_repo_twice_answers_409_unless_exist_ok(hub: LocalHub, api: HfApi) -> None:
@@ -327,7 +328,7 @@ def test_env_helper_patches_the_imported_client_and_undoes_it(tmp_path: Path) ->
             patch_huggingface_hub(mp, hub.endpoint, tmp_path / "home")
             assert constants.ENDPOINT == hf_api.api.endpoint == hub.endpoint
             assert not is_xet_available()
-            assert constants.HF_HUB_CACHE == str(tmp_path / "home" / "hub")
+            assert str(tmp_path / "home" / "hub") == constants.HF_HUB_CACHE
             assert os.environ["HF_ENDPOINT"] == hub.endpoint and "HF_TOKEN" not in os.environ
             # the module-level functions (bound to hf_api.api) reach the local Hub too
             huggingface_hub.create_repo(REPO, token=DEFAULT_TOKEN)
