@@ -48,7 +48,12 @@ def onnx_metadata(recipe, ckpt) -> dict[str, str]:
     from publisher.recipe import recipe_hash
     from publisher.synth import SAMPLE_RATE
 
-    return {
+    extra = {}
+    if recipe.export.shape == "bucket":  # fastkokoro's four keys and publisher.bucket
+        from publisher.bucket import bucket_metadata, bucket_shape
+
+        extra = bucket_metadata(bucket_shape(recipe))
+    return extra | {
         "kokoro_config": json.dumps(ckpt.config, ensure_ascii=False, sort_keys=True),
         "sample_rate": str(SAMPLE_RATE),
         "publisher.recipe": recipe.name,
@@ -67,6 +72,8 @@ def prepare(recipe, spec: str, timer) -> Prepared:
     from publisher.checkpoint import open_checkpoint
     from publisher.export import export_fp32
     from publisher.passes import FINAL_PASSES, PassContext, plan, run_passes
+
+    import publisher.passes.bucket_check  # noqa: F401 - registers the bucket-check pass
 
     passes = plan(recipe)  # unknown passes fail before any heavy work
     with timer.step("checkpoint", spec):
@@ -87,13 +94,15 @@ def prepare(recipe, spec: str, timer) -> Prepared:
 def _verify(p: Prepared, shipped: Path, scratch: Path, timer, echo: Echo) -> dict[str, Any]:
     import onnx
 
-    from publisher.verify import evaluate, verification_items, write_report
+    from publisher.verify import bucket_probes, evaluate, verification_items, write_report
 
     twin_path = None
     if p.twin is not None:
         twin_path = scratch / "twin.onnx"
         onnx.save(p.twin, str(twin_path))
     items = verification_items(p.ckpt)
+    if p.recipe.export.shape == "bucket":  # evaluate skips what does not fit the bucket
+        items += bucket_probes(p.ckpt, p.recipe.export.bucket)
     with timer.step("verify", f"{len(items)} inputs: parity, fidelity, shipped graph"):
         report = evaluate(
             p.recipe,

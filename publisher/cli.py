@@ -241,6 +241,7 @@ def bench(
 
 
 def _register_commands() -> None:
+    from publisher.commands.changed_cmd import changed_command
     from publisher.commands.convert_io_cmd import convert_io_command
     from publisher.commands.inspect_cmd import inspect_command
     from publisher.commands.publish_cmds import publish_command, stage_command, voices_command
@@ -251,6 +252,7 @@ def _register_commands() -> None:
         voices_command,
         stage_command,
         publish_command,
+        changed_command,
     ):
         main.add_command(command)
 

@@ -43,6 +43,10 @@ def export_key(ckpt: Checkpoint, recipe: Recipe, *, parity: bool) -> str:
         "torch": torch.__version__,
         "format": EXPORT_FORMAT_VERSION,
     }
+    if recipe.export.shape == "bucket":
+        from publisher.bucket import BUCKET_FORMAT_VERSION
+
+        settings["bucket_format"] = BUCKET_FORMAT_VERSION
     blob = json.dumps(settings, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:24]
 
@@ -65,6 +69,10 @@ def export_fp32(
     ckpt: Checkpoint, recipe: Recipe, *, parity: bool = False, model=None, use_cache: bool = True
 ) -> Path:
     """Return the path of the cached fp32 graph for (checkpoint, export settings, parity)."""
+    if recipe.export.shape == "bucket":  # static token-bucket graph: publisher/bucket.py
+        from publisher.bucket import export_bucket
+
+        return export_bucket(ckpt, recipe, parity=parity, model=model, use_cache=use_cache)
     if recipe.export.shape != "dynamic":
         raise ExportError(
             f"recipe {recipe.name}: export.shape '{recipe.export.shape}' is not supported "

@@ -251,7 +251,12 @@ def rank_nodes(
     if not cands:
         raise PublisherError(f"recipe {recipe.name}: every convertible node is excluded")
     probe_list = probes(ckpt, items)
-    refs = run_waves(open_session(graph), probe_list)
+    plain = open_session(graph)
+    refs = run_waves(plain, probe_list)
+    tick = time.perf_counter()
+    run_waves(plain, probe_list)  # one timed pass: the cost of a trial without switches
+    plain_seconds = time.perf_counter() - tick
+    del plain
     echo(f"sensitivity {recipe.name}: {len(cands)} {kind} candidates, {len(probe_list)} inputs")
     wired = instrument(model, cands, recipe).SerializeToString()
     session = ort.InferenceSession(wired, providers=["CPUExecutionProvider"])
@@ -302,6 +307,8 @@ def rank_nodes(
         "setup_seconds": round(setup, 2),
         "trial_seconds": round(trials, 2),
         "seconds_per_node": round(trials / len(cands), 4),
+        "plain_pass_seconds": round(plain_seconds, 4),  # same inputs, plain parity graph
+        "node_cost_in_plain_passes": round(trials / len(cands) / plain_seconds, 3),
         "wall_seconds": round(time.perf_counter() - start, 2),
         "conv_post": {
             "node": post,

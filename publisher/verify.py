@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from publisher.errors import ShapeMismatchError, VerificationError
+from publisher.errors import PublisherError, ShapeMismatchError, VerificationError
 from publisher.metrics import duration_agreement, log_mel_distance, snr_db, spectral_correlation
 
 if TYPE_CHECKING:
@@ -90,6 +90,42 @@ def verification_items(ckpt: Checkpoint, max_phonemes: int | None = None) -> lis
         if not max_phonemes or n - 2 <= max_phonemes:
             items.append(Item(f"probe-{n}", tuple(probe_ids(ckpt, n)), ckpt.sample_voice, 1.0))
     return items
+
+
+def bucket_probes(ckpt: Checkpoint, bucket: int) -> list[Item]:
+    """Probes sized to a bucket: half full at speed 1, full (B - 2 phonemes) at speed 2 so
+    that its durations fit the default 2B+8 alignment frames."""
+    voice = ckpt.sample_voice
+    return [
+        Item(f"bucket-half-{bucket}", tuple(probe_ids(ckpt, bucket // 2 + 1)), voice, 1.0),
+        Item(f"bucket-full-{bucket}", tuple(probe_ids(ckpt, bucket)), voice, 2.0),
+    ]
+
+
+def _bucket_settings(recipe: Recipe):
+    if recipe.export.shape != "bucket":
+        return None
+    from publisher.bucket import bucket_shape
+
+    return bucket_shape(recipe)
+
+
+def _bucket_row(item: Item, ref, outs: list) -> dict[str, Any]:
+    """Content and tail facts of one bucket output (parity graph and twin)."""
+    from publisher.bucket import ANCHOR_SAMPLES_PER_FRAME, SAMPLES_PER_FRAME
+
+    frames = int(ref.durations.sum())
+    return {
+        "item": item.id,
+        "phonemes": len(item.ids),
+        "frames": frames,
+        "content_samples": int(outs[0].waveform.size),
+        "expected_samples": SAMPLES_PER_FRAME * frames,
+        "anchor_samples": ANCHOR_SAMPLES_PER_FRAME * frames,
+        "kept_past_anchor_samples": (SAMPLES_PER_FRAME - ANCHOR_SAMPLES_PER_FRAME) * frames,
+        "tail_max_abs": max(float(o.tail_max_abs or 0.0) for o in outs),
+        "pieces": max(o.pieces for o in outs),
+    }
 
 
 def _style(ckpt: Checkpoint, item: Item) -> np.ndarray:
@@ -171,29 +207,66 @@ def evaluate(
     parity_sess = open_session(parity_graph)
     twin_sess = open_session(twin_graph) if twin_graph else None
     parity, fidelity, refs, outs = [], [], {}, {}
+    # bucket graphs: only inputs that fit (n <= B - 2 and at most F frames in the unpadded
+    # reference) are compared; the rest would be re-split, so they are counted and skipped
+    bucket = _bucket_settings(recipe)
+    skipped: dict[str, list[str]] = {"too_long": [], "over_frames": []}
+    bucket_rows, used = [], []
     for k, item in enumerate(items, 1):
+        if bucket and len(item.ids) + 2 > bucket.bucket:
+            skipped["too_long"].append(item.id)
+            continue
         style = _style(ckpt, item)
         with parity_mode(model):
             ref = run_torch(model, list(item.ids), style, item.speed)
+        if bucket and int(ref.durations.sum()) > bucket.frames:
+            skipped["over_frames"].append(item.id)
+            continue
         out = run_onnx(parity_sess, list(item.ids), style, item.speed)
         parity.append(_parity(item, ref, out))
         twin = run_onnx(twin_sess, list(item.ids), style, item.speed) if twin_sess else out
         fidelity.append(_fidelity(item, ref, twin))
         refs[item.id], outs[item.id] = ref, twin
+        used.append(item)
+        if bucket:
+            bucket_rows.append(_bucket_row(item, ref, [out, twin]))
         echo(
             f"  {k}/{len(items)} {item.id}: {len(item.ids)} phonemes, "
             f"corr {fidelity[-1].spectral_correlation:.5f}, "
             f"parity {parity[-1].max_abs_error:.2g}"
         )
-    shipped = _shipped(ckpt, model, shipped_graph, items[:SHIPPED_ITEMS], ModelWorker, run_torch)
-    pic_item = max(items[: max(1, len(items) // 2)], key=lambda i: len(i.ids))
+    if bucket:
+        echo(
+            f"  bucket {bucket.bucket}: {len(used)} inputs compared, skipped "
+            f"{len(skipped['too_long'])} longer than {bucket.bucket - 2} phonemes and "
+            f"{len(skipped['over_frames'])} over {bucket.frames} frames"
+        )
+        if not used:
+            raise PublisherError(f"no verification input fits a {bucket.bucket}-token bucket")
+    shipped = _shipped(ckpt, model, shipped_graph, used[:SHIPPED_ITEMS], ModelWorker, run_torch)
+    pic_item = max(used[: max(1, len(used) // 2)], key=lambda i: len(i.ids))
+    bucket_report = None
+    if bucket:
+        from publisher.bucket import bucket_metadata
+
+        bucket_report = {
+            "bucket": bucket.bucket,
+            "frames": bucket.frames,
+            "output_samples": bucket.output_samples,
+            "rule": bucket_metadata(bucket)["publisher.bucket_output_rule"],
+            "skipped_too_long": skipped["too_long"],
+            "skipped_over_frames": skipped["over_frames"],
+            "items": bucket_rows,
+        }
+    gates = gate_results(recipe, parity, fidelity, shipped, bucket=bucket_report)
     return {
-        "items": [asdict(i) | {"ids": len(i.ids)} for i in items],
+        "items": [asdict(i) | {"ids": len(i.ids)} for i in used],
         "parity": [asdict(p) for p in parity],
         "fidelity": [asdict(f) for f in fidelity],
         "shipped": shipped,
-        "gates": [asdict(g) for g in gate_results(recipe, parity, fidelity, shipped)],
+        "gates": [asdict(g) for g in gates],
         "picture_item": pic_item.id,
+        **({"bucket": bucket_report} if bucket_report else {}),
         "_waves": (refs[pic_item.id].waveform, outs[pic_item.id].waveform),
     }
 
@@ -229,7 +302,11 @@ def _shipped(ckpt, model, graph: Path, items: list[Item], worker_cls, run_torch)
 
 
 def gate_results(
-    recipe: Recipe, parity: list[ParityResult], fidelity: list[FidelityResult], shipped: dict
+    recipe: Recipe,
+    parity: list[ParityResult],
+    fidelity: list[FidelityResult],
+    shipped: dict,
+    bucket: dict | None = None,
 ) -> list[GateResult]:
     """Worst value per gate over all items, compared with the recipe's threshold."""
     g = recipe.gates
@@ -264,6 +341,23 @@ def gate_results(
             True,
         )
     )
+    if bucket and bucket["items"]:  # after the content: exact zeros, whole tail kept
+        row = max(bucket["items"], key=lambda r: r["tail_max_abs"])
+        silent = row["tail_max_abs"] == 0.0
+        out.append(
+            GateResult("bucket_tail_silent", row["tail_max_abs"], 0.0, silent, row["item"], False)
+        )
+        short = [r for r in bucket["items"] if r["content_samples"] != r["expected_samples"]]
+        out.append(
+            GateResult(
+                "bucket_content_complete",
+                0.0 if short else 1.0,
+                1.0,
+                not short,
+                short[0]["item"] if short else "all",
+                True,
+            )
+        )
     finite = shipped["ran"] and all(r["finite"] for r in shipped["items"])
     out.append(
         GateResult(
@@ -338,6 +432,29 @@ def write_report(report: dict[str, Any], folder: Path, title: str) -> list[Path]
                 f"{r['noise_floor_log_mel']:.4f} |"
             )
         lines += ["", "The noise floor is torch against itself: two runs of the random source."]
+    bucket = report.get("bucket")
+    if bucket:
+        lines += [
+            "",
+            f"## Bucket {bucket['bucket']} ({bucket['frames']} alignment frames, "
+            f"{bucket['output_samples']} output samples)",
+            "",
+            f"{bucket['rule']}. Compared: inputs of at most {bucket['bucket'] - 2} phonemes "
+            f"whose unpadded reference needs at most {bucket['frames']} frames; skipped "
+            f"{len(bucket['skipped_too_long'])} longer inputs and "
+            f"{len(bucket['skipped_over_frames'])} over the frames (the synthesis path "
+            "re-splits those).",
+            "",
+            "| item | phonemes | frames | content samples | anchor (480/frame) | "
+            "kept past the anchor's cut | max abs after content |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for r in bucket["items"]:
+            lines.append(
+                f"| {r['item']} | {r['phonemes']} | {r['frames']} | {r['content_samples']} | "
+                f"{r['anchor_samples']} | {r['kept_past_anchor_samples']} | "
+                f"{r['tail_max_abs']:.3g} |"
+            )
     lines += ["", f"![spectrograms]({PICTURE})", ""]
     md = folder / REPORT
     md.write_text("\n".join(lines))

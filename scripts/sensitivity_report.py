@@ -39,6 +39,10 @@ def _report(s: dict, rows: list, threshold: float) -> str:
         f"- passes before ranking: {', '.join(s['passes_before_ranking']) or 'none'}",
         f"- ranking wall time: {s['wall_seconds']:.1f} s ({minutes:.2f} min; setup "
         f"{s['setup_seconds']:.1f} s, {s['seconds_per_node']:.3f} s per node)",
+        f"- one node costs {s['node_cost_in_plain_passes']:.2f} plain passes of the parity graph "
+        f"over the same inputs ({s['plain_pass_seconds']:.3f} s per pass at the start)",
+        f"- load average (1, 5, 15 min) at start {s.get('load_average_at_start')}, "
+        f"at end {s.get('load_average_at_end')}",
         f"- vs the reference tool's {REFERENCE_MINUTES:.0f} min estimate: "
         f"{REFERENCE_MINUTES / minutes:.1f}x faster",
         f"- baseline (all switches off) vs parity graph: max abs "
@@ -101,12 +105,14 @@ def main() -> None:
         path.write_text(DEFAULT_RECIPE)
         args.recipe = str(path)
     recipe = load_recipe(args.recipe)
+    load_start = os.getloadavg()
     start = time.perf_counter()
     ckpt = open_checkpoint(args.checkpoint)
     opened = time.perf_counter() - start
     ranking = rank_nodes(ckpt, recipe, validate=args.validate or None, sample=args.sample)
     ranking.summary["checkpoint_open_seconds"] = round(opened, 2)
-    ranking.summary["load_average_at_end"] = os.getloadavg()
+    ranking.summary["load_average_at_start"] = [round(x, 2) for x in load_start]
+    ranking.summary["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     paths = write_outputs(ranking, args.out, threshold=args.threshold, write_excludes=True)
     text = _report(ranking.summary, ranking.rows, args.threshold)
     report = paths["summary"].parent / "report.md"

@@ -1,0 +1,484 @@
+"""Catalog (manifest.json), cached sessions and side-by-side synthesis of variants.
+
+Every model call goes through ``publisher.synth`` (``open_session``, ``run_onnx``,
+``style_row``), text through ``publisher.text`` and the fidelity figure through
+``publisher.metrics``: the Space measures exactly what ``publisher verify`` measures.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from kokoro_space.source import (
+    CONFIG,
+    MANIFEST,
+    VOICES_NPZ,
+    VOICES_TXT,
+    ModelSource,
+    SourceError,
+    safe_relpath,
+)
+
+if TYPE_CHECKING:
+    import numpy as np
+
+SAMPLE_RATE = 24000
+REFERENCE_PATH = "onnx/model.onnx"
+SPEED_RANGE = (0.5, 2.0)
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
+
+
+class InputError(Exception):
+    """A request the Space cannot serve as asked; ``str(err)`` is shown to the user."""
+
+
+def _env_int(name: str, default: int, lo: int, hi: int) -> int:
+    try:
+        return min(max(int(os.environ.get(name, default)), lo), hi)
+    except ValueError:
+        return default
+
+
+@dataclass(frozen=True)
+class Settings:
+    max_chars: int = 5000  # longest text (or phoneme string) one request takes
+    max_sessions: int = 4  # InferenceSessions kept open (LRU)
+    max_compare: int = 6  # variants compared in one click
+    threads: int = 0  # onnxruntime intra-op threads (0: its default)
+    concurrency: int = 2  # requests running at once; the rest wait in the queue
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        return cls(
+            max_chars=_env_int("KOKORO_MAX_CHARS", cls.max_chars, 1, 1_000_000),
+            max_sessions=_env_int("KOKORO_MAX_SESSIONS", cls.max_sessions, 1, 64),
+            max_compare=_env_int("KOKORO_MAX_COMPARE", cls.max_compare, 2, 16),
+            threads=_env_int("KOKORO_THREADS", cls.threads, 0, 256),
+            concurrency=_env_int("KOKORO_CONCURRENCY", cls.concurrency, 1, 64),
+        )
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One manifest entry, as the Space shows it."""
+
+    name: str
+    path: str
+    shape: str
+    bytes: int
+    description: str = ""
+    spectral_correlation: str = "-"  # as measured at build time, vs PyTorch
+    log_mel_distance: str = "-"
+    params_by_dtype: str = ""
+    params: Mapping[str, int] = field(default_factory=dict)
+    latency: str = "not measured"
+
+    @property
+    def size_mib(self) -> float:
+        return self.bytes / 2**20
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} · {self.path} · {self.size_mib:.1f} MiB"
+
+
+@dataclass(frozen=True)
+class Catalog:
+    variants: dict[str, Variant]  # manifest order
+    voices: list[str]
+    vocab: dict[str, int]
+    reference: str | None  # the fp32 variant fidelity is measured against
+    synthetic: bool
+    skipped: list[str]  # manifest entries the Space refused, with why
+
+    def variant(self, name: object) -> Variant:
+        """The variant called ``name``; names are matched, never used as paths."""
+        if isinstance(name, str) and name in self.variants:
+            return self.variants[name]
+        shown = repr(name if not isinstance(name, str) or len(name) <= 60 else name[:57] + "...")
+        raise InputError(
+            f"unknown variant {shown}: this repo has {', '.join(self.variants) or 'none'}"
+        )
+
+    def default_voice(self) -> str | None:
+        return "af_heart" if "af_heart" in self.voices else (self.voices or [None])[0]
+
+    def default_selection(self, k: int = 3) -> list[str]:
+        """The reference first, then the next variants in manifest order, ``k`` in all."""
+        names = list(self.variants)
+        first = self.reference or (names[0] if names else None)
+        rest = [n for n in names if n != first]
+        return [n for n in (first, *rest) if n][:k]
+
+
+def parse_manifest(manifest: dict[str, Any]) -> tuple[list[Variant], list[str]]:
+    """Variants from manifest.json; entries with unsafe names or paths are skipped."""
+    variants: list[Variant] = []
+    skipped: list[str] = []
+    seen: set[str] = set()
+    entries = manifest.get("variants")
+    if not isinstance(entries, list):
+        raise SourceError("manifest.json has no list of variants")
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            skipped.append(f"entry {i}: not an object")
+            continue
+        name, path = entry.get("recipe"), safe_relpath(entry.get("path"))
+        if not isinstance(name, str) or not _NAME.match(name) or name in seen:
+            skipped.append(f"entry {i}: bad or repeated recipe name {name!r}")
+            continue
+        if path is None or not path.endswith(".onnx"):
+            skipped.append(f"{name}: unusable path {entry.get('path')!r}")
+            continue
+        seen.add(name)
+        try:
+            size = int(entry.get("bytes") or round(float(entry.get("size_mib", 0)) * 2**20))
+        except (TypeError, ValueError):
+            size = 0
+        params = entry.get("params") if isinstance(entry.get("params"), dict) else {}
+        variants.append(
+            Variant(
+                name=name,
+                path=path,
+                shape=str(entry.get("shape") or "dynamic"),
+                bytes=size,
+                description=str(entry.get("description") or ""),
+                spectral_correlation=str(entry.get("spectral_correlation", "-")),
+                log_mel_distance=str(entry.get("log_mel_distance", "-")),
+                params_by_dtype=str(entry.get("params_by_dtype") or ""),
+                params={str(k): int(v) for k, v in params.items() if isinstance(v, int | float)},
+                latency=str(entry.get("latency") or "not measured"),
+            )
+        )
+    return variants, skipped
+
+
+def choose_reference(variants: Sequence[Variant]) -> str | None:
+    """The variant at onnx/model.onnx, else the largest one whose weights are mostly float32."""
+    for v in variants:
+        if v.path == REFERENCE_PATH:
+            return v.name
+    floats = [v for v in variants if v.params and max(v.params, key=v.params.get) == "float32"]
+    return max(floats, key=lambda v: v.bytes).name if floats else None
+
+
+@dataclass
+class Prepared:
+    """What the models are fed: phonemes (from G2P or typed) and what was left out."""
+
+    phonemes: str
+    g2p: str  # "misaki.espeak", "misaki.en" or "typed phonemes"
+    dropped: str  # characters outside the vocab, each once
+    n_ids: int
+
+
+@dataclass
+class Run:
+    """One variant's synthesis of one input; ``error`` says what failed, if anything."""
+
+    variant: Variant
+    wave: np.ndarray | None = None
+    load_s: float | None = None
+    cached: bool = False
+    synth_s: float | None = None
+    chunks: int = 0
+    error: str | None = None
+    fidelity: float | None = None
+
+    @property
+    def audio_s(self) -> float:
+        return 0.0 if self.wave is None else self.wave.size / SAMPLE_RATE
+
+    @property
+    def rtf(self) -> float | None:
+        if self.synth_s is None or not self.audio_s:
+            return None
+        return self.synth_s / self.audio_s
+
+
+@dataclass
+class Comparison:
+    prepared: Prepared
+    runs: list[Run]
+    reference: str | None
+    notes: list[str]
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    line = text.splitlines()[0] if text else ""
+    return (line or type(exc).__name__)[:300]
+
+
+class Engine:
+    """The model side of the Space, for one source. Thread-safe."""
+
+    def __init__(self, source: ModelSource, settings: Settings | None = None) -> None:
+        self.source = source
+        self.settings = settings or Settings.from_env()
+        self._lock = threading.Lock()
+        self._catalog: Catalog | None = None
+        self._voices: dict[str, np.ndarray] | None = None
+        self._sessions: OrderedDict[str, tuple[Any, float]] = OrderedDict()
+        self._loading: dict[str, threading.Lock] = {}
+
+    # ------------------------------------------------------------------ catalog
+    def catalog(self) -> Catalog:
+        """Read manifest.json, config.json and voices.txt (once; retried after a failure)."""
+        with self._lock:
+            if self._catalog is not None:
+                return self._catalog
+        manifest = self.source.read_json(MANIFEST)
+        variants, skipped = parse_manifest(manifest)
+        if not variants:
+            raise SourceError(f"{self.source.label}: manifest.json lists no usable variant")
+        vocab = self.source.read_json(CONFIG).get("vocab")
+        if not isinstance(vocab, dict) or not vocab:
+            raise SourceError(f"{self.source.label}: config.json has no vocab")
+        vocab = {str(k): int(v) for k, v in vocab.items()}
+        try:
+            text = self.source.fetch(VOICES_TXT).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise SourceError(f"{self.source.label}: cannot read voices.txt ({exc})") from None
+        voices = [line.strip() for line in text.splitlines() if line.strip()]
+        if not voices:
+            raise SourceError(f"{self.source.label}: voices.txt lists no voice")
+        catalog = Catalog(
+            variants={v.name: v for v in variants},
+            voices=voices,
+            vocab=vocab,
+            reference=choose_reference(variants),
+            synthetic=bool(manifest.get("synthetic")),
+            skipped=skipped,
+        )
+        with self._lock:
+            self._catalog = catalog
+        return catalog
+
+    def voice(self, name: object) -> np.ndarray:
+        """The (510, 1, 256) style pack of a voice listed in voices.txt."""
+        import numpy as np
+
+        catalog = self.catalog()
+        if not isinstance(name, str) or name not in catalog.voices:
+            shown = repr(
+                name if not isinstance(name, str) or len(name) <= 40 else name[:37] + "..."
+            )
+            raise InputError(f"unknown voice {shown}: choose one of {', '.join(catalog.voices)}")
+        with self._lock:
+            voices = self._voices
+        if voices is None:
+            path = self.source.fetch(VOICES_NPZ)
+            try:
+                with np.load(path, allow_pickle=False) as npz:
+                    voices = {k: np.asarray(npz[k], dtype=np.float32) for k in npz.files}
+            except (OSError, ValueError) as exc:
+                raise SourceError(f"{self.source.label}: cannot read voices.npz ({exc})") from None
+            with self._lock:
+                self._voices = voices
+        pack = voices.get(name)
+        if pack is None or pack.ndim < 2 or pack.shape[-1] != 256:
+            raise SourceError(f"{self.source.label}: voices.npz has no usable pack for {name!r}")
+        return pack
+
+    # ------------------------------------------------------------------ sessions
+    def session(self, variant: Variant) -> tuple[Any, float, bool]:
+        """(session, seconds it took to load, whether it came from the cache)."""
+        from publisher.synth import open_session
+
+        with self._lock:
+            hit = self._sessions.get(variant.name)
+            if hit is not None:
+                self._sessions.move_to_end(variant.name)
+                return hit[0], hit[1], True
+            gate = self._loading.setdefault(variant.name, threading.Lock())
+        with gate:  # one load per variant at a time; a second caller waits for it
+            with self._lock:
+                hit = self._sessions.get(variant.name)
+                if hit is not None:
+                    self._sessions.move_to_end(variant.name)
+                    return hit[0], hit[1], True
+            path = self.source.fetch(variant.path)
+            start = time.perf_counter()
+            sess = open_session(path, threads=self.settings.threads)
+            load_s = time.perf_counter() - start
+            with self._lock:
+                self._sessions[variant.name] = (sess, load_s)
+                self._sessions.move_to_end(variant.name)
+                while len(self._sessions) > self.settings.max_sessions:
+                    self._sessions.popitem(last=False)
+        return sess, load_s, False
+
+    def cached_sessions(self) -> list[str]:
+        with self._lock:
+            return list(self._sessions)
+
+    # ------------------------------------------------------------------ input
+    def prepare(self, text: object, phoneme_mode: bool = False) -> Prepared:
+        """Phonemes and ids for ``text``; InputError says what is wrong with it."""
+        from publisher.errors import PublisherError
+        from publisher.text import NON_SPEECH, phonemize, to_ids, which_g2p
+
+        if not isinstance(text, str) or not text.strip():
+            raise InputError(
+                "Nothing to say: type some text first."
+                if not phoneme_mode
+                else "Nothing to say: type some phonemes first."
+            )
+        limit = self.settings.max_chars
+        if len(text) > limit:
+            raise InputError(
+                f"The text is {len(text):,} characters long; this Space takes up to {limit:,} "
+                "at a time. Please shorten it."
+            )
+        vocab = self.catalog().vocab
+        if phoneme_mode:
+            phonemes, g2p = " ".join(text.split()), "typed phonemes"
+        else:
+            try:
+                phonemes, g2p = phonemize(text), which_g2p()
+            except PublisherError as err:
+                raise InputError(f"Nothing to say: {err}") from None
+        ids, dropped = to_ids(phonemes, vocab)
+        if not any(ch in vocab and ch not in NON_SPEECH for ch in phonemes):
+            what = "phonemes" if phoneme_mode else "text"
+            raise InputError(
+                f"Nothing to say: the {what} has no sound in Kokoro's phoneme vocabulary"
+                + (f" (ignored: {dropped[:40]!r})" if dropped else "")
+                + "."
+            )
+        return Prepared(phonemes, g2p, dropped, len(ids))
+
+    @staticmethod
+    def check_speed(speed: object) -> float:
+        try:
+            value = float(speed)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            value = math.nan
+        lo, hi = SPEED_RANGE
+        if not lo <= value <= hi:  # also rejects NaN
+            raise InputError(f"speed must be between {lo} and {hi}, got {speed!r}")
+        return value
+
+    def select(self, names: object) -> list[Variant]:
+        """The variants named (deduplicated, manifest names only)."""
+        catalog = self.catalog()
+        if isinstance(names, str):
+            names = [names]
+        if not isinstance(names, list | tuple) or not names:
+            raise InputError("Choose at least one variant to compare.")
+        chosen: list[Variant] = []
+        for name in names:
+            variant = catalog.variant(name)
+            if variant not in chosen:
+                chosen.append(variant)
+        if len(chosen) > self.settings.max_compare:
+            raise InputError(f"Choose at most {self.settings.max_compare} variants at a time.")
+        return chosen
+
+    # ------------------------------------------------------------------ synthesis
+    def capacity(self, variant: Variant, session: Any) -> int:
+        """Most phoneme ids one call takes: the context, or a bucket graph's fixed size."""
+        from publisher.synth import MAX_PHONEMES
+
+        if variant.shape == "bucket":
+            dims = session.get_inputs()[0].shape
+            if len(dims) >= 2 and isinstance(dims[-1], int) and dims[-1] > 2:
+                return min(dims[-1] - 2, MAX_PHONEMES)
+        return MAX_PHONEMES
+
+    def run(self, variant: Variant, prepared: Prepared, voice: np.ndarray, speed: float) -> Run:
+        """Synthesize ``prepared`` with one variant; failures end up in ``Run.error``."""
+        import numpy as np
+
+        from publisher.synth import run_onnx, style_row
+        from publisher.text import split_phonemes, to_ids
+
+        run = Run(variant)
+        try:
+            session, run.load_s, run.cached = self.session(variant)
+            vocab = self.catalog().vocab
+            chunks = split_phonemes(prepared.phonemes, self.capacity(variant, session), vocab)
+            waves = []
+            start = time.perf_counter()
+            for chunk in chunks:
+                ids, _ = to_ids(chunk, vocab)
+                if ids:
+                    out = run_onnx(session, ids, style_row(voice, len(ids)), speed)
+                    waves.append(out.waveform)
+            run.synth_s = time.perf_counter() - start
+            run.chunks = len(waves)
+            wave = np.concatenate(waves) if waves else np.zeros(0, np.float32)
+            if not np.all(np.isfinite(wave)):
+                raise ValueError("the output holds NaN or infinite samples")
+            run.wave = wave
+        except Exception as exc:  # one variant failing must not take the others down
+            run.wave = None
+            run.error = _first_line(exc)
+        return run
+
+    def compare(
+        self, text: object, phoneme_mode: bool, voice: object, speed: object, names: object
+    ) -> Comparison:
+        """Each chosen variant speaks the same input; fidelity is against the fp32 one."""
+        from publisher.metrics import spectral_correlation
+
+        catalog = self.catalog()
+        chosen = self.select(names)
+        pack = self.voice(voice)
+        speed = self.check_speed(speed)
+        prepared = self.prepare(text, bool(phoneme_mode))
+        runs = [self.run(v, prepared, pack, speed) for v in chosen]
+        notes: list[str] = []
+        ref_name = catalog.reference
+        ref_run = next((r for r in runs if r.variant.name == ref_name), None)
+        if ref_name is None:
+            notes.append("no float32 reference variant in this repo: fidelity not measured")
+        elif ref_run is None:  # not chosen: synthesize it for the fidelity column only
+            ref_run = self.run(catalog.variants[ref_name], prepared, pack, speed)
+            notes.append(f"fidelity is measured against {ref_name} (synthesized, not shown)")
+        if ref_run is not None and ref_run.error:
+            notes.append(f"reference {ref_name} failed ({ref_run.error}): fidelity not measured")
+        elif ref_run is not None:
+            for r in runs:
+                if r.wave is not None and r.wave.size and ref_run.wave.size:
+                    r.fidelity = spectral_correlation(ref_run.wave, r.wave)
+        return Comparison(prepared, runs, ref_name, notes)
+
+
+def to_int16(wave: np.ndarray) -> np.ndarray:
+    """float waveform in [-1, 1] -> int16 PCM for the audio player."""
+    import numpy as np
+
+    return (np.clip(wave, -1.0, 1.0) * 32767.0).astype(np.int16)
+
+
+def spectrogram_image(wave: np.ndarray, title: str) -> np.ndarray:
+    """A log-mel spectrogram as an RGB image (matplotlib, no pyplot state)."""
+    import numpy as np
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from publisher.metrics import HOP, log_mel
+
+    mel = log_mel(wave, SAMPLE_RATE).T if wave.size else np.zeros((80, 1))
+    fig = Figure(figsize=(6.4, 2.2), dpi=100)
+    canvas = FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    seconds = mel.shape[1] * HOP / SAMPLE_RATE
+    ax.imshow(mel, origin="lower", aspect="auto", cmap="magma", extent=(0, seconds, 0, 80))
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel("seconds", fontsize=8)
+    ax.set_ylabel("mel bin", fontsize=8)
+    ax.tick_params(labelsize=7)
+    fig.tight_layout()
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()

@@ -1,0 +1,105 @@
+"""Blind-test votes in SQLite, and the leaderboard built from them.
+
+The database file is ``KOKORO_VOTES_DB``; by default ``/data/kokoro_votes.sqlite3`` when the
+Space has persistent storage (``/data`` is writable), else under the system temp folder.
+It is created, with its folder, on first use.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import tempfile
+import threading
+import time
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+
+CHOICES = ("A", "B", "tie")
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS votes (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts REAL NOT NULL,
+    source TEXT NOT NULL,
+    variant_a TEXT NOT NULL,
+    variant_b TEXT NOT NULL,
+    choice TEXT NOT NULL CHECK (choice IN ('A', 'B', 'tie')),
+    voice TEXT NOT NULL,
+    text_chars INTEGER NOT NULL
+)
+"""
+
+
+def default_db_path() -> Path:
+    env = os.environ.get("KOKORO_VOTES_DB", "").strip()
+    if env:
+        return Path(env).expanduser()
+    data = Path("/data")
+    if data.is_dir() and os.access(data, os.W_OK):
+        return data / "kokoro_votes.sqlite3"
+    return Path(tempfile.gettempdir()) / "kokoro-space" / "votes.sqlite3"
+
+
+@dataclass(frozen=True)
+class Standing:
+    variant: str
+    votes: int  # pairs this variant was part of and got a vote
+    wins: int
+    ties: int
+    losses: int
+
+    @property
+    def win_rate(self) -> float:
+        """Wins over all votes it took part in (a tie counts as a vote, not a win)."""
+        return self.wins / self.votes if self.votes else 0.0
+
+
+class VoteStore:
+    def __init__(self, path: str | Path | None = None) -> None:
+        self.path = Path(path) if path else default_db_path()
+        self._lock = threading.Lock()
+        self._ready = False
+
+    def _connect(self) -> sqlite3.Connection:
+        with self._lock:
+            if not self._ready:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                with closing(sqlite3.connect(self.path, timeout=10)) as con, con:
+                    con.execute(_SCHEMA)
+                self._ready = True
+        return sqlite3.connect(self.path, timeout=10)
+
+    def record(
+        self, source: str, variant_a: str, variant_b: str, choice: str, voice: str, text_chars: int
+    ) -> None:
+        if choice not in CHOICES:
+            raise ValueError(f"choice must be one of {CHOICES}, got {choice!r}")
+        with closing(self._connect()) as con, con:
+            con.execute(
+                "INSERT INTO votes (ts, source, variant_a, variant_b, choice, voice, text_chars) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (time.time(), source, variant_a, variant_b, choice, voice, int(text_chars)),
+            )
+
+    def count(self, source: str | None = None) -> int:
+        with closing(self._connect()) as con:
+            if source is None:
+                return con.execute("SELECT COUNT(*) FROM votes").fetchone()[0]
+            return con.execute("SELECT COUNT(*) FROM votes WHERE source = ?", (source,)).fetchone()[
+                0
+            ]
+
+    def leaderboard(self, source: str) -> list[Standing]:
+        """One row per variant that took part in a vote for ``source``, best first."""
+        with closing(self._connect()) as con:
+            rows = con.execute(
+                "SELECT variant_a, variant_b, choice FROM votes WHERE source = ?", (source,)
+            ).fetchall()
+        tally: dict[str, list[int]] = {}
+        for a, b, choice in rows:
+            for me, mine in ((a, "A"), (b, "B")):
+                t = tally.setdefault(me, [0, 0, 0])  # wins, ties, losses
+                t[0 if choice == mine else 1 if choice == "tie" else 2] += 1
+        standings = [Standing(v, sum(t), t[0], t[1], t[2]) for v, t in tally.items()]
+        return sorted(standings, key=lambda s: (-s.win_rate, -s.votes, s.variant))

@@ -1,0 +1,154 @@
+"""publish through the real huggingface_hub client against a local server speaking the
+Hub's protocol (tests/hub_server.py)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from hub_server import local_hub_env
+
+from publisher.build import build
+from publisher.cli import main
+from publisher.recipe import load_recipe
+
+SECRET = "hf_TestTokenThatMustNeverLeakAnywhere0123456789"
+REPO = "me/kokoro-onnx"
+
+
+@pytest.fixture(scope="module")
+def dist(tmp_path_factory):
+    out = tmp_path_factory.mktemp("dist")
+    for name in ("fp32", "kokoro-v1.0"):
+        build(load_recipe(name), checkpoint="synthetic:tiny", out_dir=out)
+    return out
+
+
+@pytest.fixture
+def hub(monkeypatch, tmp_path, request):
+    hub = local_hub_env(monkeypatch, tmp_path, request=request, tokens={SECRET})
+    monkeypatch.setenv("HF_TOKEN", SECRET)
+    return hub
+
+
+def _publish(dist: Path, *extra: str):
+    return CliRunner().invoke(
+        main, ["publish", "--repo", REPO, "--all", "--out", str(dist), "--allow-synthetic", *extra]
+    )
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_published_repo_downloads_byte_identical(dist, hub, tmp_path):
+    from huggingface_hub import snapshot_download
+
+    result = _publish(dist)
+    assert result.exit_code == 0, result.output
+    assert f"published: {hub.endpoint}" in result.stdout or "published: http" in result.stdout
+    local = Path(snapshot_download(REPO, cache_dir=tmp_path / "dl"))
+    remote = hub.files(REPO)
+    for rel in (
+        "onnx/model.onnx",
+        "kokoro-v1.0.onnx",
+        "voices.npz",
+        "README.md",
+        "config.json",
+        "tokenizer.json",
+        "manifest.json",
+        "voices/af_heart.bin",
+    ):
+        assert _sha((local / rel).read_bytes()) == _sha(remote[rel]), rel
+    assert _sha((local / "onnx/model.onnx").read_bytes()) == _sha(
+        (dist / "fp32" / "onnx" / "model.onnx").read_bytes()
+    )
+    commit = hub.commits(REPO)[-1]
+    assert "fp32" in commit.title and "kokoro-v1.0" in commit.title
+    recipe_sha = __import__("json").loads((dist / "fp32" / "manifest.json").read_text())[
+        "recipe_sha256"
+    ]
+    assert f"fp32: recipe sha256 {recipe_sha}" in commit.description
+
+
+def test_publishing_unchanged_files_sends_nothing_and_makes_no_commit(dist, hub):
+    assert _publish(dist).exit_code == 0
+    head = hub.head(REPO)
+    hub.clear_requests()
+    assert _publish(dist).exit_code == 0
+    assert hub.head(REPO) == head
+    assert not [r for r in hub.requests if r[0] == "PUT"]
+    assert not [r for r in hub.requests if "/commit/" in r[1]]
+
+
+@pytest.mark.parametrize("kind,status", [("lfs_upload", 403), ("commit", 500)])
+def test_a_failed_upload_leaves_the_repo_unchanged_and_a_retry_succeeds(dist, hub, kind, status):
+    hub.fail_next(kind, status=status)
+    failed = _publish(dist)
+    assert failed.exit_code == 1
+    errors = [line for line in failed.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "nothing was published" in errors[0], failed.stderr
+    assert "onnx/model.onnx" not in hub.files(REPO)  # at most the repo's initial commit
+    retry = _publish(dist)
+    assert retry.exit_code == 0, retry.output
+    assert "onnx/model.onnx" in hub.files(REPO)
+
+
+def test_a_wrong_token_is_one_clear_line(dist, hub, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", "hf_wrong")
+    result = _publish(dist)
+    assert result.exit_code == 1
+    assert "the Hub refused the token (HTTP 401)" in result.stderr
+    assert "hf_wrong" not in result.output
+
+
+def test_create_pr_puts_files_on_the_pr_ref_not_main(dist, hub):
+    assert _publish(dist).exit_code == 0
+    main_files = dict(hub.files(REPO))
+    (dist / "fp32" / "notes.txt").write_text("x")
+    try:
+        result = CliRunner().invoke(
+            main,
+            [
+                "publish",
+                "--repo",
+                REPO,
+                "--recipe",
+                "fp32",
+                "--out",
+                str(dist),
+                "--allow-synthetic",
+                "--create-pr",
+            ],
+        )
+    finally:
+        (dist / "fp32" / "notes.txt").unlink()
+    assert result.exit_code == 0, result.output
+    assert "/discussions/" in result.stdout
+    assert hub.files(REPO) == main_files
+    assert hub.files(REPO, revision="refs/pr/1")["README.md"] != main_files["README.md"]
+
+
+def test_the_token_never_appears_in_output_or_files(dist, hub, tmp_path):
+    runner = CliRunner()
+    outputs = [
+        runner.invoke(
+            main, ["publish", "--repo", REPO, "--all", "--out", str(dist), "--allow-synthetic"]
+        ),
+        runner.invoke(main, ["publish", "--repo", REPO, "--all", "--out", str(dist), "--dry-run"]),
+        runner.invoke(
+            main, ["stage", "--all", "--out", str(dist), "--dest", str(tmp_path / "staged")]
+        ),
+    ]
+    for r in outputs:
+        assert r.exit_code == 0, r.output
+        assert SECRET not in r.output
+    for root in (dist, tmp_path / "staged"):
+        for path in root.rglob("*"):
+            if path.is_file():
+                assert SECRET.encode() not in path.read_bytes(), path
+    for data in hub.files(REPO).values():
+        assert SECRET.encode() not in data
+    assert all(SECRET not in path for _, path in hub.requests)
