@@ -131,8 +131,8 @@ _MODULES = None
 
 
 def _define_modules():  # noqa: C901 - one closure that defines the wrapper's classes
-    import torch
     import kokoro.istftnet as istftnet
+    import torch
     import torch.nn.functional as F
     from kokoro.istftnet import AdaIN1d, AdainResBlk1d, SineGen
     from kokoro.modules import AdaLayerNorm

@@ -69,11 +69,10 @@ def onnx_metadata(recipe, ckpt) -> dict[str, str]:
 def prepare(recipe, spec: str, timer) -> Prepared:
     import onnx
 
+    import publisher.passes.bucket_check  # noqa: F401 - registers the bucket-check pass
     from publisher.checkpoint import open_checkpoint
     from publisher.export import export_fp32
     from publisher.passes import FINAL_PASSES, PassContext, plan, run_passes
-
-    import publisher.passes.bucket_check  # noqa: F401 - registers the bucket-check pass
 
     passes = plan(recipe)  # unknown passes fail before any heavy work
     with timer.step("checkpoint", spec):

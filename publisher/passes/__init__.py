@@ -21,13 +21,14 @@ if TYPE_CHECKING:
 
 PassFn = Callable[["onnx.ModelProto", "Recipe", "PassContext"], "onnx.ModelProto"]
 REGISTRY: dict[str, PassFn] = {}
-FINAL_PASSES = ("io-names", "metadata")
+FINAL_PASSES = ("io-names", "strip-shapes", "metadata")
 PASS_MODULES = (
     "publisher.passes.io_names",
     "publisher.passes.metadata",
     "publisher.passes.simplify",
     "publisher.passes.fp16",
     "publisher.passes.quantize",
+    "publisher.passes.strip_shapes",
 )
 
 
@@ -52,6 +53,15 @@ def roundtrip(model: onnx.ModelProto, tool: Callable[[Path, Path], None]) -> onn
         onnx.save(model, str(src))
         tool(src, dst)
         return onnx.load(str(dst))
+
+
+def all_graphs(graph):
+    """The graph and, recursively, every subgraph (Loop/If/Scan bodies) inside it."""
+    yield graph
+    for node in graph.node:
+        for attr in node.attribute:
+            for g in [attr.g] if attr.HasField("g") else list(attr.graphs):
+                yield from all_graphs(g)
 
 
 def register(name: str) -> Callable[[PassFn], PassFn]:

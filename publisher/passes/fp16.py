@@ -12,7 +12,7 @@ from __future__ import annotations
 import fnmatch
 from typing import TYPE_CHECKING
 
-from publisher.passes import PassContext, register
+from publisher.passes import PassContext, all_graphs, register
 
 if TYPE_CHECKING:
     import onnx
@@ -31,20 +31,12 @@ QUANT_FLOAT_OPS = (
 )
 
 
-def _graphs(graph):
-    yield graph
-    for node in graph.node:
-        for attr in node.attribute:
-            for g in [attr.g] if attr.HasField("g") else list(attr.graphs):
-                yield from _graphs(g)
-
-
 def blocked_node_names(
     model: onnx.ModelProto, patterns: tuple[str, ...] | list[str], decoder_only: bool
 ) -> list[str]:
     """Node names (all graphs) matching any glob; with decoder_only, all non-decoder nodes."""
     names = []
-    for graph in _graphs(model.graph):
+    for graph in all_graphs(model.graph):
         for node in graph.node:
             outside = decoder_only and not node.name.startswith("/decoder/")
             if outside or any(fnmatch.fnmatchcase(node.name, p) for p in patterns):
@@ -55,7 +47,7 @@ def blocked_node_names(
 def remove_cast_pairs(model: onnx.ModelProto) -> int:
     """Drop Cast(to=A) -> Cast(to=B) chains that return to the original type; count them."""
     removed = 0
-    for graph in _graphs(model.graph):
+    for graph in all_graphs(model.graph):
         outputs = {o.name for o in graph.output}
         producers = {o: n for n in graph.node for o in n.output}
         consumers: dict[str, list] = {}
@@ -115,7 +107,7 @@ def dedupe_casts(model: onnx.ModelProto) -> int:
     defined: dict[str, tuple] = {}
     names: set[str] = set()
     fixes = 0
-    for graph in _graphs(model.graph):
+    for graph in all_graphs(model.graph):
         keep = []
         for node in graph.node:
             key = (node.op_type, tuple(node.input), _to(node)) if node.op_type == "Cast" else None

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from publisher.passes import PassContext, register, roundtrip
+from publisher.passes import PassContext, all_graphs, register, roundtrip
 
 if TYPE_CHECKING:
     import onnx
@@ -31,16 +31,7 @@ def ort_optimize(src: Path, dst: Path) -> None:
 
 def strip_unused_opsets(model: onnx.ModelProto) -> onnx.ModelProto:
     """onnxruntime declares every domain it knows; keep only the ones nodes use."""
-    used = {""}
-
-    def walk(graph) -> None:
-        for node in graph.node:
-            used.add(node.domain)
-            for attr in node.attribute:
-                for g in [attr.g] if attr.HasField("g") else list(attr.graphs):
-                    walk(g)
-
-    walk(model.graph)
+    used = {""} | {n.domain for g in all_graphs(model.graph) for n in g.node}
     keep = [o for o in model.opset_import if o.domain in used or o.domain == "ai.onnx"]
     del model.opset_import[:]
     model.opset_import.extend(keep)
