@@ -245,6 +245,7 @@ def _register_commands() -> None:
     from publisher.commands.convert_io_cmd import convert_io_command
     from publisher.commands.inspect_cmd import inspect_command
     from publisher.commands.publish_cmds import publish_command, stage_command, voices_command
+    from publisher.commands.space_cmd import space_command
 
     for command in (
         inspect_command,
@@ -253,6 +254,7 @@ def _register_commands() -> None:
         stage_command,
         publish_command,
         changed_command,
+        space_command,
     ):
         main.add_command(command)
 

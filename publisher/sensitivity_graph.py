@@ -174,8 +174,70 @@ def _act_nodes(kind: str, x: str, s: str, p: str) -> tuple[list, str]:
     ], f"{p}/out"
 
 
+def _branches(node: onnx.NodeProto, p: str, then_nodes: list, then_inputs: list) -> dict:
+    """then/else subgraphs of the If replacing ``node``: the node on ``then_inputs`` after
+    ``then_nodes``, or the node as it is; outputs renamed inside, the If takes the names."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graphs = {}
+    for tag, ins in (("then", then_inputs), ("else", list(node.input))):
+        copy = onnx.NodeProto()
+        copy.CopyFrom(node)
+        copy.name = f"{node.name}/{tag}"
+        del copy.input[:]
+        copy.input.extend(ins)
+        del copy.output[:]
+        copy.output.extend(f"{o}/{p}/{tag}" if o else "" for o in node.output)
+        body = (then_nodes if tag == "then" else []) + [copy]
+        values = [
+            helper.make_tensor_value_info(f"{o}/{p}/{tag}", TensorProto.FLOAT, None)
+            for o in node.output
+            if o
+        ]
+        graphs[f"{tag}_branch"] = helper.make_graph(body, f"{p}/{tag}", [], values)
+    return graphs
+
+
+def _shared_weight(weight: str, out: str, members: list[int], delta: str) -> tuple[list, list]:
+    """Nodes giving ``out`` = ``weight + max(switches[members]) * delta`` (else ``weight``)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    p = f"{out}/"
+    index = numpy_helper.from_array(_int64(members), f"{p}index")
+    then = helper.make_graph(
+        [
+            helper.make_node("Mul", [f"{p}s", delta], [f"{p}sd"]),
+            helper.make_node("Add", [weight, f"{p}sd"], [f"{p}then"]),
+        ],
+        f"{p}then",
+        [],
+        [helper.make_tensor_value_info(f"{p}then", TensorProto.FLOAT, None)],
+    )
+    other = helper.make_graph(
+        [helper.make_node("Identity", [weight], [f"{p}else"])],
+        f"{p}else",
+        [],
+        [helper.make_tensor_value_info(f"{p}else", TensorProto.FLOAT, None)],
+    )
+    nodes = [
+        helper.make_node("Gather", [SWITCHES, f"{p}index"], [f"{p}all"]),
+        helper.make_node("ReduceMax", [f"{p}all"], [f"{p}s"], keepdims=0),
+        helper.make_node("Cast", [f"{p}s"], [f"{p}on"], to=TensorProto.BOOL),
+        helper.make_node("If", [f"{p}on"], [out], f"{p}if", then_branch=then, else_branch=other),
+    ]
+    return nodes, [index]
+
+
 def instrument(model: onnx.ModelProto, cands: list[Candidate], recipe: Recipe) -> onnx.ModelProto:
-    """A copy of ``model`` with input ``sensitivity_switches`` [K]: switch i converts node i."""
+    """A copy of ``model`` with input ``sensitivity_switches`` [K]: switch i converts node i.
+
+    A weight read by several nodes (ALBERT's shared layers) is stored once by the real
+    quantizer: quantizing reader k alone replaces the float weight by int8 plus a
+    DequantizeLinear that every LATER reader (graph order) reads, while earlier readers
+    keep the float weight. So each reader of a shared weight gets its own switched copy,
+    on when any candidate reader at or before it is switched; the node's own If then only
+    rounds its activation."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -185,9 +247,40 @@ def instrument(model: onnx.ModelProto, cands: list[Candidate], recipe: Recipe) -
     g = out.graph
     arrays = {t.name: t for t in g.initializer}
     g.input.append(helper.make_tensor_value_info(SWITCHES, TensorProto.FLOAT, [len(cands)]))
+    readers: dict[str, list[int]] = {}
+    for index, node in enumerate(g.node):
+        for x in dict.fromkeys(node.input):
+            if x in arrays:
+                readers.setdefault(x, []).append(index)
+    shared: dict[str, list[int]] = {}
+    for i, c in enumerate(cands):
+        for w in dict.fromkeys(c.weight_names):
+            if len(readers.get(w, ())) > 1:
+                shared.setdefault(w, []).append(i)
+    position = {i: cands[i].index for members in shared.values() for i in members}
     by_index = {c.index: (i, c) for i, c in enumerate(cands)}
     nodes, extra, deltas = [], [], {}
+
+    def delta_of(weight: str, node: onnx.NodeProto) -> str:
+        key = (weight, node.op_type, attr(node, "transB", 0))
+        if key not in deltas:
+            deltas[key] = f"sensitivity/delta/{len(deltas)}"
+            w = numpy_helper.to_array(arrays[weight])
+            extra.append(numpy_helper.from_array(weight_delta(w, node, kind, recipe), deltas[key]))
+        return deltas[key]
+
     for index, node in enumerate(g.node):
+        rename = {}
+        for w in (x for x in dict.fromkeys(node.input) if x in shared):
+            members = [i for i in shared[w] if position[i] <= index]
+            if members:
+                rename[w] = f"{w}/sensitivity/{index}"
+                first = g.node[position[members[0]]]
+                made, inits = _shared_weight(w, rename[w], members, delta_of(w, first))
+                nodes += made
+                extra += inits
+        if rename:
+            node = _with_inputs(node, [rename.get(x, x) for x in node.input])
         if index not in by_index:
             nodes.append(node)
             continue
@@ -198,51 +291,34 @@ def instrument(model: onnx.ModelProto, cands: list[Candidate], recipe: Recipe) -
         nodes.append(helper.make_node("Cast", [s], [f"{p}/on"], f"{p}/cast", to=TensorProto.BOOL))
         then_nodes, inputs = [], list(node.input)
         for j, weight in zip(c.weights, c.weight_names, strict=True):
-            key = (weight, node.op_type, attr(node, "transB", 0))
-            if key not in deltas:  # ALBERT's shared layers reuse one weight many times
-                deltas[key] = f"{p}/delta{j}"
-                w = numpy_helper.to_array(arrays[weight])
-                delta = weight_delta(w, node, kind, recipe)
-                extra.append(numpy_helper.from_array(delta, deltas[key]))
-            then_nodes.append(helper.make_node("Mul", [s, deltas[key]], [f"{p}/sd{j}"]))
+            if weight in shared:
+                continue  # switched per reader, see above
+            then_nodes.append(helper.make_node("Mul", [s, delta_of(weight, node)], [f"{p}/sd{j}"]))
             then_nodes.append(helper.make_node("Add", [inputs[j], f"{p}/sd{j}"], [f"{p}/w{j}"]))
             inputs[j] = f"{p}/w{j}"
         for j in c.acts:
             act, inputs[j] = _act_nodes(kind, node.input[j], s, f"{p}/x{j}")
             then_nodes += act
         outs = [o for o in node.output if o]
-        branches = []
-        for tag, ins in (("then", inputs), ("else", list(node.input))):
-            copy = onnx.NodeProto()
-            copy.CopyFrom(node)
-            copy.name = f"{node.name}/{tag}"
-            del copy.input[:]
-            copy.input.extend(ins)
-            del copy.output[:]
-            copy.output.extend(f"{o}/{p}/{tag}" if o else "" for o in node.output)
-            body = (then_nodes if tag == "then" else []) + [copy]
-            values = [
-                helper.make_tensor_value_info(f"{o}/{p}/{tag}", TensorProto.FLOAT, None)
-                for o in outs
-            ]
-            branches.append(helper.make_graph(body, f"{p}/{tag}", [], values))
-        nodes.append(
-            helper.make_node(
-                "If",
-                [f"{p}/on"],
-                outs,
-                f"{p}/if",
-                then_branch=branches[0],
-                else_branch=branches[1],
-            )
-        )
+        branches = _branches(node, p, then_nodes, inputs)
+        nodes.append(helper.make_node("If", [f"{p}/on"], outs, f"{p}/if", **branches))
     del g.node[:]
     g.node.extend(nodes)
     g.initializer.extend(extra)
     return out
 
 
-def _int64(i: int) -> np.ndarray:
+def _with_inputs(node: onnx.NodeProto, inputs: list[str]) -> onnx.NodeProto:
+    import onnx
+
+    copy = onnx.NodeProto()
+    copy.CopyFrom(node)
+    del copy.input[:]
+    copy.input.extend(inputs)
+    return copy
+
+
+def _int64(i: int | list[int]) -> np.ndarray:
     import numpy as np
 
     return np.array(i, dtype=np.int64)

@@ -51,3 +51,23 @@ def tiny_model(tiny):
 def repo_root(monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(REPO)
     return REPO
+
+
+@pytest.fixture(scope="session")
+def tiny_dist(tmp_path_factory, tiny) -> Path:
+    """fp32, kokoro-v1.0 and quantized built once from synthetic:tiny (read-only: tests
+    that change a build copy it first with ``dist_copy``)."""
+    from publisher.build import build
+    from publisher.recipe import load_recipe
+
+    out = tmp_path_factory.mktemp("tiny-dist")
+    for name in ("fp32", "kokoro-v1.0", "quantized"):
+        build(load_recipe(name), checkpoint="synthetic:tiny", out_dir=out)
+    return out
+
+
+@pytest.fixture
+def dist_copy(tiny_dist, tmp_path) -> Path:
+    import shutil
+
+    return Path(shutil.copytree(tiny_dist, tmp_path / "dist"))

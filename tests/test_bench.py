@@ -4,13 +4,10 @@ import json
 
 from click.testing import CliRunner
 
-from publisher.build import build
 from publisher.cli import main
-from publisher.recipe import load_recipe
 
 
-def test_bench_times_onnx_and_torch_interleaved_and_records_results(tmp_path):
-    build(load_recipe("fp32"), checkpoint="synthetic:tiny", out_dir=tmp_path)
+def test_bench_times_onnx_and_torch_interleaved_and_records_results(dist_copy, tmp_path):
     report = tmp_path / "report"
     result = CliRunner().invoke(
         main,
@@ -19,7 +16,7 @@ def test_bench_times_onnx_and_torch_interleaved_and_records_results(tmp_path):
             "--recipe",
             "fp32",
             "--out",
-            str(tmp_path),
+            str(dist_copy),
             "--torch",
             "--threads",
             "1",
@@ -44,7 +41,7 @@ def test_bench_times_onnx_and_torch_interleaved_and_records_results(tmp_path):
     assert rows["fp32"]["size_mib"] > 1
     assert (report / "bench.png").stat().st_size > 5000
     assert "| fp32 |" in (report / "bench.md").read_text()
-    manifest = json.loads((tmp_path / "fp32" / "manifest.json").read_text())
+    manifest = json.loads((dist_copy / "fp32" / "manifest.json").read_text())
     assert manifest["bench"]["result"]["label"] == "fp32"
 
 

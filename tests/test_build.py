@@ -27,9 +27,15 @@ output:
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    out = tmp_path_factory.mktemp("dist")
-    return build(load_recipe("fp32"), checkpoint="synthetic:tiny", out_dir=out)
+def built(tiny_dist):
+    import json as _json
+    from types import SimpleNamespace
+
+    folder = tiny_dist / "fp32"
+    manifest = _json.loads((folder / "manifest.json").read_text())
+    return SimpleNamespace(
+        folder=folder, model_path=folder / "onnx" / "model.onnx", manifest=manifest
+    )
 
 
 def test_build_writes_model_manifest_and_resolved_recipe(built):
@@ -52,7 +58,7 @@ def test_build_writes_model_manifest_and_resolved_recipe(built):
     )
     assert set(manifest["steps_seconds"]) >= {"checkpoint", "export fp32", "verify"}
     assert json.loads((folder / "recipe.json").read_text())["gates"]["parity_max_abs"] == 1e-4
-    assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")]
+    assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")]  # no leftovers
 
 
 def test_built_model_carries_config_and_provenance_metadata(built, tiny):

@@ -10,20 +10,15 @@ import pytest
 from click.testing import CliRunner
 from hub_server import local_hub_env
 
-from publisher.build import build
 from publisher.cli import main
-from publisher.recipe import load_recipe
 
 SECRET = "hf_TestTokenThatMustNeverLeakAnywhere0123456789"
 REPO = "me/kokoro-onnx"
 
 
-@pytest.fixture(scope="module")
-def dist(tmp_path_factory):
-    out = tmp_path_factory.mktemp("dist")
-    for name in ("fp32", "kokoro-v1.0"):
-        build(load_recipe(name), checkpoint="synthetic:tiny", out_dir=out)
-    return out
+@pytest.fixture
+def dist(dist_copy):
+    return dist_copy
 
 
 @pytest.fixture

@@ -5,22 +5,20 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from publisher.build import build
-from publisher.recipe import load_recipe
-
 kokoro_onnx = pytest.importorskip("kokoro_onnx", reason="pip install -e '.[test]'")
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory, tiny):
-    out = tmp_path_factory.mktemp("dist")
+def built(tiny_dist, tiny, tmp_path_factory):
+    from publisher.repo_files import write_voices
+
     models = {
-        name: build(load_recipe(name), checkpoint="synthetic:tiny", out_dir=out).model_path
-        for name in ("kokoro-v1.0", "quantized")
+        "kokoro-v1.0": tiny_dist / "kokoro-v1.0" / "kokoro-v1.0.onnx",
+        "quantized": tiny_dist / "quantized" / "onnx" / "model_quantized.onnx",
     }
-    voices = out / "voices.npz"
-    np.savez(voices, **tiny.voices)
-    return models, voices
+    folder = tmp_path_factory.mktemp("voices")
+    write_voices(tiny.voices, folder)
+    return models, folder / "voices.npz"
 
 
 @pytest.mark.parametrize("recipe", ["kokoro-v1.0", "quantized"])

@@ -11,7 +11,7 @@ import onnxruntime as ort
 import pytest
 import yaml
 from click.testing import CliRunner
-from onnx import numpy_helper
+from onnx import TensorProto, helper, numpy_helper
 
 from publisher.commands.sensitivity_cmd import sensitivity_command
 from publisher.errors import PublisherError
@@ -114,6 +114,49 @@ def test_fake_weights_equal_the_dequantized_weights_quantize_dynamic_writes(grap
             if c.op_type == "Gemm" and any(a.name == "transB" and a.i for a in node.attribute):
                 deq = deq.T  # the quantizer transposes B when it rewrites Gemm to MatMul
             assert np.array_equal(deq.astype(np.float32), fake), (c.name, extra)
+
+
+def _shared_weight_model(path):
+    """x -> MatMul(W) -> Relu -> MatMul(W) -> MatMul(V): one weight read by two nodes."""
+    rng = np.random.default_rng(0)
+    weights = [
+        numpy_helper.from_array(rng.normal(size=(8, 8)).astype(np.float32), name)
+        for name in ("W", "V")
+    ]
+    nodes = [
+        helper.make_node("MatMul", ["x", "W"], ["a"], "first"),
+        helper.make_node("Relu", ["a"], ["r"], "relu"),
+        helper.make_node("MatMul", ["r", "W"], ["b"], "second"),
+        helper.make_node("MatMul", ["b", "V"], ["y"], "third"),
+    ]
+    io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [2, 8]) for n in ("x", "y")]
+    graph = helper.make_graph(nodes, "shared", io[:1], io[1:], weights)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    onnx.save(model, str(path))
+    return model
+
+
+def test_switch_i_equals_quantize_dynamic_of_node_i_even_for_a_shared_weight(tmp_path):
+    # quantize_dynamic stores a shared weight once, in int8: quantizing "first" also
+    # rounds the weight "second" reads (through a DequantizeLinear), so switch 0 must too
+    recipe = _recipe(tmp_path)
+    model = _shared_weight_model(tmp_path / "m.onnx")
+    cands = find_candidates(model, recipe)
+    assert [c.name for c in cands] == ["first", "second", "third"]
+    session = _switched(model, cands, recipe)
+    x = np.random.default_rng(1).normal(size=(2, 8)).astype(np.float32)
+    plain = ort.InferenceSession(str(tmp_path / "m.onnx")).run(None, {"x": x})[0]
+    switches = np.zeros(len(cands), np.float32)
+    assert np.array_equal(session.run(None, {"x": x, SWITCHES: switches})[0], plain)
+    ops = {c.name: c.op_type for c in cands}
+    for i, c in enumerate(cands):
+        switches[:] = 0
+        switches[i] = 1
+        fake = session.run(None, {"x": x, SWITCHES: switches})[0]
+        out = quantize_nodes(tmp_path / "m.onnx", recipe, [c.name], ops, tmp_path / "q.onnx")
+        real = ort.InferenceSession(str(out)).run(None, {"x": x})[0]
+        np.testing.assert_allclose(fake, real, rtol=1e-5, atol=1e-5)
+        assert not np.allclose(fake, plain, rtol=1e-5, atol=1e-5)
 
 
 def test_all_switches_off_is_the_parity_graph_and_one_switch_changes_it(tiny, int8, graph):

@@ -8,26 +8,21 @@ from click.testing import CliRunner
 from huggingface_hub import ModelCard
 from tokenizers import Tokenizer
 
-from publisher.build import build
 from publisher.cli import main
 from publisher.errors import PublisherError
-from publisher.recipe import load_recipe
 from publisher.repo_files import tokenizer_json, write_voices
 from publisher.stage import _md, stage
 
 
-@pytest.fixture(scope="module")
-def dist(tmp_path_factory):
-    out = tmp_path_factory.mktemp("dist")
-    for name in ("fp32", "kokoro-v1.0"):
-        build(load_recipe(name), checkpoint="synthetic:tiny", out_dir=out)
-    return out
+@pytest.fixture
+def dist(dist_copy):
+    return dist_copy
 
 
 @pytest.fixture(scope="module")
-def staged(dist, tmp_path_factory):
+def staged(tiny_dist, tmp_path_factory):
     dest = tmp_path_factory.mktemp("repo") / "repo"
-    return stage([dist / "fp32", dist / "kokoro-v1.0"], dest, repo_id="me/kokoro")
+    return stage([tiny_dist / "fp32", tiny_dist / "kokoro-v1.0"], dest, repo_id="me/kokoro")
 
 
 def test_voices_are_written_in_all_three_layouts(tiny, tmp_path):
@@ -97,16 +92,12 @@ def test_recipe_text_is_escaped_in_the_card():
 
 def test_failed_variants_are_never_staged(dist, tmp_path):
     manifest_path = dist / "fp32" / "manifest.json"
-    original = manifest_path.read_text()
-    data = json.loads(original)
+    data = json.loads(manifest_path.read_text())
     data["verification"]["passed"] = False
     manifest_path.write_text(json.dumps(data))
-    try:
-        with pytest.raises(PublisherError, match="no variant passed its gates"):
-            stage([dist / "fp32"], tmp_path / "repo")
-        assert not (tmp_path / "repo").exists()
-    finally:
-        manifest_path.write_text(original)
+    with pytest.raises(PublisherError, match="no variant passed its gates"):
+        stage([dist / "fp32"], tmp_path / "repo")
+    assert not (tmp_path / "repo").exists()
 
 
 def test_publish_dry_run_prints_the_plan_without_network(dist, monkeypatch):
@@ -115,7 +106,10 @@ def test_publish_dry_run_prints_the_plan_without_network(dist, monkeypatch):
         main, ["publish", "--repo", "me/kokoro", "--all", "--out", str(dist), "--dry-run"]
     )
     assert result.exit_code == 0, result.output
-    assert "dry run: would commit to me/kokoro: publisher: fp32, kokoro-v1.0" in result.stdout
+    assert (
+        "dry run: would commit to me/kokoro: publisher: fp32, kokoro-v1.0, quantized"
+        in result.stdout
+    )
     assert "onnx/model.onnx" in result.stdout and "voices.npz" in result.stdout
     assert "a real publish needs --allow-synthetic" in result.stdout
 

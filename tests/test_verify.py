@@ -108,11 +108,9 @@ def test_an_unloadable_model_is_one_clear_error(tmp_path):
         ModelWorker(str(bad), label="bad.onnx")
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    out = tmp_path_factory.mktemp("dist")
-    build(load_recipe("fp32"), checkpoint="synthetic:tiny", out_dir=out)
-    return out
+@pytest.fixture
+def built(dist_copy):
+    return dist_copy
 
 
 def test_verify_command_rechecks_a_build_and_updates_its_manifest(built):

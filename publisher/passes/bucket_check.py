@@ -4,7 +4,8 @@ A streaming server compiles one graph per token bucket ahead of time, so the gra
 have static input/output shapes and none of the data-dependent ops that kokoro's dynamic
 path exports: NonZero, ScatterND and Range (from repeat_interleave, index assignment and
 arange) and STFT. The check walks subgraphs too and fails with one line naming the
-offending op types and counts.
+offending op types and counts. It also sorts the nodes topologically (see
+``topological_sort``), which every consumer of a static graph can rely on.
 """
 
 from __future__ import annotations
@@ -71,7 +72,43 @@ def check_bucket_graph(model: onnx.ModelProto) -> dict[str, int]:
     return {"nodes": sum(counts.values()), "lstm": counts["LSTM"]}
 
 
+def topological_sort(graph) -> int:
+    """Reorder ``graph``'s nodes so each comes after its producers (stable otherwise);
+    returns how many nodes had to wait for a producer (or for one of those).
+
+    The float16 pass's cast dedupe can leave a node before the Cast it reads (the
+    exporter shares constants between the fp32 predictor and the fp16 decoder).
+    onnxruntime sorts on load, but onnx-simplifier, which fastkokoro runs on CPU,
+    refuses such a graph. Names from an enclosing graph count as available."""
+    produced = {o for n in graph.node for o in n.output}
+    ready = {""} | {v.name for v in graph.input} | {t.name for t in graph.initializer}
+    pending, order, waited = list(graph.node), [], set()
+    while pending:
+        rest = []
+        for node in pending:
+            needs = [i for i in node.input if i in produced and i not in ready]
+            if needs:
+                rest.append(node)
+                waited.add(node.name)
+            else:
+                order.append(node)
+                ready.update(node.output)
+        if len(rest) == len(pending):  # a cycle: leave the graph as it was
+            return 0
+        pending = rest
+    if waited:
+        nodes = [type(n)() for n in order]
+        for new, old in zip(nodes, order, strict=True):
+            new.CopyFrom(old)
+        del graph.node[:]
+        graph.node.extend(nodes)
+    return len(waited)
+
+
 @register("bucket-check")
 def bucket_check_pass(model: onnx.ModelProto, recipe: Recipe, ctx: PassContext):
-    ctx.notes["bucket_check"] = check_bucket_graph(model)
+    """Check the graph (see module doc), then sort its nodes topologically."""
+    notes = check_bucket_graph(model)
+    notes["nodes_moved_after_producers"] = topological_sort(model.graph)
+    ctx.notes["bucket_check"] = notes
     return model

@@ -54,6 +54,7 @@ class Settings:
     max_compare: int = 6  # variants compared in one click
     threads: int = 0  # onnxruntime intra-op threads (0: its default)
     concurrency: int = 2  # requests running at once; the rest wait in the queue
+    retry_after_s: int = 30  # after the repo could not be read, fail fast for this long
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -63,6 +64,7 @@ class Settings:
             max_compare=_env_int("KOKORO_MAX_COMPARE", cls.max_compare, 2, 16),
             threads=_env_int("KOKORO_THREADS", cls.threads, 0, 256),
             concurrency=_env_int("KOKORO_CONCURRENCY", cls.concurrency, 1, 64),
+            retry_after_s=_env_int("KOKORO_RETRY_AFTER", cls.retry_after_s, 0, 3600),
         )
 
 
@@ -229,13 +231,35 @@ class Engine:
         self._voices: dict[str, np.ndarray] | None = None
         self._sessions: OrderedDict[str, tuple[Any, float]] = OrderedDict()
         self._loading: dict[str, threading.Lock] = {}
+        self._failed: tuple[float, str] | None = None  # (when, why) the catalog last failed
 
     # ------------------------------------------------------------------ catalog
     def catalog(self) -> Catalog:
-        """Read manifest.json, config.json and voices.txt (once; retried after a failure)."""
+        """Read manifest.json, config.json and voices.txt once.
+
+        After a failure the same error is raised at once for ``retry_after_s`` seconds
+        (an unreachable Hub otherwise costs every request the client's retries), then the
+        files are read again.
+        """
         with self._lock:
             if self._catalog is not None:
                 return self._catalog
+            failed = self._failed
+        if failed is not None:
+            wait = failed[0] + self.settings.retry_after_s - time.monotonic()
+            if wait > 0:
+                raise SourceError(f"{failed[1]} (trying again in {math.ceil(wait)} s)")
+        try:
+            catalog = self._read_catalog()
+        except SourceError as err:
+            with self._lock:
+                self._failed = (time.monotonic(), str(err))
+            raise
+        with self._lock:
+            self._catalog, self._failed = catalog, None
+        return catalog
+
+    def _read_catalog(self) -> Catalog:
         manifest = self.source.read_json(MANIFEST)
         variants, skipped = parse_manifest(manifest)
         if not variants:
@@ -251,7 +275,7 @@ class Engine:
         voices = [line.strip() for line in text.splitlines() if line.strip()]
         if not voices:
             raise SourceError(f"{self.source.label}: voices.txt lists no voice")
-        catalog = Catalog(
+        return Catalog(
             variants={v.name: v for v in variants},
             voices=voices,
             vocab=vocab,
@@ -259,9 +283,6 @@ class Engine:
             synthetic=bool(manifest.get("synthetic")),
             skipped=skipped,
         )
-        with self._lock:
-            self._catalog = catalog
-        return catalog
 
     def voice(self, name: object) -> np.ndarray:
         """The (510, 1, 256) style pack of a voice listed in voices.txt."""
@@ -365,7 +386,7 @@ class Engine:
             value = math.nan
         lo, hi = SPEED_RANGE
         if not lo <= value <= hi:  # also rejects NaN
-            raise InputError(f"speed must be between {lo} and {hi}, got {speed!r}")
+            raise InputError(f"speed must be between {lo} and {hi}, got {str(speed)[:20]!r}")
         return value
 
     def select(self, names: object) -> list[Variant]:
@@ -385,15 +406,13 @@ class Engine:
         return chosen
 
     # ------------------------------------------------------------------ synthesis
-    def capacity(self, variant: Variant, session: Any) -> int:
-        """Most phoneme ids one call takes: the context, or a bucket graph's fixed size."""
-        from publisher.synth import MAX_PHONEMES
+    @staticmethod
+    def capacity(session: Any) -> int:
+        """Most phoneme ids one call takes: the context, or a bucket graph's width - 2."""
+        from publisher.synth import MAX_PHONEMES, bucket_info
 
-        if variant.shape == "bucket":
-            dims = session.get_inputs()[0].shape
-            if len(dims) >= 2 and isinstance(dims[-1], int) and dims[-1] > 2:
-                return min(dims[-1] - 2, MAX_PHONEMES)
-        return MAX_PHONEMES
+        info = bucket_info(session)
+        return MAX_PHONEMES if info is None else max(1, min(info.bucket - 2, MAX_PHONEMES))
 
     def run(self, variant: Variant, prepared: Prepared, voice: np.ndarray, speed: float) -> Run:
         """Synthesize ``prepared`` with one variant; failures end up in ``Run.error``."""
@@ -406,7 +425,7 @@ class Engine:
         try:
             session, run.load_s, run.cached = self.session(variant)
             vocab = self.catalog().vocab
-            chunks = split_phonemes(prepared.phonemes, self.capacity(variant, session), vocab)
+            chunks = split_phonemes(prepared.phonemes, self.capacity(session), vocab)
             waves = []
             start = time.perf_counter()
             for chunk in chunks:

@@ -211,7 +211,7 @@ class SpaceApp:
         ok = [r for r in result.runs if not r.error]
         failed = [r for r in result.runs if r.error]
         lines = [
-            f"✅ {len(ok)} of {len(result.runs)} variants spoke {p.n_ids} phonemes "
+            f"✓ {len(ok)} of {len(result.runs)} variants spoke {p.n_ids} phonemes "
             f"({md_escape(p.g2p)}) in {seconds:.2f} s."
         ]
         if p.dropped:
@@ -375,7 +375,10 @@ def build_demo(
             phonemes = gr.Textbox(label="Phonemes fed to the models", interactive=False)
             table = gr.Dataframe(
                 headers=TABLE_HEADERS,
-                label="Measured on this text (fidelity: spectral correlation with the fp32 output)",
+                label=(
+                    "Measured on this text. fidelity vs fp32: spectral correlation with the "
+                    "fp32 variant's output; build fidelity: manifest.json's figure (vs PyTorch)"
+                ),
                 interactive=False,
                 wrap=True,
             )
