@@ -181,6 +181,7 @@ def validate(
             )
             echo(f"  validate: rank {row.rank} fast {row.damage:.3g} slow {slow['damage']:.3g}")
     mean_random = float(np.mean([r["damage"] for r in randoms]))
+    median_random = float(np.median([r["damage"] for r in randoms]))
     per_node = float(np.mean([a["slow_seconds"] for a in agreement]))
     ours = ranking.summary.get("wall_seconds", float("nan"))
     return {
@@ -188,7 +189,11 @@ def validate(
         "worst_k": {"nodes": names[:k], **worst},
         "random_k": randoms,
         "random_k_mean_damage": mean_random,
+        "random_k_median_damage": median_random,
         "worst_over_random": worst["damage"] / mean_random if mean_random > 0 else float("inf"),
+        "worst_over_random_median": (
+            worst["damage"] / median_random if median_random > 0 else float("inf")
+        ),
         "worst_beats_every_random": all(worst["damage"] > r["damage"] for r in randoms),
         "agreement": agreement,
         "spearman_damage": spearman(

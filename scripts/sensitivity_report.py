@@ -61,10 +61,11 @@ def _report(s: dict, rows: list, threshold: float) -> str:
             f"log-mel {v['worst_k']['log_mel']:.4g}",
             *(
                 f"- random-{v['k']} draw {i + 1}: damage {r['damage']:.4g}, "
-                f"log-mel {r['log_mel']:.4g}"
+                f"log-mel {r['log_mel']:.4g} (ranks {r['ranks']})"
                 for i, r in enumerate(v["random_k"])
             ),
-            f"- worst / mean random: {v['worst_over_random']:.3g}x; worst beats every draw: "
+            f"- worst / mean random: {v['worst_over_random']:.3g}x, worst / median random: "
+            f"{v['worst_over_random_median']:.3g}x; worst beats every draw: "
             f"{v['worst_beats_every_random']}",
             f"- Spearman (fast vs slow, {len(v['agreement'])} nodes): damage "
             f"{v['spearman_damage']:.3f}, log-mel {v['spearman_log_mel']:.3f}",
