@@ -233,11 +233,12 @@ def instrument(model: onnx.ModelProto, cands: list[Candidate], recipe: Recipe) -
     """A copy of ``model`` with input ``sensitivity_switches`` [K]: switch i converts node i.
 
     A weight read by several nodes (ALBERT's shared layers) is stored once by the real
-    quantizer: quantizing reader k alone replaces the float weight by int8 plus a
-    DequantizeLinear that every LATER reader (graph order) reads, while earlier readers
-    keep the float weight. So each reader of a shared weight gets its own switched copy,
-    on when any candidate reader at or before it is switched; the node's own If then only
-    rounds its activation."""
+    quantizer. Quantizing reader k alone (measured with onnxruntime 1.31): when any reader
+    after k stays float, the float weight is replaced by DequantizeLinear(int8) for EVERY
+    unquantized reader, earlier ones included; when k is the last reader, the others keep
+    the float weight. So each reader of a shared weight reads its own switched copy: on
+    for its own switch, and for the switch of any candidate reader that is not the last
+    reader. The node's own If then only rounds its activation."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -258,6 +259,7 @@ def instrument(model: onnx.ModelProto, cands: list[Candidate], recipe: Recipe) -
             if len(readers.get(w, ())) > 1:
                 shared.setdefault(w, []).append(i)
     position = {i: cands[i].index for members in shared.values() for i in members}
+    last = {w: max(readers[w]) for w in shared}
     by_index = {c.index: (i, c) for i, c in enumerate(cands)}
     nodes, extra, deltas = [], [], {}
 
@@ -272,7 +274,7 @@ def instrument(model: onnx.ModelProto, cands: list[Candidate], recipe: Recipe) -
     for index, node in enumerate(g.node):
         rename = {}
         for w in (x for x in dict.fromkeys(node.input) if x in shared):
-            members = [i for i in shared[w] if position[i] <= index]
+            members = [i for i in shared[w] if position[i] == index or position[i] != last[w]]
             if members:
                 rename[w] = f"{w}/sensitivity/{index}"
                 first = g.node[position[members[0]]]

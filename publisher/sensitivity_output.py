@@ -112,6 +112,5 @@ def chart(ranking: Ranking, path: Path, top: int = TOP_CHART) -> None:
     ax.set_xscale("log")
     ax.set_xlabel("damage: 1 - spectral correlation with the unconverted graph")
     ax.set_title(f"{ranking.recipe}: {top} most sensitive of {len(ranking.rows)} nodes")
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=90, bbox_inches="tight")
     plt.close(fig)

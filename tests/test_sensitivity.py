@@ -117,7 +117,7 @@ def test_fake_weights_equal_the_dequantized_weights_quantize_dynamic_writes(grap
 
 
 def _shared_weight_model(path):
-    """x -> MatMul(W) -> Relu -> MatMul(W) -> MatMul(V): one weight read by two nodes."""
+    """x -> MatMul(W) -> Relu -> MatMul(W) -> Relu -> MatMul(W) -> MatMul(V)."""
     rng = np.random.default_rng(0)
     weights = [
         numpy_helper.from_array(rng.normal(size=(8, 8)).astype(np.float32), name)
@@ -127,7 +127,9 @@ def _shared_weight_model(path):
         helper.make_node("MatMul", ["x", "W"], ["a"], "first"),
         helper.make_node("Relu", ["a"], ["r"], "relu"),
         helper.make_node("MatMul", ["r", "W"], ["b"], "second"),
-        helper.make_node("MatMul", ["b", "V"], ["y"], "third"),
+        helper.make_node("Relu", ["b"], ["t"], "relu_2"),
+        helper.make_node("MatMul", ["t", "W"], ["c"], "third"),
+        helper.make_node("MatMul", ["c", "V"], ["y"], "fourth"),
     ]
     io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [2, 8]) for n in ("x", "y")]
     graph = helper.make_graph(nodes, "shared", io[:1], io[1:], weights)
@@ -137,12 +139,13 @@ def _shared_weight_model(path):
 
 
 def test_switch_i_equals_quantize_dynamic_of_node_i_even_for_a_shared_weight(tmp_path):
-    # quantize_dynamic stores a shared weight once, in int8: quantizing "first" also
-    # rounds the weight "second" reads (through a DequantizeLinear), so switch 0 must too
+    # quantize_dynamic stores a shared weight once: quantizing "first" or "second" alone
+    # makes every other reader of W read DequantizeLinear(int8 W), "first" included, while
+    # quantizing the last reader "third" leaves the float W to the others
     recipe = _recipe(tmp_path)
     model = _shared_weight_model(tmp_path / "m.onnx")
     cands = find_candidates(model, recipe)
-    assert [c.name for c in cands] == ["first", "second", "third"]
+    assert [c.name for c in cands] == ["first", "second", "third", "fourth"]
     session = _switched(model, cands, recipe)
     x = np.random.default_rng(1).normal(size=(2, 8)).astype(np.float32)
     plain = ort.InferenceSession(str(tmp_path / "m.onnx")).run(None, {"x": x})[0]
