@@ -245,6 +245,7 @@ def _register_commands() -> None:
     from publisher.commands.convert_io_cmd import convert_io_command
     from publisher.commands.inspect_cmd import inspect_command
     from publisher.commands.publish_cmds import publish_command, stage_command, voices_command
+    from publisher.commands.sensitivity_cmd import sensitivity_command
     from publisher.commands.space_cmd import space_command
 
     for command in (
@@ -255,6 +256,7 @@ def _register_commands() -> None:
         publish_command,
         changed_command,
         space_command,
+        sensitivity_command,
     ):
         main.add_command(command)
 
