@@ -12,7 +12,7 @@ from hub_server import local_hub_env
 
 from publisher.cli import main
 
-SECRET = "hf_TestTokenThatMustNeverLeakAnywhere0123456789"
+SECRET = "hf_fake-test-token-that-must-never-leak-0123"
 REPO = "me/kokoro-onnx"
 
 

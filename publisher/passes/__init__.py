@@ -29,6 +29,7 @@ PASS_MODULES = (
     "publisher.passes.fp16",
     "publisher.passes.quantize",
     "publisher.passes.strip_shapes",
+    "publisher.passes.bucket_check",
 )
 
 
