@@ -10,13 +10,13 @@
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from publisher.passes.quantize import _quiet_quantizer
 
 if TYPE_CHECKING:
     import numpy as np
@@ -59,18 +59,6 @@ def spread(n: int, m: int) -> list[int]:
     return sorted({int(round(v)) for v in np.linspace(0, n - 1, min(m, n))})
 
 
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """onnxruntime's quantizer logs a warning per non-float tensor on the root logger."""
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        root.setLevel(level)
-
-
 def quantizer_names(nodes: Sequence[str], op_types: dict[str, str]) -> list[str]:
     """Names as ``quantize_dynamic`` matches them: it first rewrites every Gemm it can
     quantize into ``<name>_MatMul`` (+ ``<name>_Add``), then filters by node name, so a Gemm
@@ -94,7 +82,7 @@ def quantize_nodes(
     for node in nodes:
         groups.setdefault(weight_type(op_types[node], "dynamic", recipe), []).append(node)
     src = graph
-    with _quiet():
+    with _quiet_quantizer():
         for step, (wtype, names) in enumerate(sorted(groups.items())):
             dst = out if step == len(groups) - 1 else out.with_suffix(f".{step}.onnx")
             quantize_dynamic(

@@ -14,7 +14,7 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 from publisher.errors import PublisherError
-from publisher.passes import PassContext, register
+from publisher.passes import PassContext, all_graphs, register
 
 if TYPE_CHECKING:
     import onnx
@@ -24,17 +24,9 @@ if TYPE_CHECKING:
 BANNED_OPS = ("NonZero", "ScatterND", "Range", "STFT")
 
 
-def _graphs(graph):
-    yield graph
-    for node in graph.node:
-        for attr in node.attribute:
-            for g in [attr.g] if attr.HasField("g") else list(attr.graphs):
-                yield from _graphs(g)
-
-
 def op_counts(model: onnx.ModelProto) -> Counter:
     """Node count per op type over the main graph and every subgraph."""
-    return Counter(n.op_type for g in _graphs(model.graph) for n in g.node)
+    return Counter(n.op_type for g in all_graphs(model.graph) for n in g.node)
 
 
 def banned_ops(model: onnx.ModelProto) -> dict[str, int]:
