@@ -381,6 +381,7 @@ def build_demo(
                 ),
                 interactive=False,
                 wrap=True,
+                elem_id="compare-table",
             )
             audios, images = [], []
             for _ in range(app.slots()):
