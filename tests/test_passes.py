@@ -79,3 +79,27 @@ def test_metadata_replaces_given_keys_and_keeps_the_rest():
     set_metadata(model, {"a": "1", "b": "2"})
     set_metadata(model, {"b": "3"})
     assert {p.key: p.value for p in model.metadata_props} == {"a": "1", "b": "3"}
+
+
+def test_topological_sort_puts_producers_first_including_tensors_a_loop_body_reads():
+    from publisher.passes import topological_sort
+
+    model = _tiny_graph_with_loop()
+    loop = model.graph.node[1]
+    loop.attribute[0].g.node[0].input[0] = "y"  # the body now reads y, made by Identity
+    model.graph.output.append(helper.make_tensor_value_info("z", TensorProto.FLOAT, [1]))
+    late = [helper.make_node("Neg", ["y"], ["z"], name="neg"), loop]
+    nodes = [onnx.NodeProto() for _ in late]
+    for new, old in zip(nodes, late, strict=True):
+        new.CopyFrom(old)
+    identity = onnx.NodeProto()
+    identity.CopyFrom(model.graph.node[0])
+    del model.graph.node[:]
+    model.graph.node.extend([*nodes, identity])  # Neg and Loop before y's producer
+    with pytest.raises(onnx.checker.ValidationError):
+        onnx.checker.check_model(model)
+
+    assert topological_sort(model.graph) == 2
+    onnx.checker.check_model(model)
+    assert [n.op_type for n in model.graph.node] == ["Identity", "Neg", "Loop"]
+    assert topological_sort(model.graph) == 0  # already sorted: nothing moves

@@ -14,7 +14,7 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 from publisher.errors import PublisherError
-from publisher.passes import PassContext, all_graphs, register
+from publisher.passes import PassContext, all_graphs, register, topological_sort
 
 if TYPE_CHECKING:
     import onnx
@@ -62,39 +62,6 @@ def check_bucket_graph(model: onnx.ModelProto) -> dict[str, int]:
         )
     counts = op_counts(model)
     return {"nodes": sum(counts.values()), "lstm": counts["LSTM"]}
-
-
-def topological_sort(graph) -> int:
-    """Reorder ``graph``'s nodes so each comes after its producers (stable otherwise);
-    returns how many nodes had to wait for a producer (or for one of those).
-
-    The float16 pass's cast dedupe can leave a node before the Cast it reads (the
-    exporter shares constants between the fp32 predictor and the fp16 decoder).
-    onnxruntime sorts on load, but onnx-simplifier, which fastkokoro runs on CPU,
-    refuses such a graph. Names from an enclosing graph count as available."""
-    produced = {o for n in graph.node for o in n.output}
-    ready = {""} | {v.name for v in graph.input} | {t.name for t in graph.initializer}
-    pending, order, waited = list(graph.node), [], set()
-    while pending:
-        rest = []
-        for node in pending:
-            needs = [i for i in node.input if i in produced and i not in ready]
-            if needs:
-                rest.append(node)
-                waited.add(node.name)
-            else:
-                order.append(node)
-                ready.update(node.output)
-        if len(rest) == len(pending):  # a cycle: leave the graph as it was
-            return 0
-        pending = rest
-    if waited:
-        nodes = [type(n)() for n in order]
-        for new, old in zip(nodes, order, strict=True):
-            new.CopyFrom(old)
-        del graph.node[:]
-        graph.node.extend(nodes)
-    return len(waited)
 
 
 @register("bucket-check")

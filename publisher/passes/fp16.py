@@ -12,7 +12,7 @@ from __future__ import annotations
 import fnmatch
 from typing import TYPE_CHECKING
 
-from publisher.passes import PassContext, all_graphs, register
+from publisher.passes import PassContext, all_graphs, register, topological_sort
 
 if TYPE_CHECKING:
     import onnx
@@ -42,6 +42,38 @@ def blocked_node_names(
             if outside or any(fnmatch.fnmatchcase(node.name, p) for p in patterns):
                 names.append(node.name)
     return names
+
+
+def unshare_blocked_constants(model: onnx.ModelProto, blocked: set[str], ops: set[str]) -> int:
+    """Give blocked nodes their own float32 copy of each float initializer they share with
+    converted nodes; returns how many initializers were copied.
+
+    The converter turns a shared initializer into float16 and feeds blocked readers a Cast
+    back to float32, so a blocked node would compute with a rounded constant (measured on
+    Kokoro: the harmonic source multiplied by float16(3.14) = 3.140625, a constant the
+    exporter shares with the STFT's phase arithmetic)."""
+    floats = {t.name: t for t in model.graph.initializer if t.data_type == FLOAT}
+    readers: dict[str, list[tuple[onnx.NodeProto, bool]]] = {}
+    for graph in all_graphs(model.graph):
+        for node in graph.node:
+            keep = node.name in blocked or node.op_type in ops
+            for name in node.input:
+                if name in floats:
+                    readers.setdefault(name, []).append((node, keep))
+    copied = 0
+    for name, uses in readers.items():
+        if len({keep for _, keep in uses}) < 2:  # all blocked or all converted: nothing to do
+            continue
+        twin = f"{name}_fp32"
+        copy = type(floats[name])()
+        copy.CopyFrom(floats[name])
+        copy.name = twin
+        model.graph.initializer.append(copy)
+        for node, keep in uses:
+            if keep:
+                node.input[:] = [twin if i == name else i for i in node.input]
+        copied += 1
+    return copied
 
 
 def remove_cast_pairs(model: onnx.ModelProto) -> int:
@@ -136,15 +168,17 @@ def fp16_pass(model: onnx.ModelProto, recipe: Recipe, ctx: PassContext) -> onnx.
 
     cfg = recipe.precision.fp16
     blocked = blocked_node_names(model, cfg.block_names, cfg.mode == "decoder-only")
+    op_block_list = [*DEFAULT_OP_BLOCK_LIST, *QUANT_FLOAT_OPS, *cfg.block_ops]
+    ctx.notes["fp16_constants_kept_float32"] = unshare_blocked_constants(
+        model, set(blocked), set(op_block_list)
+    )
     metadata = list(model.metadata_props)
     out = convert_float_to_float16(
-        model,
-        keep_io_types=True,
-        op_block_list=[*DEFAULT_OP_BLOCK_LIST, *QUANT_FLOAT_OPS, *cfg.block_ops],
-        node_block_list=blocked,
+        model, keep_io_types=True, op_block_list=op_block_list, node_block_list=blocked
     )
     ctx.notes["fp16_duplicate_casts_fixed"] = dedupe_casts(out)
     ctx.notes["fp16_cast_pairs_removed"] = remove_cast_pairs(out)
+    ctx.notes["fp16_nodes_reordered"] = sum(topological_sort(g) for g in all_graphs(out.graph))
     del out.metadata_props[:]
     out.metadata_props.extend(metadata)
     return out

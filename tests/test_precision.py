@@ -1,0 +1,170 @@
+"""The precision family built from synthetic:tiny: every recipe passes its gates, and each
+file holds the conversion its recipe asks for (and not more)."""
+
+from __future__ import annotations
+
+import fnmatch
+from collections import Counter
+from pathlib import Path
+
+import onnx
+import pytest
+
+from publisher.passes import all_graphs
+
+FLOAT, FLOAT16, INT8, UINT8, INT64 = (
+    onnx.TensorProto.FLOAT,
+    onnx.TensorProto.FLOAT16,
+    onnx.TensorProto.INT8,
+    onnx.TensorProto.UINT8,
+    onnx.TensorProto.INT64,
+)
+BUILT_HERE = ("fp16", "q8f16", "uint8", "uint8f16", "q4", "q4f16")  # quantized: tiny_dist
+F16_RECIPES = ("fp16", "q8f16", "uint8f16", "q4f16")
+CONV_POST = "/decoder/generator/conv_post/Conv"
+
+
+@pytest.fixture(scope="module")
+def variants(tmp_path_factory, tiny_dist) -> dict[str, Path]:
+    """recipe name -> built folder (the recipes of the repository, synthetic:tiny)."""
+    from publisher.build import build
+    from publisher.recipe import load_recipe
+
+    out = tmp_path_factory.mktemp("precision")
+    folders = {name: build(load_recipe(name), "synthetic:tiny", out).folder for name in BUILT_HERE}
+    return {**folders, "quantized": tiny_dist / "quantized", "fp32": tiny_dist / "fp32"}
+
+
+def _model(folder: Path) -> onnx.ModelProto:
+    from publisher.build import read_manifest
+
+    return onnx.load(str(folder / read_manifest(folder)["model"]))
+
+
+def _ops(model: onnx.ModelProto) -> Counter:
+    return Counter(n.op_type for g in all_graphs(model.graph) for n in g.node)
+
+
+def _inits(model: onnx.ModelProto) -> dict[str, onnx.TensorProto]:
+    return {t.name: t for g in all_graphs(model.graph) for t in g.initializer}
+
+
+def _node(model: onnx.ModelProto, name: str) -> onnx.NodeProto:
+    return next(n for n in model.graph.node if n.name == name)
+
+
+def _io_types(model: onnx.ModelProto) -> list[tuple[str, int]]:
+    io = (*model.graph.input, *model.graph.output)
+    return [(v.name, v.type.tensor_type.elem_type) for v in io]
+
+
+def _out_of_order(graph: onnx.GraphProto) -> list[str]:
+    """Nodes that read a tensor of this graph before the node producing it."""
+    produced = {o for n in graph.node for o in n.output}
+    seen: set[str] = set()
+    late = []
+    for n in graph.node:
+        if any(i in produced and i not in seen for i in n.input):
+            late.append(n.name)
+        seen.update(n.output)
+    return late
+
+
+@pytest.mark.parametrize("name", [*BUILT_HERE, "quantized"])
+def test_every_precision_recipe_builds_on_tiny_passes_its_gates_and_keeps_the_io(name, variants):
+    from publisher.build import read_manifest
+
+    manifest = read_manifest(variants[name])
+    assert manifest["verification"]["passed"] is True
+    gates = {g["gate"] for g in manifest["verification"]["gates"]}
+    assert {"spectral_correlation", "duration_agreement", "shipped_graph_runs"} <= gates
+    assert _io_types(_model(variants[name])) == [
+        ("input_ids", INT64),
+        ("style", FLOAT),
+        ("speed", FLOAT),
+        ("waveform", FLOAT),
+        ("duration", INT64),
+    ]
+
+
+@pytest.mark.parametrize("name", F16_RECIPES)
+def test_float16_variants_are_topologically_sorted_and_pass_the_onnx_checker(name, variants):
+    model = _model(variants[name])
+    onnx.checker.check_model(model)  # raises on a node before its producer
+    assert {g.name: _out_of_order(g) for g in all_graphs(model.graph) if _out_of_order(g)} == {}
+
+
+@pytest.mark.parametrize("name", F16_RECIPES)
+def test_float16_variants_hold_no_duplicate_or_round_trip_casts(name, variants):
+    from publisher.passes.fp16 import dedupe_casts, remove_cast_pairs
+
+    model = _model(variants[name])
+    outputs = Counter(o for g in all_graphs(model.graph) for n in g.node for o in n.output)
+    assert [o for o, k in outputs.items() if k > 1] == []
+    assert remove_cast_pairs(model) == 0 and dedupe_casts(model) == 0
+
+
+def test_fp16_stores_weights_in_float16_but_keeps_the_harmonic_source_float32(variants):
+    model = _model(variants["fp16"])
+    inits = _inits(model)
+    kinds = Counter(t.data_type for t in inits.values())
+    assert kinds[FLOAT16] > 10 * kinds[FLOAT]  # nearly every float weight converted
+    source = [n for n in model.graph.node if fnmatch.fnmatchcase(n.name, "*/m_source/*")]
+    weights = {inits[i].data_type for n in source for i in n.input if i in inits}
+    assert FLOAT in weights and FLOAT16 not in weights
+    assert inits[_node(model, CONV_POST).input[1]].data_type == FLOAT16
+
+
+def test_dynamic_int8_converts_matmul_conv_and_lstm_but_not_the_excluded_nodes(variants):
+    model = _model(variants["quantized"])
+    ops = _ops(model)
+    assert ops["ConvInteger"] > 0 and ops["MatMulInteger"] > 0 and ops["DynamicQuantizeLSTM"] > 0
+    assert ops["LSTM"] == 0
+    inits = _inits(model)
+    conv_weights = Counter(
+        inits[n.input[1]].data_type for n in model.graph.node if n.op_type == "ConvInteger"
+    )
+    assert set(conv_weights) == {UINT8}  # Conv takes uint8 weights (runtime support)
+    for name in (CONV_POST, "/decoder/generator/Conv", "/decoder/generator/Conv_1"):
+        node = _node(model, name)
+        assert node.op_type == "Conv" and inits[node.input[1]].data_type == FLOAT
+
+
+def test_static_uint8_is_qdq_with_uint8_activations_int8_weights_and_conv_post_float(variants):
+    model = _model(variants["uint8"])
+    inits = _inits(model)
+    q = [n for n in model.graph.node if n.op_type == "QuantizeLinear"]
+    assert q and {inits[n.input[2]].data_type for n in q} == {UINT8}
+    weight_of = {n.input[1] for n in model.graph.node if n.op_type in ("Conv", "MatMul", "Gemm")}
+    weights = [
+        n
+        for n in model.graph.node
+        if n.op_type == "DequantizeLinear" and n.output[0] in weight_of and n.input[0] in inits
+    ]
+    assert weights and {inits[n.input[0]].data_type for n in weights} == {INT8}
+    post = _node(model, CONV_POST)
+    assert inits[post.input[1]].data_type == FLOAT  # a plain float weight, no DequantizeLinear
+
+
+@pytest.mark.parametrize("name", ["q4", "q4f16"])
+def test_int4_uses_4bit_blocks_and_keeps_the_duration_path_float(name, variants):
+    from publisher.recipe import load_recipe
+
+    model = _model(variants[name])
+    q = load_recipe(name).precision.quantize
+    nbits = [n for n in model.graph.node if n.op_type == "MatMulNBits"]
+    assert nbits
+    for n in nbits:
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in n.attribute}
+        assert (attrs["bits"], attrs["block_size"]) == (4, q.block_size)
+        assert not any(fnmatch.fnmatchcase(n.name, p) for p in q.exclude), n.name
+    kept = [n for n in model.graph.node if n.op_type == "MatMul" and n.name.startswith("/bert/")]
+    assert kept  # the excluded text side still has float MatMuls
+
+
+def test_q8f16_combines_int8_weights_with_float16_for_the_rest(variants):
+    model = _model(variants["q8f16"])
+    assert _ops(model)["ConvInteger"] > 0
+    assert Counter(t.data_type for t in _inits(model).values())[FLOAT16] > 0
+    size = {n: _model(variants[n]).ByteSize() for n in ("q8f16", "quantized")}
+    assert size["q8f16"] < size["quantized"]
