@@ -87,8 +87,8 @@ def test_every_precision_recipe_builds_on_tiny_passes_its_gates_and_keeps_the_io
     ]
 
 
-@pytest.mark.parametrize("name", F16_RECIPES)
-def test_float16_variants_are_topologically_sorted_and_pass_the_onnx_checker(name, variants):
+@pytest.mark.parametrize("name", [*BUILT_HERE, "quantized", "fp32"])
+def test_every_variant_is_topologically_sorted_and_passes_the_onnx_checker(name, variants):
     model = _model(variants[name])
     onnx.checker.check_model(model)  # raises on a node before its producer
     assert {g.name: _out_of_order(g) for g in all_graphs(model.graph) if _out_of_order(g)} == {}

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 PassFn = Callable[["onnx.ModelProto", "Recipe", "PassContext"], "onnx.ModelProto"]
 REGISTRY: dict[str, PassFn] = {}
-FINAL_PASSES = ("io-names", "strip-shapes", "metadata")
+FINAL_PASSES = ("io-names", "strip-shapes", "topo-sort", "metadata")
 PASS_MODULES = (
     "publisher.passes.io_names",
     "publisher.passes.metadata",
@@ -29,6 +29,7 @@ PASS_MODULES = (
     "publisher.passes.fp16",
     "publisher.passes.quantize",
     "publisher.passes.strip_shapes",
+    "publisher.passes.order",
     "publisher.passes.bucket_check",
 )
 
