@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from publisher.errors import RecipeError
+from publisher.errors import PublisherError, RecipeError
 
 if TYPE_CHECKING:
     import onnx
@@ -66,49 +66,24 @@ def all_graphs(graph):
                 yield from all_graphs(g)
 
 
-def _body_reads(node, names: set[str]) -> set[str]:
-    """The tensors among ``names`` that ``node``'s subgraphs (Loop/If bodies) read."""
-    found: set[str] = set()
-    for attr in node.attribute:
-        for body in [attr.g] if attr.HasField("g") else list(attr.graphs):
-            for g in all_graphs(body):
-                found.update(i for n in g.node for i in n.input if i in names)
-    return found
+def topological_sort(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
+    """``model`` with every graph's nodes in topological order (onnx_ir's stable sort,
+    which also honours tensors a Loop/If body reads from the enclosing graph), and how
+    many main-graph nodes changed position.
 
+    The ONNX spec requires the order; onnx.checker and onnx-simplifier (which fastkokoro
+    runs) enforce it, while onnxruntime sorts on load and so never complains."""
+    import onnx_ir as ir
 
-def topological_sort(graph) -> int:
-    """Reorder ``graph``'s nodes so each comes after its producers (stable otherwise);
-    returns how many nodes had to wait for a producer (or for one of those).
-
-    The float16 pass's cast dedupe can leave a node before the Cast it reads (the
-    exporter shares constants between float32 and float16 parts of the graph).
-    onnxruntime sorts on load, but the ONNX spec requires the order and other tools
-    (onnx-simplifier, which fastkokoro runs on CPU; onnx.checker) refuse such a graph.
-    Names from an enclosing graph count as available; a Loop/If node also waits for the
-    tensors of this graph that its bodies read (the checker's rule for outer-scope names)."""
-    produced = {o for n in graph.node for o in n.output}
-    ready = {""} | {v.name for v in graph.input} | {t.name for t in graph.initializer}
-    pending = [(n, [*n.input, *_body_reads(n, produced)]) for n in graph.node]
-    order, waited = [], set()
-    while pending:
-        rest = []
-        for node, reads in pending:
-            if any(i in produced and i not in ready for i in reads):
-                rest.append((node, reads))
-                waited.add(node.name)
-            else:
-                order.append(node)
-                ready.update(node.output)
-        if len(rest) == len(pending):  # a cycle: leave the graph as it was
-            return 0
-        pending = rest
-    if waited:
-        nodes = [type(n)() for n in order]
-        for new, old in zip(nodes, order, strict=True):
-            new.CopyFrom(old)
-        del graph.node[:]
-        graph.node.extend(nodes)
-    return len(waited)
+    before = [n.output[0] if n.output else n.name for n in model.graph.node]
+    ir_model = ir.serde.deserialize_model(model)
+    try:
+        ir_model.graph.sort()
+    except ValueError as exc:  # a cycle
+        raise PublisherError(f"the graph cannot be sorted topologically: {exc}") from None
+    out = ir.serde.serialize_model(ir_model)
+    after = [n.output[0] if n.output else n.name for n in out.graph.node]
+    return out, sum(a != b for a, b in zip(before, after, strict=True))
 
 
 def register(name: str) -> Callable[[PassFn], PassFn]:

@@ -4,8 +4,8 @@ A streaming server compiles one graph per token bucket ahead of time, so the gra
 have static input/output shapes and none of the data-dependent ops that kokoro's dynamic
 path exports: NonZero, ScatterND and Range (from repeat_interleave, index assignment and
 arange) and STFT. The check walks subgraphs too and fails with one line naming the
-offending op types and counts. It also sorts the nodes topologically (see
-``topological_sort``), which every consumer of a static graph can rely on.
+offending op types and counts. (The final ``topo-sort`` pass then orders the nodes, which
+onnx-simplifier in fastkokoro requires.)
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 from publisher.errors import PublisherError
-from publisher.passes import PassContext, all_graphs, register, topological_sort
+from publisher.passes import PassContext, all_graphs, register
 
 if TYPE_CHECKING:
     import onnx
@@ -66,8 +66,6 @@ def check_bucket_graph(model: onnx.ModelProto) -> dict[str, int]:
 
 @register("bucket-check")
 def bucket_check_pass(model: onnx.ModelProto, recipe: Recipe, ctx: PassContext):
-    """Check the graph (see module doc), then sort its nodes topologically."""
-    notes = check_bucket_graph(model)
-    notes["nodes_moved_after_producers"] = topological_sort(model.graph)
-    ctx.notes["bucket_check"] = notes
+    """Check the graph (see module doc)."""
+    ctx.notes["bucket_check"] = check_bucket_graph(model)
     return model

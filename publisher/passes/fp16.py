@@ -12,7 +12,7 @@ from __future__ import annotations
 import fnmatch
 from typing import TYPE_CHECKING
 
-from publisher.passes import PassContext, all_graphs, register, topological_sort
+from publisher.passes import PassContext, all_graphs, register
 
 if TYPE_CHECKING:
     import onnx
@@ -178,7 +178,6 @@ def fp16_pass(model: onnx.ModelProto, recipe: Recipe, ctx: PassContext) -> onnx.
     )
     ctx.notes["fp16_duplicate_casts_fixed"] = dedupe_casts(out)
     ctx.notes["fp16_cast_pairs_removed"] = remove_cast_pairs(out)
-    ctx.notes["fp16_nodes_reordered"] = sum(topological_sort(g) for g in all_graphs(out.graph))
     del out.metadata_props[:]
     out.metadata_props.extend(metadata)
     return out

@@ -4,14 +4,15 @@ The ONNX spec requires it and onnx.checker, onnx-simplifier and other tools enfo
 while onnxruntime sorts on load and so never complains. Measured on synthetic:full: the
 files written by onnxruntime's quantizers (quantized, uint8) and by its float16 converter
 failed ``onnx.checker.check_model`` (a Loop placed before the SplitToSequence its body
-reads; casts placed after their readers). See ``publisher.passes.topological_sort``.
+reads; casts placed after their readers). The sort is onnx_ir's (``Graph.sort``), through
+``publisher.passes.topological_sort``.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from publisher.passes import PassContext, all_graphs, register, topological_sort
+from publisher.passes import PassContext, register, topological_sort
 
 if TYPE_CHECKING:
     import onnx
@@ -21,5 +22,5 @@ if TYPE_CHECKING:
 
 @register("topo-sort")
 def topo_sort_pass(model: onnx.ModelProto, recipe: Recipe, ctx: PassContext) -> onnx.ModelProto:
-    ctx.notes["nodes_reordered"] = sum(topological_sort(g) for g in all_graphs(model.graph))
-    return model
+    out, ctx.notes["nodes_moved"] = topological_sort(model)
+    return out
