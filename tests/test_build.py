@@ -132,7 +132,7 @@ def test_cli_dry_run_prints_the_plan_without_building(tmp_path):
     )
     assert result.exit_code == 0, result.output
     plan = json.loads(result.output)
-    assert plan["passes"] == ["simplify", "io-names", "strip-shapes", "topo-sort", "metadata"]
+    assert plan["passes"] == ["simplify", "io-names", "topo-sort", "strip-shapes", "metadata"]
     assert plan["resolved_recipe"]["output"]["path"] == "onnx/model.onnx"
     assert list(tmp_path.iterdir()) == []
 

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 PassFn = Callable[["onnx.ModelProto", "Recipe", "PassContext"], "onnx.ModelProto"]
 REGISTRY: dict[str, PassFn] = {}
-FINAL_PASSES = ("io-names", "strip-shapes", "topo-sort", "metadata")
+FINAL_PASSES = ("io-names", "topo-sort", "strip-shapes", "metadata")
 PASS_MODULES = (
     "publisher.passes.io_names",
     "publisher.passes.metadata",
