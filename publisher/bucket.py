@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -511,29 +510,6 @@ def bucket_trace_inputs(ckpt: Checkpoint, shape: BucketShape) -> tuple:
     padded = torch.zeros((1, shape.bucket), dtype=torch.long)
     padded[0, :n] = ids[0]
     return padded, style, speed, torch.tensor([n], dtype=torch.long)
-
-
-def export_bucket(
-    ckpt: Checkpoint, recipe: Recipe, *, parity: bool = False, model=None, use_cache: bool = True
-) -> Path:
-    """The cached static fp32 bucket graph for (checkpoint, export settings, parity)."""
-    from publisher.export import _check, cache_root, export_key
-
-    shape = bucket_shape(recipe)
-    key = export_key(ckpt, recipe, parity=parity)
-    target = cache_root() / "exports" / key / "model.onnx"
-    if use_cache and target.is_file():
-        return target
-    model = model if model is not None else ckpt.build_model()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".model.{os.getpid()}.onnx")
-    try:
-        torch_export_bucket(model, ckpt, shape, tmp, recipe.export.opset, parity=parity)
-        _check(tmp)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return target
 
 
 def torch_export_bucket(

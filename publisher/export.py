@@ -69,15 +69,20 @@ def export_fp32(
     ckpt: Checkpoint, recipe: Recipe, *, parity: bool = False, model=None, use_cache: bool = True
 ) -> Path:
     """Return the path of the cached fp32 graph for (checkpoint, export settings, parity)."""
+    opset = recipe.export.opset
     if recipe.export.shape == "bucket":  # static token-bucket graph: publisher/bucket.py
-        from publisher.bucket import export_bucket
+        from publisher.bucket import bucket_shape, torch_export_bucket
 
-        return export_bucket(ckpt, recipe, parity=parity, model=model, use_cache=use_cache)
-    if recipe.export.shape != "dynamic":
-        raise ExportError(
-            f"recipe {recipe.name}: export.shape '{recipe.export.shape}' is not supported "
-            "by this exporter yet (only 'dynamic')"
-        )
+        shape = bucket_shape(recipe)
+
+        def write(model, path: Path) -> None:
+            torch_export_bucket(model, ckpt, shape, path, opset, parity=parity)
+
+    else:  # "dynamic" (the recipe schema allows only these two)
+
+        def write(model, path: Path) -> None:
+            _torch_export(model, trace_inputs(ckpt), path, opset, parity=parity)
+
     key = export_key(ckpt, recipe, parity=parity)
     target = cache_root() / "exports" / key / "model.onnx"
     if use_cache and target.is_file():
@@ -86,7 +91,7 @@ def export_fp32(
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".model.{os.getpid()}.onnx")
     try:
-        _torch_export(model, trace_inputs(ckpt), tmp, recipe.export.opset, parity=parity)
+        write(model, tmp)
         _check(tmp)
         os.replace(tmp, target)
     finally:

@@ -82,7 +82,7 @@ def test_metadata_replaces_given_keys_and_keeps_the_rest():
 
 
 def test_topological_sort_puts_producers_first_including_tensors_a_loop_body_reads():
-    from publisher.passes import topological_sort
+    from publisher.passes.order import topological_sort
 
     model = _tiny_graph_with_loop()
     loop = model.graph.node[1]

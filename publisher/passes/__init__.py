@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from publisher.errors import PublisherError, RecipeError
+from publisher.errors import RecipeError
 
 if TYPE_CHECKING:
     import onnx
@@ -64,26 +64,6 @@ def all_graphs(graph):
         for attr in node.attribute:
             for g in [attr.g] if attr.HasField("g") else list(attr.graphs):
                 yield from all_graphs(g)
-
-
-def topological_sort(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
-    """``model`` with every graph's nodes in topological order (onnx_ir's stable sort,
-    which also honours tensors a Loop/If body reads from the enclosing graph), and how
-    many main-graph nodes changed position.
-
-    The ONNX spec requires the order; onnx.checker and onnx-simplifier (which fastkokoro
-    runs) enforce it, while onnxruntime sorts on load and so never complains."""
-    import onnx_ir as ir
-
-    before = [n.output[0] if n.output else n.name for n in model.graph.node]
-    ir_model = ir.serde.deserialize_model(model)
-    try:
-        ir_model.graph.sort()
-    except ValueError as exc:  # a cycle
-        raise PublisherError(f"the graph cannot be sorted topologically: {exc}") from None
-    out = ir.serde.serialize_model(ir_model)
-    after = [n.output[0] if n.output else n.name for n in out.graph.node]
-    return out, sum(a != b for a, b in zip(before, after, strict=True))
 
 
 def register(name: str) -> Callable[[PassFn], PassFn]:

@@ -4,21 +4,42 @@ The ONNX spec requires it and onnx.checker, onnx-simplifier and other tools enfo
 while onnxruntime sorts on load and so never complains. Measured on synthetic:full: the
 files written by onnxruntime's quantizers (quantized, uint8) and by its float16 converter
 failed ``onnx.checker.check_model`` (a Loop placed before the SplitToSequence its body
-reads; casts placed after their readers). The sort is onnx_ir's (``Graph.sort``), through
-``publisher.passes.topological_sort``. It runs before ``strip-shapes``: onnx_ir writes a
-value_info entry per initializer (about 60 KB in the int8 file), which that pass drops.
+reads; casts placed after their readers). The sort is onnx_ir's (``Graph.sort``). It runs
+before ``strip-shapes``: onnx_ir writes a value_info entry per initializer (about 60 KB in
+the int8 file), which that pass drops.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from publisher.passes import PassContext, register, topological_sort
+from publisher.errors import PublisherError
+from publisher.passes import PassContext, register
 
 if TYPE_CHECKING:
     import onnx
 
     from publisher.recipe import Recipe
+
+
+def topological_sort(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
+    """``model`` with every graph's nodes in topological order (onnx_ir's stable sort,
+    which also honours tensors a Loop/If body reads from the enclosing graph), and how
+    many main-graph nodes changed position.
+
+    The ONNX spec requires the order; onnx.checker and onnx-simplifier (which fastkokoro
+    runs) enforce it, while onnxruntime sorts on load and so never complains."""
+    import onnx_ir as ir
+
+    before = [n.output[0] if n.output else n.name for n in model.graph.node]
+    ir_model = ir.serde.deserialize_model(model)
+    try:
+        ir_model.graph.sort()
+    except ValueError as exc:  # a cycle
+        raise PublisherError(f"the graph cannot be sorted topologically: {exc}") from None
+    out = ir.serde.serialize_model(ir_model)
+    after = [n.output[0] if n.output else n.name for n in out.graph.node]
+    return out, sum(a != b for a, b in zip(before, after, strict=True))
 
 
 @register("topo-sort")
