@@ -62,6 +62,8 @@ def onnx_metadata(recipe, ckpt) -> dict[str, str]:
         "publisher.checkpoint_sha256": ckpt.sha256,
         "publisher.version": publisher_version(),
         "publisher.synthetic": "true" if ckpt.synthetic else "false",
+        "publisher.recovered": "true" if ckpt.recovered else "false",
+        "publisher.weights": ckpt.origin,
         "publisher.io": json.dumps(recipe.io_names(), sort_keys=True),
     }
 
@@ -178,6 +180,9 @@ def write_manifest(folder: Path, p: Prepared, verification: dict, steps: dict) -
             "source": p.ckpt.source,
             "sha256": p.ckpt.sha256,
             "synthetic": p.ckpt.synthetic,
+            "recovered": p.ckpt.recovered,
+            "origin": p.ckpt.origin,
+            "note": p.ckpt.provenance.get("note", ""),
         },
         "io": p.recipe.io_names(),
         "passes": {"applied": [*p.recipe.passes], "notes": p.notes},

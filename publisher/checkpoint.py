@@ -1,9 +1,13 @@
 """Checkpoint sources: where the PyTorch weights, config and voices come from.
 
 Specs: ``hub:ORG/NAME`` (Hugging Face Hub), ``path:DIR`` or a plain directory/.pth path,
+``onnx:FILE`` (weights recovered from a Kokoro ONNX export, see ``recover.py``),
+``recovered:kokoro-v1.0`` (the real weights reachable offline, see ``recovered.py``),
 ``synthetic:tiny`` and ``synthetic:full`` (seeded random weights, see ``synthetic.py``).
-Weights always load with ``weights_only=True`` and must cover every parameter: kokoro's
-own KModel silently falls back to ``strict=False``, so we never let it load weights.
+Weights always load with ``weights_only=True`` and must cover every learned parameter:
+kokoro's own KModel silently falls back to ``strict=False``, so we never let it load
+weights. Buffers (the STFT kernels and window) are computed from the config, not learned:
+hexgrad's checkpoint predates them, so they are never required from a file.
 """
 
 from __future__ import annotations
@@ -27,7 +31,11 @@ if TYPE_CHECKING:
 HUB_WEIGHTS = {"hexgrad/Kokoro-82M": "kokoro-v1_0.pth"}
 TOP_LEVEL_MODULES = ("bert", "bert_encoder", "predictor", "text_encoder", "decoder")
 VOICE_SHAPE = (510, 1, 256)
-OTHER_SOURCES = "path:DIR (a local config.json, .pth and voices/) or synthetic:tiny|synthetic:full"
+OTHER_SOURCES = (
+    "recovered:kokoro-v1.0 (real weights, offline), onnx:FILE, "
+    "path:DIR (a local config.json, .pth and voices/) or synthetic:tiny|synthetic:full"
+)
+SPECS = "hub:ORG/NAME, path:DIR, onnx:FILE, recovered:kokoro-v1.0 or synthetic:tiny|full"
 
 
 def packaged_config() -> dict[str, Any]:
@@ -47,6 +55,17 @@ class Checkpoint:
     sha256: str
     synthetic: bool = False
     files: dict[str, str] = field(default_factory=dict)
+    # Weights recovered from an ONNX export (``onnx:``/``recovered:``): an approximation
+    # of the original, never to be published as hexgrad's model.
+    recovered: bool = False
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def origin(self) -> str:
+        """'synthetic', 'recovered' or 'original': what the weights are."""
+        if self.synthetic:
+            return "synthetic"
+        return "recovered" if self.recovered else "original"
 
     def build_model(self) -> KModel:
         """A KModel (disable_complex=True, eval mode) with every parameter loaded strictly."""
@@ -59,11 +78,12 @@ class Checkpoint:
         return sorted(self.voices)[0]
 
 
-def new_kmodel(config: dict[str, Any]) -> KModel:
+def new_kmodel(config: dict[str, Any], *, disable_complex: bool = True) -> KModel:
     """Construct kokoro's KModel from a config dict without loading or downloading weights.
 
     KModel.__init__ always loads a weights file (downloading one when none is given), so we
     hand it an empty state dict; the real weights are loaded by ``load_state_strict``.
+    ``disable_complex=False`` is upstream Kokoro's own ``torch.stft``/``torch.istft`` path.
     """
     import torch
     from kokoro.model import KModel
@@ -77,14 +97,26 @@ def new_kmodel(config: dict[str, Any]) -> KModel:
         empty = Path(tmp) / "empty.pth"
         torch.save({}, empty)
         model = KModel(
-            repo_id="hexgrad/Kokoro-82M", config=config, model=str(empty), disable_complex=True
+            repo_id="hexgrad/Kokoro-82M",
+            config=config,
+            model=str(empty),
+            disable_complex=disable_complex,
         )
         apply_tiny_decoder(model, config)
     return model
 
 
+def computed_buffers(model: Any) -> set[str]:
+    """State-dict keys that the model computes from its config (buffers, not weights)."""
+    params = {name for name, _ in model.named_parameters()}
+    return {name for name in model.state_dict() if name not in params}
+
+
 def load_state_strict(model: KModel, state: dict[str, Any], source: str) -> None:
-    """Load every top-level module's weights with strict=True; any gap is an error."""
+    """Load every top-level module's learned weights; any gap is an error.
+
+    Computed buffers (``computed_buffers``) keep the values the model built from its
+    config, whether or not the file carries them."""
     missing_modules = [k for k in TOP_LEVEL_MODULES if k not in state]
     unknown = sorted(set(state) - set(TOP_LEVEL_MODULES))
     if missing_modules or unknown:
@@ -92,11 +124,14 @@ def load_state_strict(model: KModel, state: dict[str, Any], source: str) -> None
         extra = f"unknown: {', '.join(unknown) or 'none'}"
         raise CheckpointError(f"{source}: weights do not match Kokoro's modules ({gaps}; {extra})")
     for key in TOP_LEVEL_MODULES:
-        sub = {k.removeprefix("module."): v for k, v in state[key].items()}
         module = getattr(model, key)
-        expected = set(module.state_dict())
-        missing = sorted(expected - set(sub))
-        extra = sorted(set(sub) - expected)
+        own = module.state_dict()
+        computed = computed_buffers(module)
+        sub = {k.removeprefix("module."): v for k, v in state[key].items()}
+        sub = {k: v for k, v in sub.items() if k not in computed}
+        learned = set(own) - computed
+        missing = sorted(learned - set(sub))
+        extra = sorted(set(sub) - learned)
         if missing or extra:
             raise CheckpointError(
                 f"{source}: weights for '{key}' are incomplete: {len(missing)} missing "
@@ -104,7 +139,7 @@ def load_state_strict(model: KModel, state: dict[str, Any], source: str) -> None
                 f"{len(extra)} unexpected ({', '.join(extra[:3])}{'...' if len(extra) > 3 else ''})"
             )
         try:
-            module.load_state_dict(sub, strict=True)
+            module.load_state_dict(sub | {k: own[k] for k in computed}, strict=True)
         except RuntimeError as exc:  # shape mismatch: first line names the tensor
             first = str(exc).strip().splitlines()
             raise CheckpointError(
@@ -140,12 +175,18 @@ def open_checkpoint(spec: str) -> Checkpoint:
         return synthetic_checkpoint(spec.removeprefix("synthetic:"))
     if spec.startswith("hub:"):
         return _from_hub(spec.removeprefix("hub:"))
+    if spec.startswith("onnx:"):
+        from publisher.recovered import from_onnx
+
+        return from_onnx(Path(spec.removeprefix("onnx:")).expanduser())
+    if spec.startswith("recovered:"):
+        from publisher.recovered import recovered_checkpoint
+
+        return recovered_checkpoint(spec.removeprefix("recovered:"))
     path = Path(spec.removeprefix("path:")).expanduser()
     if spec.startswith("path:") or path.exists():
         return _from_path(path, spec)
-    raise CheckpointError(
-        f"checkpoint '{spec}': expected hub:ORG/NAME, path:DIR or synthetic:tiny|full"
-    )
+    raise CheckpointError(f"checkpoint '{spec}': expected {SPECS}")
 
 
 def _validate_voice(name: str, arr: np.ndarray, source: str) -> np.ndarray:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from publisher.commands.options import checkpoint_option
 from publisher.errors import PublisherError
 
 
@@ -83,12 +84,7 @@ def validate(recipes: tuple[str, ...]) -> None:
     metavar="NAME|PATH",
     help="Recipe name in recipes/ or a path to a recipe YAML file.",
 )
-@click.option(
-    "--checkpoint",
-    metavar="SRC",
-    default=None,
-    help="hub:ORG/NAME, path:DIR or synthetic:tiny|full (default: the recipe's).",
-)
+@checkpoint_option
 @click.option(
     "--out",
     "out_dir",

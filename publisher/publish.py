@@ -26,6 +26,7 @@ class PublishResult:
     files: list[tuple[str, int]]
     dry_run: bool
     synthetic_blocked: bool = False  # a real publish would be refused (dry runs only)
+    recovered_blocked: bool = False  # likewise, for weights recovered from an ONNX export
 
 
 def check_repo_id(repo_id: str) -> str:
@@ -65,6 +66,7 @@ def publish(
     create_pr: bool = False,
     revision: str | None = None,
     allow_synthetic: bool = False,
+    allow_recovered: bool = False,
     private: bool = False,
     token: str | None = None,
 ) -> PublishResult:
@@ -76,12 +78,20 @@ def publish(
     summary, description = commit_message(manifest)
     files = plan(folder)
     blocked = bool(manifest.get("synthetic")) and not allow_synthetic
+    recovered = bool(manifest.get("recovered")) and not manifest.get("synthetic")
+    recovered_blocked = recovered and not allow_recovered
     if dry_run:
-        return PublishResult(repo_id, None, None, summary, files, True, blocked)
+        return PublishResult(repo_id, None, None, summary, files, True, blocked, recovered_blocked)
     if blocked:
         raise PublisherError(
             "refusing to publish a synthetic build (random weights) to the Hub; "
             "pass --allow-synthetic if that is really what you want"
+        )
+    if recovered_blocked:
+        raise PublisherError(
+            "refusing to publish a build from recovered weights (an approximation of "
+            "hexgrad's model, not the original) to the Hub; pass --allow-recovered if that "
+            "is really what you want (the card says what they are)"
         )
     return _upload(
         folder,

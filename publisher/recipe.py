@@ -28,7 +28,7 @@ from publisher.locations import shipped_dir
 DEFAULT_RECIPES_DIR: Path = shipped_dir("recipes")
 RECIPES_DIR_ENV = "PUBLISHER_RECIPES_DIR"
 _INTERNAL = ("name", "source")  # set by the loader, never written in YAML
-_CHECKPOINT = r"hub:[^\s/]+/\S+|path:\S.*|synthetic:(?:tiny|full)"
+_CHECKPOINT = r"hub:[^\s/]+/\S+|path:\S.*|onnx:\S.*|recovered:[\w.-]+|synthetic:(?:tiny|full)"
 _FAR = 1 << 30  # sort position of a key that is not in the file (e.g. a missing field)
 
 
@@ -91,7 +91,7 @@ Bool = _rule(bool, lambda v: isinstance(v, bool), "true or false")
 Checkpoint = _rule(
     str,
     lambda v: isinstance(v, str) and bool(re.fullmatch(_CHECKPOINT, v)),
-    "hub:ORG/NAME, path:DIR or synthetic:tiny|full",
+    "hub:ORG/NAME, path:DIR, onnx:FILE, recovered:NAME or synthetic:tiny|full",
 )
 
 
@@ -251,7 +251,7 @@ class Output(_Section):
 
 
 class Gates(_Section):
-    parity_max_abs: float_range(0, 1) = 1e-4
+    parity_max_abs: float_range(0, 1) = 5e-4
     parity_min_snr_db: float_range(0, 300) = 60.0
     spectral_correlation: float_range(0, 1) | None = None
     log_mel_distance: float_range(0, 100) | None = None

@@ -35,6 +35,7 @@ class Staged:
     folder: Path
     manifest: dict[str, Any]
     synthetic: bool
+    recovered: bool = False
 
 
 def _md(text: Any) -> str:
@@ -205,6 +206,9 @@ def stage(folders: list[Path], dest: Path, repo_id: str = "ORG/NAME", echo=None)
         context = {
             "title": f"Kokoro-82M ONNX ({len(variants)} variants)",
             "synthetic": ckpt.synthetic,
+            "recovered": ckpt.recovered,
+            "recovered_note": ckpt.provenance.get("note")
+            or f"weights recovered from {ckpt.source}",
             "checkpoint": ckpt_info,
             "variants": variants,
             "tensors": _tensors(tmp / variants[0]["path"]),
@@ -221,6 +225,8 @@ def stage(folders: list[Path], dest: Path, repo_id: str = "ORG/NAME", echo=None)
         manifest = {
             "checkpoint": ckpt_info,
             "synthetic": ckpt.synthetic,
+            "recovered": ckpt.recovered,
+            "origin": ckpt.origin,
             "voices": voices,
             "variants": variants,
             "versions": context["versions"],
@@ -230,7 +236,7 @@ def stage(folders: list[Path], dest: Path, repo_id: str = "ORG/NAME", echo=None)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return Staged(dest, manifest, ckpt.synthetic)
+    return Staged(dest, manifest, ckpt.synthetic, ckpt.recovered)
 
 
 def _bench_note(manifests) -> str:

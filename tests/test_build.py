@@ -57,7 +57,7 @@ def test_build_writes_model_manifest_and_resolved_recipe(built):
         manifest["versions"]
     )
     assert set(manifest["steps_seconds"]) >= {"checkpoint", "export fp32", "verify"}
-    assert json.loads((folder / "recipe.json").read_text())["gates"]["parity_max_abs"] == 1e-4
+    assert json.loads((folder / "recipe.json").read_text())["gates"]["parity_max_abs"] == 5e-4
     assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")]  # no leftovers
 
 

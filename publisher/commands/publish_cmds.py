@@ -87,9 +87,23 @@ def stage_command(recipes, all_, out_dir, dest, repo_id) -> None:
 @click.option("--create-pr", is_flag=True, help="Open a pull request instead of committing.")
 @click.option("--revision", default=None, help="Branch to commit to (created if missing).")
 @click.option("--allow-synthetic", is_flag=True, help="Allow publishing random-weight builds.")
+@click.option(
+    "--allow-recovered",
+    is_flag=True,
+    help="Allow publishing builds from weights recovered from an ONNX export (marked so).",
+)
 @click.option("--private", is_flag=True, help="Create the repo private if it does not exist.")
 def publish_command(
-    repo_id, recipes, all_, out_dir, dry_run, create_pr, revision, allow_synthetic, private
+    repo_id,
+    recipes,
+    all_,
+    out_dir,
+    dry_run,
+    create_pr,
+    revision,
+    allow_synthetic,
+    allow_recovered,
+    private,
 ) -> None:
     """Stage the chosen variants and upload them as one commit (token: HF_TOKEN or login)."""
     from publisher.publish import check_repo_id, publish
@@ -106,6 +120,7 @@ def publish_command(
             create_pr=create_pr,
             revision=revision,
             allow_synthetic=allow_synthetic,
+            allow_recovered=allow_recovered,
             private=private,
         )
     if result.dry_run:
@@ -123,5 +138,7 @@ def publish_command(
         )
         if result.synthetic_blocked:
             click.echo("note: synthetic weights; a real publish needs --allow-synthetic")
+        if result.recovered_blocked:
+            click.echo("note: recovered weights; a real publish needs --allow-recovered")
         return
     click.echo(f"published: {result.pr_url or result.commit_url}")

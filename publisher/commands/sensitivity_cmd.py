@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from publisher.commands.options import checkpoint_option
 from publisher.errors import PublisherError
 
 SHOW_TOP = 10
@@ -28,12 +29,7 @@ def _info(line: str) -> None:
     metavar="NAME|PATH",
     help="Recipe whose precision section (quantize or fp16) says what gets converted.",
 )
-@click.option(
-    "--checkpoint",
-    metavar="SRC",
-    default=None,
-    help="hub:ORG/NAME, path:DIR or synthetic:tiny|full (default: the recipe's).",
-)
+@checkpoint_option
 @click.option(
     "--out",
     "out_dir",

@@ -100,6 +100,7 @@ class Catalog:
     reference: str | None  # the fp32 variant fidelity is measured against
     synthetic: bool
     skipped: list[str]  # manifest entries the Space refused, with why
+    recovered: bool = False  # weights recovered from an ONNX export, not the original
 
     def variant(self, name: object) -> Variant:
         """The variant called ``name``; names are matched, never used as paths."""
@@ -282,6 +283,7 @@ class Engine:
             reference=choose_reference(variants),
             synthetic=bool(manifest.get("synthetic")),
             skipped=skipped,
+            recovered=bool(manifest.get("recovered")),
         )
 
     def voice(self, name: object) -> np.ndarray:

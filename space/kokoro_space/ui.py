@@ -99,6 +99,11 @@ class SpaceApp:
             parts.append(
                 "⚠️ These are *synthetic* builds (random weights): expect noise, not speech."
             )
+        elif catalog.recovered:
+            parts.append(
+                "These builds use weights *recovered* from an ONNX export: an approximation "
+                "of hexgrad's Kokoro-82M, not the original."
+            )
         if catalog.skipped:
             parts.append("Skipped manifest entries: " + md_escape("; ".join(catalog.skipped)))
         return " ".join(parts)

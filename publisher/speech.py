@@ -1,0 +1,82 @@
+"""Is it speech? Word error rate through an offline recognizer (torch-free).
+
+The recognizer is CMU PocketSphinx 5 (PyPI ``pocketsphinx``), whose wheel ships its US
+English acoustic model, dictionary and language model, so nothing is downloaded; word
+error rate comes from ``jiwer``. Both are optional (the ``[quality]`` extra): without them
+``recognize`` raises one clear line saying what to install.
+
+PocketSphinx is a weak recognizer next to modern ones; what matters here is that it is
+the same for every variant, so a WER gap between two variants is the variants' doing.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from publisher.errors import PublisherError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+RECOGNIZER_RATE = 16000  # PocketSphinx's en-us model is trained on 16 kHz audio
+INSTALL_HINT = "install them with: python3 -m pip install -e '.[quality]'"
+_WORD = re.compile(r"[a-z']+")
+
+
+def _decoder():
+    try:
+        from pocketsphinx import Decoder
+    except ImportError:
+        raise PublisherError(
+            f"the offline recognizer needs the pocketsphinx and jiwer packages; {INSTALL_HINT}"
+        ) from None
+    return Decoder(loglevel="FATAL")
+
+
+def to_16k(wave: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Resample to 16 kHz int16 PCM, peak-normalised (the recognizer's input)."""
+    from math import gcd
+
+    import numpy as np
+    from scipy.signal import resample_poly
+
+    g = gcd(RECOGNIZER_RATE, sample_rate)
+    audio = resample_poly(
+        np.asarray(wave, dtype=np.float64), RECOGNIZER_RATE // g, sample_rate // g
+    )
+    peak = float(np.max(np.abs(audio))) if audio.size else 0.0
+    if peak > 0:
+        audio = audio / peak * 0.9
+    return (audio * 32767).astype(np.int16)
+
+
+def recognize(wave: np.ndarray, sample_rate: int) -> str:
+    """The words PocketSphinx hears in ``wave`` (lowercase, space-separated)."""
+    decoder = _decoder()
+    pcm = to_16k(wave, sample_rate)
+    decoder.start_utt()
+    decoder.process_raw(pcm.tobytes(), full_utt=True)
+    decoder.end_utt()
+    hyp = decoder.hyp()
+    return normalize(hyp.hypstr if hyp is not None else "")
+
+
+def normalize(text: str) -> str:
+    """Lowercase words only, so punctuation and case never count as errors."""
+    return " ".join(_WORD.findall(text.lower().replace("’", "'")))
+
+
+def word_error_rate(reference: str, hypothesis: str) -> float:
+    """WER of ``hypothesis`` against ``reference`` after ``normalize`` (1.0 for nothing
+    heard; can exceed 1 when the recognizer inserts words)."""
+    try:
+        import jiwer
+    except ImportError:
+        raise PublisherError(f"word error rate needs the jiwer package; {INSTALL_HINT}") from None
+    ref, hyp = normalize(reference), normalize(hypothesis)
+    if not ref:
+        raise PublisherError("word error rate: the reference text has no words")
+    if not hyp:
+        return 1.0
+    return float(jiwer.wer(ref, hyp))

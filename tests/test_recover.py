@@ -1,0 +1,210 @@
+"""onnx:FILE recovery (round trips on synthetic:tiny) and the strict loader on real-shaped
+checkpoints. The real-weights source has its own module (test_recovered.py)."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from publisher.checkpoint import Checkpoint, computed_buffers, open_checkpoint
+from publisher.errors import CheckpointError
+from publisher.parity_mode import parity_mode
+from publisher.synth import run_torch, style_row
+from publisher.synthetic import save_checkpoint
+
+IDS = [50, 83, 54, 156, 57, 135, 16, 65, 156, 87, 158, 54, 46, 102, 16, 50, 83]
+
+
+def _beside_voices(model: Path, voices: dict, dest: Path) -> Path:
+    """``model`` copied into ``dest`` with the voices as voices/*.npy beside it."""
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / "voices").mkdir()
+    for name, arr in voices.items():
+        np.save(dest / "voices" / f"{name}.npy", arr)
+    return Path(shutil.copy2(model, dest / model.name))
+
+
+def _effective(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Every learned tensor as the forward pass uses it (weight norm applied)."""
+    out = {}
+    state = model.state_dict()
+    for name, tensor in state.items():
+        if name.endswith("weight_v"):
+            g = state[name[: -len("v")] + "g"]
+            out[name[: -len("_v")]] = torch._weight_norm(tensor, g, 0)
+        elif not name.endswith("weight_g") and name not in computed_buffers(model):
+            out[name] = tensor
+    return out
+
+
+@pytest.fixture(scope="module")
+def distinct(tiny, tiny_model, tmp_path_factory) -> Checkpoint:
+    """synthetic:tiny with every learned tensor nudged by seeded noise: torch's default
+    init gives many layers equal values (biases 0, Snake alphas 1), which the exporter
+    merges into one shared constant, a sharing real weights never have."""
+    gen = torch.Generator().manual_seed(7)
+    computed = computed_buffers(tiny_model)
+    state = {
+        top: {
+            name: t
+            if f"{top}.{name}" in computed or not t.is_floating_point()
+            else t * (1 + 0.1 * torch.rand(t.shape, generator=gen))
+            + 0.01 * torch.randn(t.shape, generator=gen)
+            for name, t in sd.items()
+        }
+        for top, sd in tiny.state.items()
+    }
+    folder = tmp_path_factory.mktemp("distinct-tiny")
+    save_checkpoint(replace(tiny, state=state), folder)
+    return open_checkpoint(f"path:{folder}")
+
+
+@pytest.fixture(scope="module")
+def graphs(distinct, tmp_path_factory) -> dict[str, Path]:
+    """The fp32 and quantized recipes' shipped graphs of ``distinct`` (unverified)."""
+    import onnx
+
+    from publisher.build import prepare
+    from publisher.provenance import StepTimer
+    from publisher.recipe import load_recipe
+
+    out = tmp_path_factory.mktemp("graphs")
+    paths = {}
+    for name in ("fp32", "quantized"):
+        p = prepare(load_recipe(name), distinct.source, StepTimer(total=6, echo=lambda _: None))
+        onnx.save(p.variant, str(out / f"{name}.onnx"))
+        paths[name] = out / f"{name}.onnx"
+    return paths
+
+
+@pytest.fixture(scope="module")
+def recovered_fp32(graphs, tmp_path_factory, distinct):
+    path = _beside_voices(graphs["fp32"], distinct.voices, tmp_path_factory.mktemp("fp32"))
+    return open_checkpoint(f"onnx:{path}")
+
+
+@pytest.fixture(scope="module")
+def distinct_model(distinct) -> torch.nn.Module:
+    return distinct.build_model()
+
+
+def test_fp32_build_recovers_every_weight_exactly(recovered_fp32, distinct_model):
+    got = _effective(recovered_fp32.build_model())
+    want = _effective(distinct_model)
+    assert sorted(got) == sorted(want)
+    for name, tensor in want.items():
+        if name.startswith("bert.pooler."):  # no graph carries it: filled with zeros
+            assert not got[name].any(), name
+            continue
+        torch.testing.assert_close(got[name], tensor, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_fp32_recovery_synthesizes_the_same_audio(recovered_fp32, distinct_model, distinct):
+    style = style_row(distinct.voices["af_heart"], len(IDS))
+    model = recovered_fp32.build_model()
+    with parity_mode(distinct_model), parity_mode(model):
+        want = run_torch(distinct_model, IDS, style)
+        got = run_torch(model, IDS, style)
+    assert np.array_equal(got.durations, want.durations)
+    assert np.max(np.abs(got.waveform - want.waveform)) < 1e-4
+
+
+def test_recovered_checkpoint_is_marked_and_keeps_the_graph_config(recovered_fp32, distinct):
+    assert recovered_fp32.recovered and recovered_fp32.origin == "synthetic"
+    assert recovered_fp32.config["publisher_synthetic"] == distinct.config["publisher_synthetic"]
+    assert sorted(recovered_fp32.voices) == sorted(distinct.voices)
+    summary = recovered_fp32.provenance["recovery"]
+    assert summary["parameters_mapped"] > 0
+    assert summary["values_from_file"] <= summary["values_total"]
+
+
+def test_int8_build_recovers_within_one_quantization_step(
+    graphs, tmp_path, distinct_model, distinct
+):
+    ckpt = open_checkpoint(f"onnx:{_beside_voices(graphs['quantized'], distinct.voices, tmp_path)}")
+    got = _effective(ckpt.build_model())
+    changed = 0
+    for name, want in _effective(distinct_model).items():
+        if name.startswith("bert.pooler."):
+            continue
+        step = float(want.max() - want.min()) / 127 if want.numel() > 1 else 0.0
+        diff = float((got[name] - want).abs().max())
+        assert diff <= step + 1e-6, (name, diff, step)
+        changed += diff > 1e-6
+    assert changed > 0  # the file really was quantized: some weights moved
+
+
+def test_recovery_is_deterministic_and_cached(graphs, tmp_path, distinct, monkeypatch):
+    path = _beside_voices(graphs["fp32"], distinct.voices, tmp_path / "m")
+    monkeypatch.setenv("PUBLISHER_CACHE", str(tmp_path / "cache-a"))
+    first = open_checkpoint(f"onnx:{path}")
+    cached = open_checkpoint(f"onnx:{path}")
+    monkeypatch.setenv("PUBLISHER_CACHE", str(tmp_path / "cache-b"))
+    fresh = open_checkpoint(f"onnx:{path}")
+    assert first.sha256 == cached.sha256 == fresh.sha256
+    assert list((tmp_path / "cache-a" / "recovered" / "onnx").iterdir())
+
+
+def test_a_damaged_cache_entry_is_recovered_again(graphs, tmp_path, distinct, monkeypatch):
+    path = _beside_voices(graphs["fp32"], distinct.voices, tmp_path / "m")
+    monkeypatch.setenv("PUBLISHER_CACHE", str(tmp_path / "cache"))
+    first = open_checkpoint(f"onnx:{path}")
+    (entry,) = (tmp_path / "cache" / "recovered" / "onnx").iterdir()
+    (entry / "state.pt").write_bytes(b"not a state dict")
+    assert open_checkpoint(f"onnx:{path}").sha256 == first.sha256
+
+
+def test_a_graph_that_is_not_kokoro_names_what_is_missing(tmp_path, tiny):
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g", [x], [y])
+    (tmp_path / "m").mkdir()
+    onnx.save(helper.make_model(graph), tmp_path / "m" / "other.onnx")
+    _beside_voices(tmp_path / "m" / "other.onnx", tiny.voices, tmp_path / "m2")
+    with pytest.raises(CheckpointError, match=r"does not carry \d+ of Kokoro's parameters"):
+        open_checkpoint(f"onnx:{tmp_path / 'm2' / 'other.onnx'}")
+
+
+def test_missing_voices_and_missing_file_are_one_line_each(graphs, tmp_path):
+    model = Path(shutil.copy2(graphs["fp32"], tmp_path))
+    with pytest.raises(CheckpointError, match=r"no voices beside the model: put voices.npz"):
+        open_checkpoint(f"onnx:{model}")
+    with pytest.raises(CheckpointError, match=r"no such file"):
+        open_checkpoint(f"onnx:{tmp_path / 'absent.onnx'}")
+
+
+def test_voices_npz_beside_the_file_is_read(graphs, tmp_path, tiny):
+    model = Path(shutil.copy2(graphs["fp32"], tmp_path))
+    np.savez(tmp_path / "voices.npz", **tiny.voices)
+    assert sorted(open_checkpoint(f"onnx:{model}").voices) == sorted(tiny.voices)
+
+
+def test_a_checkpoint_shaped_like_hexgrads_loads(tiny, tiny_model, tmp_path):
+    """hexgrad's kokoro-v1_0.pth has "module." prefixes and predates the STFT buffers."""
+    save_checkpoint(tiny, tmp_path)
+    state = torch.load(tmp_path / "kokoro-v1_0.pth", weights_only=True)
+    buffers = computed_buffers(tiny_model.decoder)
+    assert buffers  # kokoro's CustomSTFT buffers exist in a fresh model
+    state["decoder"] = {k: v for k, v in state["decoder"].items() if k not in buffers}
+    state = {key: {f"module.{n}": v for n, v in sd.items()} for key, sd in state.items()}
+    torch.save(state, tmp_path / "kokoro-v1_0.pth")
+    model = open_checkpoint(f"path:{tmp_path}").build_model()
+    for name, tensor in tiny_model.state_dict().items():
+        assert torch.equal(model.state_dict()[name], tensor), name
+
+
+def test_a_missing_learned_weight_still_fails_when_buffers_are_optional(tiny, tmp_path):
+    save_checkpoint(tiny, tmp_path)
+    state = torch.load(tmp_path / "kokoro-v1_0.pth", weights_only=True)
+    del state["decoder"]["generator.conv_post.bias"]
+    torch.save(state, tmp_path / "kokoro-v1_0.pth")
+    with pytest.raises(CheckpointError, match=r"'decoder' are incomplete: 1 missing"):
+        open_checkpoint(f"path:{tmp_path}").build_model()
