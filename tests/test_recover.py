@@ -208,3 +208,63 @@ def test_a_missing_learned_weight_still_fails_when_buffers_are_optional(tiny, tm
     torch.save(state, tmp_path / "kokoro-v1_0.pth")
     with pytest.raises(CheckpointError, match=r"'decoder' are incomplete: 1 missing"):
         open_checkpoint(f"path:{tmp_path}").build_model()
+
+
+@pytest.fixture(scope="module")
+def recovered_build(graphs, distinct, tmp_path_factory) -> Path:
+    """fp32 built from an export whose metadata does not say synthetic: what a build from
+    a real export looks like (recovered, not synthetic)."""
+    import json
+
+    import onnx
+
+    from publisher.build import build
+    from publisher.recipe import load_recipe
+
+    model = onnx.load(str(graphs["fp32"]))
+    for prop in model.metadata_props:
+        if prop.key == "kokoro_config":
+            config = json.loads(prop.value)
+            del config["publisher_synthetic"]
+            prop.value = json.dumps(config)
+    folder = tmp_path_factory.mktemp("unmarked")
+    onnx.save(model, str(folder / "export.onnx"))
+    path = _beside_voices(folder / "export.onnx", distinct.voices, folder / "src")
+    out = tmp_path_factory.mktemp("dist")
+    build(load_recipe("fp32"), checkpoint=f"onnx:{path}", out_dir=out)
+    return out / "fp32"
+
+
+def test_a_build_from_recovered_weights_is_marked_in_model_and_manifest(recovered_build):
+    import json
+
+    import onnx
+
+    manifest = json.loads((recovered_build / "manifest.json").read_text())
+    assert manifest["checkpoint"]["recovered"] is True
+    assert manifest["checkpoint"]["synthetic"] is False
+    assert manifest["checkpoint"]["origin"] == "recovered"
+    meta = {
+        p.key: p.value
+        for p in onnx.load(str(recovered_build / "onnx" / "model.onnx")).metadata_props
+    }
+    assert meta["publisher.recovered"] == "true" and meta["publisher.weights"] == "recovered"
+
+
+def test_recovered_builds_are_carded_as_such_and_not_published_without_the_flag(
+    recovered_build, tmp_path
+):
+    from huggingface_hub import ModelCard
+
+    from publisher.errors import PublisherError
+    from publisher.publish import publish
+    from publisher.stage import stage
+
+    staged = stage([recovered_build], tmp_path / "repo", repo_id="me/kokoro")
+    text = (staged.folder / "README.md").read_text()
+    assert "recovered-weights" in ModelCard(text).data.tags
+    assert text.split("---", 2)[2].lstrip().startswith("> **Recovered weights: not hexgrad's")
+    assert staged.manifest["origin"] == "recovered"
+    assert publish(staged.folder, "me/kokoro", dry_run=True).recovered_blocked
+    with pytest.raises(PublisherError, match=r"refusing to publish a build from recovered"):
+        publish(staged.folder, "me/kokoro")
