@@ -92,7 +92,10 @@ def test_wrong_voice_shape_is_refused(tiny, tmp_path):
     [
         ("synthetic:huge", "unknown size"),
         ("path:/nonexistent/kokoro", "no such file or directory"),
-        ("ftp:somewhere", "expected hub:ORG/NAME, path:DIR or synthetic:tiny|full"),
+        (
+            "ftp:somewhere",
+            "expected hub:ORG/NAME, path:DIR, onnx:FILE, recovered:NAME or synthetic:tiny|full",
+        ),
     ],
 )
 def test_bad_checkpoint_specs_say_what_to_use(spec, message):

@@ -138,16 +138,14 @@ SENTENCE = "The quick brown fox jumps over the lazy dog."
 def _wer(ckpt) -> float:
     import torch
 
-    from publisher.parity_mode import parity_mode
     from publisher.speech import recognize, word_error_rate
     from publisher.synth import SAMPLE_RATE, run_torch, style_row
     from publisher.text import phonemize, to_ids
 
     ids, _ = to_ids(phonemize(SENTENCE, g2p="misaki.espeak"))
     model = ckpt.build_model()
-    torch.manual_seed(0)
-    with parity_mode(model):
-        wave = run_torch(model, ids, style_row(ckpt.voices["af_heart"], len(ids))).waveform
+    torch.manual_seed(0)  # the harmonic sine stays on: parity mode would silence the voicing
+    wave = run_torch(model, ids, style_row(ckpt.voices["af_heart"], len(ids))).waveform
     return word_error_rate(SENTENCE, recognize(wave, SAMPLE_RATE))
 
 
