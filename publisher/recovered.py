@@ -29,7 +29,7 @@ from publisher.errors import CheckpointError
 if TYPE_CHECKING:
     from publisher.checkpoint import Checkpoint
 
-RECOVERY_FORMAT_VERSION = 1  # bump when recover.py maps or fills anything differently
+RECOVERY_FORMAT_VERSION = 2  # bump when recover.py maps or fills anything differently
 NPM_TIMEOUT_S = 300
 
 
@@ -216,7 +216,7 @@ def from_onnx(path: Path, spec: str | None = None) -> Checkpoint:
         state=state,
         voices=voices,
         sha256=state_sha256(state),
-        synthetic=bool(config.get("publisher_synthetic")),
+        synthetic=summary.get("graph_says_synthetic", bool(config.get("publisher_synthetic"))),
         files={"onnx": str(path)},
         recovered=True,
         provenance={"onnx_sha256": digest, "recovery": summary},
@@ -262,12 +262,16 @@ def _recover(path: Path, spec: str) -> tuple[dict, dict, dict]:
     except Exception as exc:  # protobuf DecodeError, missing external data, ...
         raise CheckpointError(f"{spec}: not a readable ONNX file ({_first_line(exc)})") from None
     config = _graph_config(model) or packaged_config()
+    said = {p.key: p.value for p in model.metadata_props}.get("publisher.synthetic")
     target = new_kmodel(config)
     try:
         rec = recover_state(model, target, computed_buffers(target))
     except CheckpointError as exc:
         raise CheckpointError(f"{spec}: {exc}") from None
-    return rec.state, config, rec.summary()
+    summary = rec.summary()
+    if said in ("true", "false"):  # our builds say what their weights are
+        summary["graph_says_synthetic"] = said == "true"
+    return rec.state, config, summary
 
 
 def _graph_config(model: Any) -> dict[str, Any] | None:

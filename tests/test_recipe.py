@@ -64,8 +64,8 @@ INVALID_CASES = {
     ),
     "bad_checkpoint": (
         None,
-        "checkpoint: expected hub:ORG/NAME, path:DIR, onnx:FILE, recovered:NAME or synthetic:tiny|full, "
-        "got 'hexgrad/Kokoro-82M'",
+        "checkpoint: expected hub:ORG/NAME, path:DIR, onnx:FILE, recovered:NAME or "
+        "synthetic:tiny|full, got 'hexgrad/Kokoro-82M'",
     ),
     "output_parent_dir": (
         None,
