@@ -21,7 +21,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from publisher.errors import CheckpointError
+from publisher.errors import CheckpointError, first_line
 
 if TYPE_CHECKING:
     import numpy as np
@@ -210,7 +210,7 @@ def _load_pt(path: Path, source: str) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt file, pickle that is not weights-only, ...
-        raise CheckpointError(f"{source}: cannot load {path.name}: {_first_line(exc)}") from None
+        raise CheckpointError(f"{source}: cannot load {path.name}: {first_line(exc)}") from None
 
 
 def _from_path(path: Path, source: str) -> Checkpoint:
@@ -270,7 +270,7 @@ def _from_hub(repo_id: str) -> Checkpoint:
             folder = snapshot_download(repo_id, allow_patterns=patterns)
         except Exception as exc:  # HTTP, connection and cache errors alike
             raise CheckpointError(
-                f"{source}: download failed ({_first_line(exc)}); offline, use {OTHER_SOURCES}"
+                f"{source}: download failed ({first_line(exc)}); offline, use {OTHER_SOURCES}"
             ) from None
     # The snapshot folder has the repo layout, so it reads like a local path.
     ckpt = _from_path(Path(folder) / weights_name, source)
@@ -292,10 +292,5 @@ def _probe_hub(source: str) -> None:
     except Exception as exc:
         raise CheckpointError(
             f"{source}: cannot reach the Hugging Face Hub at {constants.ENDPOINT} "
-            f"({_first_line(exc)}); offline, use {OTHER_SOURCES}"
+            f"({first_line(exc)}); offline, use {OTHER_SOURCES}"
         ) from None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:160]

@@ -4,6 +4,13 @@ message as one line and exits non-zero, without a traceback."""
 from __future__ import annotations
 
 
+def first_line(exc: BaseException, limit: int = 160) -> str:
+    """The first line of an exception's message (or its type name), at most ``limit``
+    characters: what a one-line error quotes from a library's exception."""
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:limit]
+
+
 class PublisherError(Exception):
     """A problem the user can fix; ``str(err)`` is the one line the CLI prints."""
 

@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from publisher.errors import PublisherError
+from publisher.errors import PublisherError, first_line
 
 NO_WEIGHTS = "-"
 UNUSED = "(unused)"
@@ -177,18 +177,13 @@ def _constant_weight(node: Any) -> _Weight:
 # ---------------------------------------------------------------- loading
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:160]
-
-
 def _load(path: Path) -> Any:
     import onnx
 
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # protobuf DecodeError, OSError, ...: report one line
-        raise PublisherError(f"{path}: not an ONNX model ({_first_line(exc)})") from None
+        raise PublisherError(f"{path}: not an ONNX model ({first_line(exc)})") from None
     if not model.HasField("graph"):
         raise PublisherError(f"{path}: not an ONNX model (no graph)")
     return model

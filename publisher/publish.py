@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from publisher.errors import PublisherError
+from publisher.errors import PublisherError, first_line
 
 REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 
@@ -130,18 +130,14 @@ def _upload(
         raise PublisherError(_http_error(repo_id, exc)) from None
     except (OSError, ConnectionError) as exc:
         raise PublisherError(
-            f"{repo_id}: cannot reach the Hub ({_first(exc)}); nothing was published"
+            f"{repo_id}: cannot reach the Hub ({first_line(exc, 200)}); nothing was published"
         ) from None
     except Exception as exc:  # httpx transport errors and the like
         raise PublisherError(
-            f"{repo_id}: upload failed ({type(exc).__name__}: {_first(exc)}); nothing was published"
+            f"{repo_id}: upload failed ({type(exc).__name__}: {first_line(exc, 200)}); "
+            "nothing was published"
         ) from None
     return PublishResult(repo_id, info.commit_url, info.pr_url, summary, files, False)
-
-
-def _first(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:200]
 
 
 def _http_error(repo_id: str, exc) -> str:
@@ -151,4 +147,6 @@ def _http_error(repo_id: str, exc) -> str:
             f"{repo_id}: the Hub refused the token (HTTP {status}); set HF_TOKEN to a token "
             "with write access or run `hf auth login`"
         )
-    return f"{repo_id}: the Hub answered HTTP {status} ({_first(exc)}); nothing was published"
+    return (
+        f"{repo_id}: the Hub answered HTTP {status} ({first_line(exc, 200)}); nothing was published"
+    )

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from publisher.errors import CheckpointError
+from publisher.errors import CheckpointError, first_line
 
 if TYPE_CHECKING:
     from publisher.checkpoint import Checkpoint
@@ -260,7 +260,7 @@ def _recover(path: Path, spec: str) -> tuple[dict, dict, dict]:
     try:
         model = onnx.load(str(path))
     except Exception as exc:  # protobuf DecodeError, missing external data, ...
-        raise CheckpointError(f"{spec}: not a readable ONNX file ({_first_line(exc)})") from None
+        raise CheckpointError(f"{spec}: not a readable ONNX file ({first_line(exc)})") from None
     config = _graph_config(model) or packaged_config()
     said = {p.key: p.value for p in model.metadata_props}.get("publisher.synthetic")
     target = new_kmodel(config)
@@ -282,8 +282,3 @@ def _graph_config(model: Any) -> dict[str, Any] | None:
     except (KeyError, ValueError):
         return None
     return config if isinstance(config, dict) and "istftnet" in config else None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:160]

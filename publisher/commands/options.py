@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import click
 
+from publisher.checkpoint import SPECS
+
 checkpoint_option = click.option(
-    "--checkpoint",
-    metavar="SRC",
-    default=None,
-    help=(
-        "hub:ORG/NAME, path:DIR, onnx:FILE, recovered:kokoro-v1.0 or synthetic:tiny|full "
-        "(default: the recipe's)."
-    ),
+    "--checkpoint", metavar="SRC", default=None, help=f"{SPECS} (default: the recipe's)."
 )
