@@ -19,8 +19,9 @@ change for a padded, fixed-length input:
   the valid frames only, output zeroed on padding, so each convolution sees the same zeros
   at the boundary that its own zero padding gives the unpadded model;
 * the generator zeroes the padded region before each transposed convolution and before
-  ``conv_post``, reproduces CustomSTFT's replicate padding at the valid end, and masks the
-  inverse STFT's input frames, so the content matches the unpadded model.
+  ``conv_post``, runs ExactSTFT with its reflect padding mirrored at the valid end, and
+  masks the inverse STFT's input frames and window envelope, so the content matches the
+  unpadded model.
 
 Content = 600 samples per predicted frame (hop 5 x upsample 10*6 x 2), every sample the
 unpadded model makes; after it the output is exactly zero. Output samples = 600 * F unless
@@ -57,7 +58,7 @@ if TYPE_CHECKING:
     from publisher.checkpoint import Checkpoint
     from publisher.recipe import Recipe
 
-BUCKET_FORMAT_VERSION = 3  # bump when the bucket export changes its output
+BUCKET_FORMAT_VERSION = 4  # bump when the bucket export changes its output
 SAMPLES_PER_FRAME = 600  # istft hop 5 x upsample rates 10*6 x the decoder's 2x upsample
 ANCHOR_SAMPLES_PER_FRAME = 480  # what msgflux/Kokoro-82M-streaming-onnx keeps per frame
 SAMPLE_RATE = 24000
@@ -153,6 +154,8 @@ def _define_modules():  # noqa: C901 - one closure that defines the wrapper's cl
     from kokoro.istftnet import AdaIN1d, AdainResBlk1d, SineGen
     from kokoro.modules import AdaLayerNorm
     from torch import nn
+
+    from publisher.exact_stft import exact_for
 
     class Lengths:
         """Valid lengths of the running forward, shared by the masked modules.
@@ -273,20 +276,6 @@ def _define_modules():  # noqa: C901 - one closure that defines the wrapper's cl
             keep = valid.to(x.dtype).reshape(1, steps, 1)
             return torch.cat([out_f, out_b], dim=-1) * keep
 
-    def stft_transform(stft, waveform: torch.Tensor):
-        """kokoro's CustomSTFT.transform, with its in-place boolean-mask assignment
-        (phase[mask] = pi, exported as ScatterND) written as a Where."""
-        pad = stft.n_fft // 2
-        waveform = F.pad(waveform, (pad, pad), mode=stft.pad_mode)
-        x = waveform.unsqueeze(1)
-        real = F.conv1d(x, stft.weight_forward_real, stride=stft.hop_length)
-        imag = F.conv1d(x, stft.weight_forward_imag, stride=stft.hop_length)
-        magnitude = torch.sqrt(real**2 + imag**2 + 1e-14)
-        phase = torch.atan2(imag, real)
-        pi = torch.tensor(torch.pi, dtype=phase.dtype)  # a scalar, not a folded full-size constant
-        phase = torch.where((imag == 0) & (real < 0), pi, phase)
-        return magnitude, phase
-
     class StaticSineGen(SineGen):
         """kokoro's SineGen with ``_f02sine`` free of index assignment: the random initial
         phase is added to time step 0 by a concatenation (kokoro writes rand_ini[:, 0] = 0
@@ -318,15 +307,15 @@ def _define_modules():  # noqa: C901 - one closure that defines the wrapper's cl
     class BucketGenerator(nn.Module):
         """kokoro's Generator (same sub-modules and names) with masks on the padding.
 
-        Changed against Generator.forward: CustomSTFT's end padding replicates the last
-        *valid* source sample; the source spectrum, the inputs of the transposed
-        convolutions and conv_post, and the inverse STFT's magnitude frames are zeroed past
-        the valid length. Everything else calls kokoro's modules unchanged."""
+        Changed against Generator.forward: the STFT is ExactSTFT (torch.stft/istft in
+        standard ops); its reflect padding at the end mirrors the source about the last
+        *valid* sample; the source spectrum, the inputs of the transposed convolutions and
+        conv_post, and the inverse STFT's magnitude frames are zeroed past the valid
+        length, and the inverse normalises by the window envelope of the valid frames
+        only. Everything else calls kokoro's modules unchanged."""
 
         def __init__(self, gen, lengths: Lengths) -> None:
             super().__init__()
-            if not hasattr(gen.stft, "weight_forward_real"):
-                raise ExportError("bucket export needs KModel(disable_complex=True)")
             for name in (
                 "m_source",
                 "f0_upsamp",
@@ -336,9 +325,9 @@ def _define_modules():  # noqa: C901 - one closure that defines the wrapper's cl
                 "resblocks",
                 "reflection_pad",
                 "conv_post",
-                "stft",
             ):
                 setattr(self, name, getattr(gen, name))
+            self.stft = gen.stft if hasattr(gen.stft, "analysis") else exact_for(gen.stft)
             self.num_kernels, self.num_upsamples = gen.num_kernels, gen.num_upsamples
             self.post_n_fft = gen.post_n_fft
             self.lengths = lengths
@@ -352,8 +341,10 @@ def _define_modules():  # noqa: C901 - one closure that defines the wrapper's cl
                 har_source = har_source.transpose(1, 2).squeeze(1)
                 n = _size(har_source, -1)
                 last = lengths.valid(n) - 1
-                har_source = har_source.index_select(1, torch.minimum(lengths.index[:n], last))
-                har_spec, har_phase = stft_transform(self.stft, har_source)
+                t = lengths.index[:n]
+                mirror = torch.where(t <= last, t, (2 * last - t).clamp(min=0))
+                har_source = har_source.index_select(1, mirror)
+                har_spec, har_phase = self.stft.transform(har_source)
                 har = torch.cat([har_spec, har_phase], dim=1)
                 har = har * lengths.mask(_size(har, -1), har.dtype)
             for i in range(self.num_upsamples):
@@ -376,7 +367,7 @@ def _define_modules():  # noqa: C901 - one closure that defines the wrapper's cl
             keep = lengths.mask(_size(x, -1), x.dtype)
             spec = torch.exp(x[:, : self.post_n_fft // 2 + 1, :]) * keep
             phase = torch.sin(x[:, self.post_n_fft // 2 + 1 :, :])
-            return self.stft.inverse(spec, phase)
+            return self.stft.inverse(spec, phase, keep)
 
     class BucketKokoro(nn.Module):
         """KModel.forward_with_tokens for a padded, fixed-length input (see module doc)."""

@@ -31,6 +31,10 @@ if TYPE_CHECKING:
 HUB_WEIGHTS = {"hexgrad/Kokoro-82M": "kokoro-v1_0.pth"}
 TOP_LEVEL_MODULES = ("bert", "bert_encoder", "predictor", "text_encoder", "decoder")
 VOICE_SHAPE = (510, 1, 256)
+# kokoro's CustomSTFT (KModel(disable_complex=True)) keeps its DFT bases as decoder buffers
+# under this prefix; they are computed, never learned, and the upstream model we build has
+# none, so a file saved from such a model carries them and still loads.
+CUSTOM_STFT_BUFFERS = "generator.stft."
 OTHER_SOURCES = (
     "recovered:kokoro-v1.0 (real weights, offline), onnx:FILE, "
     "path:DIR (a local config.json, .pth and voices/) or synthetic:tiny|synthetic:full"
@@ -68,7 +72,8 @@ class Checkpoint:
         return "recovered" if self.recovered else "original"
 
     def build_model(self) -> KModel:
-        """A KModel (disable_complex=True, eval mode) with every parameter loaded strictly."""
+        """Upstream Kokoro's KModel (torch.stft/istft path, eval mode), every parameter
+        loaded strictly: the reference every export is proven against."""
         model = new_kmodel(self.config)
         load_state_strict(model, self.state, self.source)
         return model.eval()
@@ -78,12 +83,13 @@ class Checkpoint:
         return sorted(self.voices)[0]
 
 
-def new_kmodel(config: dict[str, Any], *, disable_complex: bool = True) -> KModel:
+def new_kmodel(config: dict[str, Any], *, disable_complex: bool = False) -> KModel:
     """Construct kokoro's KModel from a config dict without loading or downloading weights.
 
     KModel.__init__ always loads a weights file (downloading one when none is given), so we
     hand it an empty state dict; the real weights are loaded by ``load_state_strict``.
-    ``disable_complex=False`` is upstream Kokoro's own ``torch.stft``/``torch.istft`` path.
+    The default, ``disable_complex=False``, is upstream Kokoro's own ``torch.stft``/
+    ``torch.istft`` path; exports swap in publisher/exact_stft.py, never CustomSTFT.
     """
     import torch
     from kokoro.model import KModel
@@ -129,6 +135,8 @@ def load_state_strict(model: KModel, state: dict[str, Any], source: str) -> None
         computed = computed_buffers(module)
         sub = {k.removeprefix("module."): v for k, v in state[key].items()}
         sub = {k: v for k, v in sub.items() if k not in computed}
+        if key == "decoder":
+            sub = {k: v for k, v in sub.items() if not k.startswith(CUSTOM_STFT_BUFFERS)}
         learned = set(own) - computed
         missing = sorted(learned - set(sub))
         extra = sorted(set(sub) - learned)

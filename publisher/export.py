@@ -1,6 +1,8 @@
 """Export kokoro's KModel to an fp32 ONNX graph (TorchScript exporter), with a cache.
 
-The graph always has the canonical tensor names (input_ids, style, speed -> waveform,
+The generator's STFT is exported as publisher/exact_stft.py's ExactSTFT (what upstream
+Kokoro's torch.stft/torch.istft compute, in standard ops). The graph always has the
+canonical tensor names (input_ids, style, speed -> waveform,
 duration); the ``io-names`` pass renames them to what a recipe asks for. The cache key is
 (checkpoint hash, export settings, parity switch, torch version), so many recipes over
 one checkpoint export once.
@@ -16,12 +18,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from publisher.errors import ExportError
+from publisher.exact_stft import exact_stft
 
 if TYPE_CHECKING:
     from publisher.checkpoint import Checkpoint
     from publisher.recipe import Recipe
 
-EXPORT_FORMAT_VERSION = 1  # bump when the export code changes its output
+EXPORT_FORMAT_VERSION = 2  # bump when the export code changes its output
 INPUTS = ("input_ids", "style", "speed")
 OUTPUTS = ("waveform", "duration")
 TRACE_TOKENS = 48
@@ -91,7 +94,8 @@ def export_fp32(
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".model.{os.getpid()}.onnx")
     try:
-        write(model, tmp)
+        with exact_stft(model):
+            write(model, tmp)
         _check(tmp)
         os.replace(tmp, target)
     finally:

@@ -125,7 +125,7 @@ def test_dynamic_int8_converts_matmul_conv_and_lstm_but_not_the_excluded_nodes(v
         inits[n.input[1]].data_type for n in model.graph.node if n.op_type == "ConvInteger"
     )
     assert set(conv_weights) == {UINT8}  # Conv takes uint8 weights (runtime support)
-    for name in (CONV_POST, "/decoder/generator/Conv", "/decoder/generator/Conv_1"):
+    for name in (CONV_POST, "/decoder/generator/analysis/Conv"):
         node = _node(model, name)
         assert node.op_type == "Conv" and inits[node.input[1]].data_type == FLOAT
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from publisher.checkpoint import Checkpoint, computed_buffers, open_checkpoint
+from publisher.checkpoint import Checkpoint, computed_buffers, new_kmodel, open_checkpoint
 from publisher.errors import CheckpointError
 from publisher.parity_mode import parity_mode
 from publisher.synth import run_torch, style_row
@@ -191,10 +191,22 @@ def test_a_checkpoint_shaped_like_hexgrads_loads(tiny, tiny_model, tmp_path):
     """hexgrad's kokoro-v1_0.pth has "module." prefixes and predates the STFT buffers."""
     save_checkpoint(tiny, tmp_path)
     state = torch.load(tmp_path / "kokoro-v1_0.pth", weights_only=True)
-    buffers = computed_buffers(tiny_model.decoder)
-    assert buffers  # kokoro's CustomSTFT buffers exist in a fresh model
-    state["decoder"] = {k: v for k, v in state["decoder"].items() if k not in buffers}
+    assert not [k for k in state["decoder"] if k.startswith("generator.stft.")]
     state = {key: {f"module.{n}": v for n, v in sd.items()} for key, sd in state.items()}
+    torch.save(state, tmp_path / "kokoro-v1_0.pth")
+    model = open_checkpoint(f"path:{tmp_path}").build_model()
+    for name, tensor in tiny_model.state_dict().items():
+        assert torch.equal(model.state_dict()[name], tensor), name
+
+
+def test_a_checkpoint_saved_with_kokoros_custom_stft_buffers_loads(tiny, tiny_model, tmp_path):
+    """A state dict of KModel(disable_complex=True) carries CustomSTFT's computed bases."""
+    custom = new_kmodel(tiny.config, disable_complex=True).decoder
+    buffers = {k: v for k, v in custom.state_dict().items() if k in computed_buffers(custom)}
+    assert any(k.startswith("generator.stft.") for k in buffers)
+    save_checkpoint(tiny, tmp_path)
+    state = torch.load(tmp_path / "kokoro-v1_0.pth", weights_only=True)
+    state["decoder"].update(buffers)
     torch.save(state, tmp_path / "kokoro-v1_0.pth")
     model = open_checkpoint(f"path:{tmp_path}").build_model()
     for name, tensor in tiny_model.state_dict().items():
