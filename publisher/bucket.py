@@ -53,15 +53,14 @@ from typing import TYPE_CHECKING, Any
 
 import publisher.passes.bucket_check  # noqa: F401 - bucket recipes run the bucket-check pass
 from publisher.errors import ExportError, RecipeError
+from publisher.synth import SAMPLE_RATE, SAMPLES_PER_FRAME
 
 if TYPE_CHECKING:
     from publisher.checkpoint import Checkpoint
     from publisher.recipe import Recipe
 
 BUCKET_FORMAT_VERSION = 4  # bump when the bucket export changes its output
-SAMPLES_PER_FRAME = 600  # istft hop 5 x upsample rates 10*6 x the decoder's 2x upsample
 ANCHOR_SAMPLES_PER_FRAME = 480  # what msgflux/Kokoro-82M-streaming-onnx keeps per frame
-SAMPLE_RATE = 24000
 # fastkokoro 0.7.0 cuts the end of every segment it runs: a 220 ms trim plus a 96 ms fade
 # for token widths >= 48, 150 ms + 72 ms below (its defaults). Our graph keeps the whole
 # tail, so the tail margin we declare is exactly that cut: fastkokoro then plans at most

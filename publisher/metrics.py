@@ -56,12 +56,76 @@ def _common(ref: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def spectral_correlation(ref: np.ndarray, test: np.ndarray) -> float:
     """Pearson correlation of the two magnitude spectrograms over their common length."""
+
+    a, b = (magnitude_spectrogram(x) for x in _common(ref, test))
+    return correlation(a, b)
+
+
+def align_to_reference(
+    ref_durations: np.ndarray,
+    test_durations: np.ndarray,
+    test: np.ndarray,
+    frames: int,
+    samples_per_frame: int,
+    hop: int = HOP,
+) -> np.ndarray:
+    """The test's spectrogram columns resampled onto the reference's timeline.
+
+    Both models predict one duration per token; token i spans the cumulative frames
+    before it in each. The test column for reference time t is read (linear
+    interpolation between columns) at the same relative position inside the same token, so
+    a token one frame longer in the test shifts nothing after it. Equal durations give
+    the test's columns unchanged. Returns ``frames`` columns (the reference's count)."""
     import numpy as np
 
-    a, b = (magnitude_spectrogram(x).ravel() for x in _common(ref, test))
-    a, b = a - a.mean(), b - b.mean()
+    spec = magnitude_spectrogram(test, hop=hop)
+    ref_bounds = np.concatenate([[0], np.cumsum(ref_durations)]) * samples_per_frame
+    test_bounds = np.concatenate([[0], np.cumsum(test_durations)]) * samples_per_frame
+    t_ref = np.arange(frames) * hop
+    col = np.interp(t_ref, ref_bounds, test_bounds) / hop
+    col = np.clip(col, 0, spec.shape[0] - 1)
+    lo = np.floor(col).astype(int)
+    hi = np.minimum(lo + 1, spec.shape[0] - 1)
+    frac = (col - lo)[:, None]
+    return spec[lo] * (1 - frac) + spec[hi] * frac
+
+
+def aligned_spectra(
+    ref: np.ndarray,
+    test: np.ndarray,
+    ref_durations: np.ndarray,
+    test_durations: np.ndarray,
+    samples_per_frame: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(reference spectrogram, test spectrogram on the reference's timeline); when the
+    duration vectors cannot be paired (different token counts), the plain common length."""
+    import numpy as np
+
+    ref_d = np.asarray(ref_durations).reshape(-1)
+    test_d = np.asarray(test_durations).reshape(-1)
+    if ref_d.size == 0 or ref_d.size != test_d.size or np.array_equal(ref_d, test_d):
+        a, b = _common(ref, test)
+        return magnitude_spectrogram(a), magnitude_spectrogram(b)
+    spec = magnitude_spectrogram(ref)
+    return spec, align_to_reference(ref_d, test_d, test, spec.shape[0], samples_per_frame)
+
+
+def correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson correlation of two equally shaped arrays (0 when either is constant)."""
+    import numpy as np
+
+    a, b = a.ravel() - a.mean(), b.ravel() - b.mean()
     denom = float(np.sqrt((a * a).sum() * (b * b).sum()))
     return float((a * b).sum() / denom) if denom > 0 else 0.0
+
+
+def spectra_log_mel_distance(a: np.ndarray, b: np.ndarray, sr: int = 24000) -> float:
+    """log_mel_distance of two magnitude spectrograms (same shape)."""
+    import numpy as np
+
+    bank = mel_filterbank(sr).T
+    la, lb = (np.log(np.maximum(x @ bank, LOG_FLOOR)) for x in (a, b))
+    return float(np.mean(np.sqrt(np.mean((la - lb) ** 2, axis=1))))
 
 
 def log_mel(wave: np.ndarray, sr: int = 24000) -> np.ndarray:
@@ -73,10 +137,9 @@ def log_mel(wave: np.ndarray, sr: int = 24000) -> np.ndarray:
 
 def log_mel_distance(ref: np.ndarray, test: np.ndarray, sr: int = 24000) -> float:
     """Mean over frames of the RMS difference of natural-log mel energies (0 = identical)."""
-    import numpy as np
 
-    a, b = (log_mel(x, sr) for x in _common(ref, test))
-    return float(np.mean(np.sqrt(np.mean((a - b) ** 2, axis=1))))
+    a, b = (magnitude_spectrogram(x) for x in _common(ref, test))
+    return spectra_log_mel_distance(a, b, sr)
 
 
 @dataclass

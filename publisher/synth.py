@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 SAMPLE_RATE = 24000
 MAX_PHONEMES = 510 - 2  # the 512-position context minus the two pads
-BUCKET_SAMPLES_PER_FRAME = 600  # Kokoro: istft hop 5 x upsample 10*6 x 2
+SAMPLES_PER_FRAME = 600  # per predicted duration frame: istft hop 5 x upsample 10*6 x 2
 SPLIT_CHARS = " .,!?;:\u2014\u2026"  # where a re-split prefers to cut
 
 
@@ -98,7 +98,7 @@ def bucket_info(session: ort.InferenceSession) -> BucketInfo | None:
     per_frame = int(
         meta.get("fastkokoro.content_samples_per_duration_frame")
         or meta.get("fastkokoro.output_samples_per_frame")
-        or BUCKET_SAMPLES_PER_FRAME
+        or SAMPLES_PER_FRAME
     )
     frames = int(meta.get("fastkokoro.fixed_alignment_frames") or samples // per_frame)
     return BucketInfo(shape[1], frames, per_frame, samples or per_frame * frames)

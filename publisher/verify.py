@@ -16,7 +16,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from publisher.errors import PublisherError, ShapeMismatchError, VerificationError
-from publisher.metrics import duration_agreement, log_mel_distance, snr_db, spectral_correlation
+from publisher.metrics import (
+    aligned_spectra,
+    correlation,
+    duration_agreement,
+    log_mel_distance,
+    snr_db,
+    spectra_log_mel_distance,
+    spectral_correlation,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -50,11 +58,17 @@ class ParityResult:
 
 @dataclass
 class FidelityResult:
+    """Timbre (spectral correlation, log-mel distance; where durations differ, the
+    variant's spectrogram is also read on the reference's timeline token by token, so a
+    drifted duration shifts nothing after it) apart from timing (duration agreement).
+    ``frame_correlation`` is the plain frame-aligned value (shown, not gated)."""
+
     item: str
     spectral_correlation: float
     log_mel_distance: float
     duration_equal_share: float
     total_frames_diff: int
+    frame_correlation: float
 
 
 @dataclass
@@ -159,14 +173,36 @@ def _parity(item: Item, ref, out) -> ParityResult:
 
 
 def _fidelity(item: Item, ref, out) -> FidelityResult:
+    """Timbre under the better of two alignments: token by token (speech moves with its
+    tokens) or frame by frame (parity mode's fixed noise pattern is tiled from sample 0
+    and does not move with tokens; on random weights it is most of the signal, measured
+    0.998 frame-aligned vs 0.738 token-aligned on synthetic:tiny fp16 with 3 of 463
+    tokens one frame shorter). Equal durations make the two the same; real damage
+    lowers both."""
+    from publisher.synth import SAMPLES_PER_FRAME
+
     d = duration_agreement(ref.durations, out.durations)
+    plain = _common_spectra(ref.waveform, out.waveform)
+    aligned = aligned_spectra(
+        ref.waveform, out.waveform, ref.durations, out.durations, SAMPLES_PER_FRAME
+    )
+    frame_corr, token_corr = correlation(*plain), correlation(*aligned)
+    best = aligned if token_corr >= frame_corr else plain
     return FidelityResult(
         item.id,
-        spectral_correlation(ref.waveform, out.waveform),
-        log_mel_distance(ref.waveform, out.waveform),
+        max(frame_corr, token_corr),
+        spectra_log_mel_distance(*best),
         d.equal_share,
         d.total_frames_diff,
+        frame_corr,
     )
+
+
+def _common_spectra(ref, test):
+    from publisher.metrics import magnitude_spectrogram
+
+    n = min(ref.size, test.size)
+    return magnitude_spectrogram(ref[:n]), magnitude_spectrogram(test[:n])
 
 
 def check_parity(

@@ -26,7 +26,7 @@ def main() -> None:
     import numpy as np
     import torch
 
-    from publisher.checkpoint import new_kmodel, open_checkpoint
+    from publisher.checkpoint import open_checkpoint
     from publisher.metrics import spectral_correlation
     from publisher.synth import open_session, run_onnx, run_torch, style_row
     from publisher.text import phonemize, to_ids
@@ -38,11 +38,7 @@ def main() -> None:
     t0 = time.perf_counter()
     ckpt = open_checkpoint(args.checkpoint)
     print(f"open {args.checkpoint}: {time.perf_counter() - t0:.1f} s; {ckpt.provenance}")
-    model = new_kmodel(ckpt.config, disable_complex=False)  # upstream torch.istft path
-    from publisher.checkpoint import load_state_strict
-
-    load_state_strict(model, ckpt.state, ckpt.source)
-    model.eval()
+    model = ckpt.build_model()  # upstream torch.istft path
     session = open_session(ckpt.files["onnx"])
     voice = ckpt.voices[args.voice]
     for text in SENTENCES:
