@@ -24,6 +24,7 @@ SAMPLE_RATE = 24000
 MIN_SPEED, MAX_SPEED = 0.5, 2.0
 ITEM_KEYS = ("id", "text", "phonemes", "voice", "speed")
 SECTIONS = ("eval", "calibration")
+OPTIONAL_SECTIONS = ("speech",)  # plain sentences for the word-error-rate gate
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,7 @@ class Corpus:
     calibration: tuple[CorpusItem, ...]
     sample_rate: int = SAMPLE_RATE
     version: int = CORPUS_VERSION
+    speech: tuple[CorpusItem, ...] = ()
 
     def select(self, max_items: int | None = None, max_phonemes: int | None = None) -> Corpus:
         """A subset for quick runs: items with at most ``max_phonemes`` phonemes, then the
@@ -79,7 +81,13 @@ class Corpus:
                 items = tuple(it for it in items if it.n_phonemes <= max_phonemes)
             return items if max_items is None else items[:max_items]
 
-        return Corpus(pick(self.eval), pick(self.calibration), self.sample_rate, self.version)
+        return Corpus(
+            pick(self.eval),
+            pick(self.calibration),
+            self.sample_rate,
+            self.version,
+            pick(self.speech),
+        )
 
     @property
     def items(self) -> tuple[CorpusItem, ...]:
@@ -91,6 +99,7 @@ class Corpus:
             "sample_rate": self.sample_rate,
             "eval": [it.to_json() for it in self.eval],
             "calibration": [it.to_json() for it in self.calibration],
+            **({"speech": [it.to_json() for it in self.speech]} if self.speech else {}),
         }
 
 
@@ -138,8 +147,11 @@ def parse_corpus(data: Any, where: str = "corpus") -> Corpus:
     if not isinstance(data, dict):
         raise fail("top level must be an object")
     expected = {"version", "sample_rate", *SECTIONS}
-    if set(data) != expected:
-        raise fail(f"keys must be {sorted(expected)}, got {sorted(data)}")
+    if not expected <= set(data) <= expected | set(OPTIONAL_SECTIONS):
+        raise fail(
+            f"keys must be {sorted(expected)} (optionally {list(OPTIONAL_SECTIONS)}), "
+            f"got {sorted(data)}"
+        )
     if data["version"] != CORPUS_VERSION or isinstance(data["version"], bool):
         raise fail(f"unsupported version {data['version']!r} (expected {CORPUS_VERSION})")
     if data["sample_rate"] != SAMPLE_RATE or isinstance(data["sample_rate"], bool):
@@ -148,7 +160,7 @@ def parse_corpus(data: Any, where: str = "corpus") -> Corpus:
     vocab = packaged_vocab()
     seen_ids: set[str] = set()
     sections: dict[str, tuple[CorpusItem, ...]] = {}
-    for section in SECTIONS:
+    for section in (*SECTIONS, *(k for k in OPTIONAL_SECTIONS if k in data)):
         raw = data[section]
         if not isinstance(raw, list) or not raw:
             raise fail(f"{section!r} must be a non-empty list of items")
@@ -164,7 +176,13 @@ def parse_corpus(data: Any, where: str = "corpus") -> Corpus:
     shared = {it.text for it in sections["eval"]} & {it.text for it in sections["calibration"]}
     if shared:
         raise fail(f"eval and calibration share texts: {sorted(shared)[:3]}")
-    return Corpus(sections["eval"], sections["calibration"], SAMPLE_RATE, CORPUS_VERSION)
+    return Corpus(
+        sections["eval"],
+        sections["calibration"],
+        SAMPLE_RATE,
+        CORPUS_VERSION,
+        sections.get("speech", ()),
+    )
 
 
 def _parse_item(

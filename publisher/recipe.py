@@ -256,6 +256,10 @@ class Gates(_Section):
     spectral_correlation: float_range(0, 1) | None = None
     log_mel_distance: float_range(0, 100) | None = None
     duration_agreement: float_range(0, 1) | None = None
+    # speech gates (real weights only): WER at most upstream's + margin (absolute), mean
+    # overall DNSMOS at most this far below upstream's
+    wer_margin: float_range(0, 1) | None = None
+    dnsmos_drop: float_range(0, 4) | None = None
 
 
 class Card(_Section):

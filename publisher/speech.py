@@ -1,9 +1,11 @@
-"""Is it speech? Word error rate through an offline recognizer (torch-free).
+"""Is it speech, and how good? Word error rate through an offline recognizer and
+DNSMOS predicted opinion scores (torch-free).
 
 The recognizer is CMU PocketSphinx 5 (PyPI ``pocketsphinx``), whose wheel ships its US
 English acoustic model, dictionary and language model, so nothing is downloaded; word
-error rate comes from ``jiwer``. Both are optional (the ``[quality]`` extra): without them
-``recognize`` raises one clear line saying what to install.
+error rate comes from ``jiwer``; DNSMOS from PyPI ``speechmos`` (its wheel ships the ONNX
+models). All are optional (the ``[quality]`` extra): without them ``missing_tools`` says
+in one line what to install.
 
 PocketSphinx is a weak recognizer next to modern ones; what matters here is that it is
 the same for every variant, so a WER gap between two variants is the variants' doing.
@@ -80,3 +82,38 @@ def word_error_rate(reference: str, hypothesis: str) -> float:
     if not hyp:
         return 1.0
     return float(jiwer.wer(ref, hyp))
+
+
+def missing_tools() -> str | None:
+    """None when the recognizer, jiwer and DNSMOS are importable, else one line saying
+    what to install."""
+    import importlib.util
+
+    needed = ("pocketsphinx", "jiwer", "scipy", "speechmos", "librosa")
+    absent = [name for name in needed if importlib.util.find_spec(name) is None]
+    if absent:
+        return f"speech gates need {', '.join(absent)}; {INSTALL_HINT}"
+    return None
+
+
+def corpus_wer(references: list[str], hypotheses: list[str]) -> float:
+    """Word error rate over a whole set: all errors over all reference words (jiwer)."""
+    import jiwer
+
+    refs = [normalize(r) for r in references]
+    hyps = [normalize(h) or "<nothing>" for h in hypotheses]
+    return float(jiwer.wer(refs, hyps))
+
+
+def dnsmos(wave: np.ndarray, sample_rate: int) -> dict[str, float]:
+    """DNSMOS P.835 (overall, signal, background; 1-5, higher is better) of ``wave`` from
+    the models in PyPI ``speechmos`` (Microsoft's DNS challenge ONNX files, offline)."""
+    from speechmos import dnsmos as model
+
+    audio = to_16k(wave, sample_rate).astype("float32") / 32768.0
+    scores = model.run(audio, sr=RECOGNIZER_RATE)
+    return {
+        "overall": float(scores["ovrl_mos"]),
+        "signal": float(scores["sig_mos"]),
+        "background": float(scores["bak_mos"]),
+    }

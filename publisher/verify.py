@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from publisher.errors import PublisherError, ShapeMismatchError, VerificationError
+from publisher.listen import listen, report_lines, speech_gates
 from publisher.metrics import (
     aligned_spectra,
     correlation,
@@ -280,6 +281,7 @@ def evaluate(
         if not used:
             raise PublisherError(f"no verification input fits a {bucket.bucket}-token bucket")
     shipped = _shipped(ckpt, model, shipped_graph, used[:SHIPPED_ITEMS], ModelWorker, run_torch)
+    speech = listen(ckpt, model, str(shipped_graph), echo)
     pic_item = max(used[: max(1, len(used) // 2)], key=lambda i: len(i.ids))
     bucket_report = None
     if bucket:
@@ -294,12 +296,13 @@ def evaluate(
             "skipped_over_frames": skipped["over_frames"],
             "items": bucket_rows,
         }
-    gates = gate_results(recipe, parity, fidelity, shipped, bucket=bucket_report)
+    gates = gate_results(recipe, parity, fidelity, shipped, bucket=bucket_report, speech=speech)
     return {
         "items": [asdict(i) | {"ids": len(i.ids)} for i in used],
         "parity": [asdict(p) for p in parity],
         "fidelity": [asdict(f) for f in fidelity],
         "shipped": shipped,
+        "speech": speech,
         "gates": [asdict(g) for g in gates],
         "picture_item": pic_item.id,
         **({"bucket": bucket_report} if bucket_report else {}),
@@ -343,6 +346,7 @@ def gate_results(
     fidelity: list[FidelityResult],
     shipped: dict,
     bucket: dict | None = None,
+    speech: dict | None = None,
 ) -> list[GateResult]:
     """Worst value per gate over all items, compared with the recipe's threshold."""
     g = recipe.gates
@@ -394,6 +398,9 @@ def gate_results(
                 True,
             )
         )
+    for gate, value, threshold, higher in speech_gates(g, speech or {}):
+        ok = value >= threshold if higher else value <= threshold
+        out.append(GateResult(gate, float(value), float(threshold), ok, "speech set", higher))
     finite = shipped["ran"] and all(r["finite"] for r in shipped["items"])
     out.append(
         GateResult(
@@ -442,15 +449,15 @@ def write_report(report: dict[str, Any], folder: Path, title: str) -> list[Path]
         "## Per item (parity-mode torch reference)",
         "",
         "| item | tokens | parity max abs | parity SNR dB | durations equal | "
-        "spectral corr | log-mel dist | dur. agreement |",
-        "|---|---|---|---|---|---|---|---|",
+        "spectral corr | frame-aligned corr | log-mel dist | dur. agreement |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for p, f in zip(report["parity"], report["fidelity"], strict=True):
         lines.append(
             f"| {p['item']} | {p['tokens']} | {p['max_abs_error']:.3g} | "
             f"{p['snr_db']:.1f} | {p['durations_equal']} | "
-            f"{f['spectral_correlation']:.6f} | {f['log_mel_distance']:.4f} | "
-            f"{f['duration_equal_share']:.3f} |"
+            f"{f['spectral_correlation']:.6f} | {f.get('frame_correlation', 0.0):.6f} | "
+            f"{f['log_mel_distance']:.4f} | {f['duration_equal_share']:.3f} |"
         )
     shipped = report["shipped"]
     lines += ["", "## Shipped graph (random source on) vs torch", ""]
@@ -468,6 +475,7 @@ def write_report(report: dict[str, Any], folder: Path, title: str) -> list[Path]
                 f"{r['noise_floor_log_mel']:.4f} |"
             )
         lines += ["", "The noise floor is torch against itself: two runs of the random source."]
+    lines += report_lines(report.get("speech"))
     bucket = report.get("bucket")
     if bucket:
         lines += [

@@ -94,6 +94,41 @@ EVAL = [
     ),
 ]
 
+# The word-error-rate set: Harvard sentences (IEEE Recommended Practice for Speech Quality
+# Measurements, 1969; lists 1-3, public domain), phonetically balanced and plain, read by
+# three female and three male voices (US and UK) in turn.
+SPEECH_VOICES = ("af_heart", "am_michael", "bf_emma", "bm_george", "af_bella", "am_adam")
+HARVARD = (
+    "The birch canoe slid on the smooth planks.",
+    "Glue the sheet to the dark blue background.",
+    "It's easy to tell the depth of a well.",
+    "These days a chicken leg is a rare dish.",
+    "Rice is often served in round bowls.",
+    "The juice of lemons makes fine punch.",
+    "The box was thrown beside the parked truck.",
+    "The hogs were fed chopped corn and garbage.",
+    "Four hours of steady work faced us.",
+    "A large size in stockings is hard to sell.",
+    "The boy was there when the sun rose.",
+    "A rod is used to catch pink salmon.",
+    "The source of the huge river is the clear spring.",
+    "Kick the ball straight and follow through.",
+    "Help the woman get back to her feet.",
+    "A pot of tea helps to pass the evening.",
+    "Smoky fires lack flame and heat.",
+    "The soft cushion broke the man's fall.",
+    "The salt breeze came across from the sea.",
+    "The girl at the booth sold fifty bonds.",
+    "The small pup gnawed a hole in the sock.",
+    "The fish twisted and turned on the bent hook.",
+    "Press the pants and sew a button on the vest.",
+    "The swan dive was far short of perfect.",
+)
+SPEECH = [
+    (f"speech-{k + 1:02d}", SPEECH_VOICES[k % len(SPEECH_VOICES)], 1.0, text)
+    for k, text in enumerate(HARVARD)
+]
+
 CALIBRATION = [
     ("cal-1", "af_heart", 1.0, "Good morning, everyone."),
     ("cal-2", "am_adam", 0.9, "The soup needs a pinch more salt."),
@@ -238,6 +273,7 @@ def build() -> dict[str, Any]:
         "sample_rate": SAMPLE_RATE,
         "eval": [make_item(*spec) for spec in EVAL],
         "calibration": [make_item(*spec) for spec in CALIBRATION],
+        "speech": [make_item(*spec) for spec in SPEECH],
     }
     corpus = parse_corpus(data, where="generated corpus")  # vocab, lengths, ids, speeds
     lengths = [it.n_phonemes for it in corpus.eval]
@@ -283,7 +319,10 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(list(diff)[:60]), file=sys.stderr)
         return 1
     args.output.write_text(text, "utf-8")
-    print(f"wrote {args.output}: {len(EVAL)} eval, {len(CALIBRATION)} calibration items")
+    print(
+        f"wrote {args.output}: {len(EVAL)} eval, {len(CALIBRATION)} calibration, "
+        f"{len(SPEECH)} speech items"
+    )
     return 0
 
 

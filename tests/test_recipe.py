@@ -41,6 +41,7 @@ INVALID_CASES = {
     ),
     "bucket_float": (None, "export.bucket: expected an integer from 8 to 510, got 64.0"),
     "opset_bool": (None, "export.opset: expected an integer from 14 to 21, got true"),
+    "wer_margin_out_of_range": (None, "gates.wer_margin: expected a number from 0 to 1, got 2"),
     "gate_out_of_range": (
         None,
         "gates.spectral_correlation: expected a number from 0 to 1, got 1.5",

@@ -1,0 +1,101 @@
+"""Gates that hear: timing apart from timbre, and the speech-set gates' logic."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from publisher.listen import skip_reason, speech_gates, summarize
+from publisher.metrics import aligned_spectra, correlation, spectral_correlation
+from publisher.speech import corpus_wer
+
+FRAME = 600
+
+
+def _tokens(durations, seed: int = 0) -> np.ndarray:
+    """One distinct tone per token, as many samples as its duration says."""
+    out = []
+    for i, d in enumerate(durations):
+        t = np.arange(d * FRAME) / 24000
+        out.append((0.4 + 0.3 * np.sin(i)) * np.sin(2 * np.pi * (180 + 97 * i) * t))
+    return np.concatenate(out).astype(np.float32)
+
+
+REF = np.array([3, 5, 4, 6, 2, 5, 7, 3] * 4)
+
+
+def test_one_longer_token_fails_frame_alignment_but_not_token_alignment():
+    test = REF.copy()
+    test[2] += 1
+    a, b = _tokens(REF), _tokens(test)
+    assert spectral_correlation(a, b) < 0.9  # everything after token 2 is shifted
+    assert correlation(*aligned_spectra(a, b, REF, test, FRAME)) > 0.99
+
+
+def test_equal_durations_give_the_plain_frame_aligned_value():
+    a = _tokens(REF)
+    b = a + np.random.default_rng(1).normal(0, 0.05, a.size).astype(np.float32)
+    assert correlation(*aligned_spectra(a, b, REF, REF, FRAME)) == pytest.approx(
+        spectral_correlation(a, b)
+    )
+
+
+def test_real_damage_cannot_hide_behind_the_alignment():
+    test = REF.copy()
+    test[2] += 1
+    noise = np.random.default_rng(2).normal(0, 0.4, test.sum() * FRAME)
+    drifted = correlation(*aligned_spectra(_tokens(REF), _tokens(test) + noise, REF, test, FRAME))
+    in_place = spectral_correlation(_tokens(REF), _tokens(REF) + noise[: REF.sum() * FRAME])
+    assert drifted < 0.9 and drifted < in_place + 0.05  # the same noise, the same verdict
+
+
+def test_corpus_wer_counts_all_errors_over_all_words():
+    refs = ["The kettle is boiling.", "Where did you park?"]
+    assert corpus_wer(refs, ["the kettle is boiling", "where did you bark"]) == pytest.approx(1 / 8)
+    assert corpus_wer(refs, ["", ""]) == pytest.approx(1.0)
+
+
+def _row(item, ref_heard, var_heard, ref_mos, var_mos):
+    mos = lambda v: {"overall": v, "signal": v, "background": v}  # noqa: E731
+    return {
+        "item": item,
+        "voice": "af_heart",
+        "text": "the birch canoe slid on the smooth planks",
+        "reference_heard": ref_heard,
+        "variant_heard": var_heard,
+        "reference_dnsmos": mos(ref_mos),
+        "variant_dnsmos": mos(var_mos),
+    }
+
+
+def test_speech_gates_fail_a_variant_that_loses_words_or_quality():
+    gates = SimpleNamespace(wer_margin=0.05, dnsmos_drop=0.2)
+    good = "the birch canoe slid on the smooth planks"
+    garbled = "the bird can slid on a move planks"
+    rows = [_row("s1", good, good, 3.3, 3.25), _row("s2", good, garbled, 3.3, 2.5)]
+    speech = {"ran": True, **summarize(rows)}
+    results = {name: (value, limit) for name, value, limit, _ in speech_gates(gates, speech)}
+    wer, wer_limit = results["word_error_rate"]
+    assert speech["reference_wer"] == 0.0 and wer > wer_limit == pytest.approx(0.05)
+    mos, mos_limit = results["dnsmos_overall"]
+    assert mos == pytest.approx(2.875) and mos < mos_limit == pytest.approx(3.1)
+    same = {"ran": True, **summarize([_row("s1", good, good, 3.3, 3.3)])}
+    for _, value, limit, higher in speech_gates(gates, same):
+        assert (value >= limit) if higher else (value <= limit)
+
+
+def test_speech_gates_are_skipped_for_synthetic_weights_and_say_so(tiny):
+    assert "synthetic weights do not speak" in skip_reason(tiny)
+    gates = SimpleNamespace(wer_margin=0.05, dnsmos_drop=0.2)
+    assert speech_gates(gates, {"ran": False, "skipped": "x"}) == []
+
+
+def test_the_speech_set_has_20_plus_sentences_in_both_sexes_voices():
+    from publisher.corpus import load_corpus
+
+    speech = load_corpus().speech
+    voices = {it.voice for it in speech}
+    assert len(speech) >= 20 and {"af_heart", "am_michael"} <= voices
+    assert {v[1] for v in voices} == {"f", "m"}
