@@ -92,7 +92,9 @@ def prepare(recipe, spec: str, timer) -> Prepared:
     return Prepared(recipe, ckpt, model, variant, parity_graph, twin, ctx.notes)
 
 
-def _verify(p: Prepared, shipped: Path, scratch: Path, timer, echo: Echo) -> dict[str, Any]:
+def _verify(
+    p: Prepared, shipped: Path, scratch: Path, timer, echo: Echo, speech: bool = True
+) -> dict[str, Any]:
     import onnx
 
     from publisher.verify import bucket_probes, evaluate, verification_items, write_report
@@ -114,6 +116,7 @@ def _verify(p: Prepared, shipped: Path, scratch: Path, timer, echo: Echo) -> dic
             shipped_graph=shipped,
             items=items,
             echo=echo,
+            speech=speech,
         )
     if twin_path:
         twin_path.unlink()
@@ -130,9 +133,14 @@ def _gate_lines(report: dict[str, Any]) -> list[str]:
 
 
 def build(
-    recipe, checkpoint: str | None = None, out_dir: Path = Path("dist"), echo: Echo | None = None
+    recipe,
+    checkpoint: str | None = None,
+    out_dir: Path = Path("dist"),
+    echo: Echo | None = None,
+    speech: bool = True,
 ) -> BuildResult:
-    """Build, verify and write ``out_dir/<recipe.name>/``; nothing is left there on failure."""
+    """Build, verify and write ``out_dir/<recipe.name>/``; nothing is left there on failure.
+    ``speech=False`` skips the WER/DNSMOS speech set (recorded as skipped)."""
     import onnx
 
     from publisher.provenance import StepTimer
@@ -148,7 +156,7 @@ def build(
         model_path = staging / recipe.output.path
         model_path.parent.mkdir(parents=True, exist_ok=True)
         onnx.save(p.variant, str(model_path))
-        report = _verify(p, model_path, staging, timer, echo)
+        report = _verify(p, model_path, staging, timer, echo, speech)
         for line in _gate_lines(report):
             echo(line)
         enforce_gates(report)
@@ -226,7 +234,11 @@ def read_manifest(folder: Path) -> dict[str, Any]:
 
 
 def verify_built(
-    recipe, out_dir: Path = Path("dist"), checkpoint: str | None = None, echo: Echo | None = None
+    recipe,
+    out_dir: Path = Path("dist"),
+    checkpoint: str | None = None,
+    echo: Echo | None = None,
+    speech: bool = True,
 ) -> dict[str, Any]:
     """Re-verify an existing ``out_dir/<name>/`` build; updates its manifest and report.
 
@@ -250,7 +262,7 @@ def verify_built(
             f", but {p.ckpt.source} is {p.ckpt.sha256[:12]}; pass --checkpoint"
         )
     with tempfile.TemporaryDirectory(dir=folder) as scratch:
-        report = _verify(p, shipped, Path(scratch), timer, echo)
+        report = _verify(p, shipped, Path(scratch), timer, echo, speech)
         for name in ("verify.md", "verify_spectrogram.png"):
             os.replace(Path(scratch) / name, folder / name)
     for line in _gate_lines(report):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from publisher.commands.options import checkpoint_option
+from publisher.commands.options import checkpoint_option, speech_gates_option
 from publisher.errors import PublisherError
 
 
@@ -94,7 +94,10 @@ def validate(recipes: tuple[str, ...]) -> None:
     help="Folder that receives NAME/.",
 )
 @click.option("--dry-run", is_flag=True, help="Print the resolved plan and stop.")
-def build(recipe_name: str, checkpoint: str | None, out_dir: Path, dry_run: bool) -> None:
+@speech_gates_option
+def build(
+    recipe_name: str, checkpoint: str | None, out_dir: Path, dry_run: bool, speech: bool
+) -> None:
     """Export, transform and verify one variant into OUT/NAME/."""
     from publisher.recipe import load_recipe
 
@@ -117,7 +120,7 @@ def build(recipe_name: str, checkpoint: str | None, out_dir: Path, dry_run: bool
         return
     from publisher.build import build as run_build
 
-    result = run_build(recipe, checkpoint=checkpoint, out_dir=out_dir, echo=_info)
+    result = run_build(recipe, checkpoint=checkpoint, out_dir=out_dir, echo=_info, speech=speech)
     size = result.model_path.stat().st_size / 2**20
     worst = max(p["max_abs_error"] for p in result.manifest["verification"]["parity"])
     click.echo(
@@ -148,13 +151,14 @@ def build(recipe_name: str, checkpoint: str | None, out_dir: Path, dry_run: bool
     default=None,
     help="Checkpoint to compare with (default: the one the build recorded).",
 )
-def verify(recipe_name: str, out_dir: Path, checkpoint: str | None) -> None:
+@speech_gates_option
+def verify(recipe_name: str, out_dir: Path, checkpoint: str | None, speech: bool) -> None:
     """Re-run parity, fidelity and gates on a built variant; update its manifest and report."""
     from publisher.build import verify_built
     from publisher.recipe import load_recipe
 
     recipe = load_recipe(recipe_name)
-    verify_built(recipe, out_dir=out_dir, checkpoint=checkpoint, echo=_info)
+    verify_built(recipe, out_dir=out_dir, checkpoint=checkpoint, echo=_info, speech=speech)
     click.echo(
         f"verified {out_dir / recipe.name}: all gates pass; "
         f"report {out_dir / recipe.name / 'verify.md'}"

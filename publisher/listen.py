@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from publisher.checkpoint import Checkpoint
 
 SEED = 20261201  # upstream torch's random source, reseeded per sentence from this
+SPEECH_OFF = {"ran": False, "skipped": "speech gates switched off (--no-speech-gates)"}
 
 
 def skip_reason(ckpt: Checkpoint) -> str | None:
@@ -44,6 +45,10 @@ def listen(ckpt: Checkpoint, model: Any, graph: str, echo=None) -> dict[str, Any
         echo(f"  {reason}")
         return {"ran": False, "skipped": reason}
     items = [it for it in load_corpus().speech if it.voice in ckpt.voices]
+    if not items:
+        reason = "no voice of the speech set is in this checkpoint: WER and DNSMOS skipped"
+        echo(f"  {reason}")
+        return {"ran": False, "skipped": reason}
     rows = []
     with ModelWorker(graph, label=str(graph)) as worker:
         for k, item in enumerate(items):

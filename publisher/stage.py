@@ -104,6 +104,18 @@ def _variant_entry(folder: Path, m: dict[str, Any]) -> dict[str, Any]:
         ),
         "gates": m["verification"]["gates"],
         "bench": bench or None,
+        **_speech_entry(m["verification"].get("speech") or {}),
+    }
+
+
+def _speech_entry(speech: dict[str, Any]) -> dict[str, str]:
+    """WER and DNSMOS columns: "variant (upstream)", or why they were not measured."""
+    if not speech.get("ran"):
+        return {"wer": "-", "dnsmos": "-"}
+    ref, var = speech["reference_dnsmos"]["overall"], speech["variant_dnsmos"]["overall"]
+    return {
+        "wer": f"{speech['variant_wer']:.3f} ({speech['reference_wer']:.3f})",
+        "dnsmos": f"{var:.2f} ({ref:.2f})",
     }
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from publisher.errors import PublisherError, ShapeMismatchError, VerificationError
-from publisher.listen import listen, report_lines, speech_gates
+from publisher.listen import SPEECH_OFF, listen, report_lines, speech_gates
 from publisher.metrics import (
     aligned_spectra,
     correlation,
@@ -233,6 +233,7 @@ def evaluate(
     shipped_graph: Path,
     items: list[Item],
     echo=None,
+    speech: bool = True,
 ) -> dict[str, Any]:
     """Measure everything; ``twin_graph`` None means the variant is numerically the fp32
     export (fidelity then equals parity). Returns the report dict (gates not enforced)."""
@@ -281,7 +282,7 @@ def evaluate(
         if not used:
             raise PublisherError(f"no verification input fits a {bucket.bucket}-token bucket")
     shipped = _shipped(ckpt, model, shipped_graph, used[:SHIPPED_ITEMS], ModelWorker, run_torch)
-    speech = listen(ckpt, model, str(shipped_graph), echo)
+    speech = listen(ckpt, model, str(shipped_graph), echo) if speech else SPEECH_OFF
     pic_item = max(used[: max(1, len(used) // 2)], key=lambda i: len(i.ids))
     bucket_report = None
     if bucket:

@@ -9,3 +9,11 @@ from publisher.checkpoint import SPECS
 checkpoint_option = click.option(
     "--checkpoint", metavar="SRC", default=None, help=f"{SPECS} (default: the recipe's)."
 )
+
+speech_gates_option = click.option(
+    "--speech-gates/--no-speech-gates",
+    "speech",
+    default=True,
+    show_default=True,
+    help="Run the WER/DNSMOS speech set (real weights; minutes). Off: recorded as skipped.",
+)
