@@ -270,7 +270,9 @@ def evaluate(
             bucket_rows.append(_bucket_row(item, ref, [out, twin]))
         echo(
             f"  {k}/{len(items)} {item.id}: {len(item.ids)} phonemes, "
-            f"corr {fidelity[-1].spectral_correlation:.5f}, "
+            f"corr {fidelity[-1].spectral_correlation:.5f} "
+            f"(frame-aligned {fidelity[-1].frame_correlation:.5f}, durations equal "
+            f"{fidelity[-1].duration_equal_share:.3f}), "
             f"parity {parity[-1].max_abs_error:.2g}"
         )
     if bucket:
