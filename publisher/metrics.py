@@ -57,8 +57,7 @@ def _common(ref: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def spectral_correlation(ref: np.ndarray, test: np.ndarray) -> float:
     """Pearson correlation of the two magnitude spectrograms over their common length."""
 
-    a, b = (magnitude_spectrogram(x) for x in _common(ref, test))
-    return correlation(a, b)
+    return correlation(*common_spectra(ref, test))
 
 
 def align_to_reference(
@@ -104,10 +103,15 @@ def aligned_spectra(
     ref_d = np.asarray(ref_durations).reshape(-1)
     test_d = np.asarray(test_durations).reshape(-1)
     if ref_d.size == 0 or ref_d.size != test_d.size or np.array_equal(ref_d, test_d):
-        a, b = _common(ref, test)
-        return magnitude_spectrogram(a), magnitude_spectrogram(b)
+        return common_spectra(ref, test)
     spec = magnitude_spectrogram(ref)
     return spec, align_to_reference(ref_d, test_d, test, spec.shape[0], samples_per_frame)
+
+
+def common_spectra(ref: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Magnitude spectrograms of the two waveforms over their common length."""
+    a, b = _common(ref, test)
+    return magnitude_spectrogram(a), magnitude_spectrogram(b)
 
 
 def correlation(a: np.ndarray, b: np.ndarray) -> float:
@@ -138,8 +142,7 @@ def log_mel(wave: np.ndarray, sr: int = 24000) -> np.ndarray:
 def log_mel_distance(ref: np.ndarray, test: np.ndarray, sr: int = 24000) -> float:
     """Mean over frames of the RMS difference of natural-log mel energies (0 = identical)."""
 
-    a, b = (magnitude_spectrogram(x) for x in _common(ref, test))
-    return spectra_log_mel_distance(a, b, sr)
+    return spectra_log_mel_distance(*common_spectra(ref, test), sr)
 
 
 @dataclass

@@ -19,6 +19,7 @@ from publisher.errors import PublisherError, ShapeMismatchError, VerificationErr
 from publisher.listen import SPEECH_OFF, listen, report_lines, speech_gates
 from publisher.metrics import (
     aligned_spectra,
+    common_spectra,
     correlation,
     duration_agreement,
     log_mel_distance,
@@ -183,7 +184,7 @@ def _fidelity(item: Item, ref, out) -> FidelityResult:
     from publisher.synth import SAMPLES_PER_FRAME
 
     d = duration_agreement(ref.durations, out.durations)
-    plain = _common_spectra(ref.waveform, out.waveform)
+    plain = common_spectra(ref.waveform, out.waveform)
     aligned = aligned_spectra(
         ref.waveform, out.waveform, ref.durations, out.durations, SAMPLES_PER_FRAME
     )
@@ -197,13 +198,6 @@ def _fidelity(item: Item, ref, out) -> FidelityResult:
         d.total_frames_diff,
         frame_corr,
     )
-
-
-def _common_spectra(ref, test):
-    from publisher.metrics import magnitude_spectrogram
-
-    n = min(ref.size, test.size)
-    return magnitude_spectrogram(ref[:n]), magnitude_spectrogram(test[:n])
 
 
 def check_parity(
