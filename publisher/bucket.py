@@ -505,7 +505,14 @@ def bucket_trace_inputs(ckpt: Checkpoint, shape: BucketShape) -> tuple:
 
 
 def torch_export_bucket(
-    model, ckpt: Checkpoint, shape: BucketShape, path: Path, opset: int, *, parity: bool
+    model,
+    ckpt: Checkpoint,
+    shape: BucketShape,
+    path: Path,
+    opset: int,
+    *,
+    parity: bool,
+    voiced: bool = False,
 ) -> None:
     import contextlib
 
@@ -515,7 +522,7 @@ def torch_export_bucket(
     from publisher.parity_mode import parity_mode
 
     wrapper = bucket_wrapper(model, shape)
-    switch = parity_mode(wrapper) if parity else contextlib.nullcontext()
+    switch = parity_mode(wrapper, voiced=voiced) if parity else contextlib.nullcontext()
     with switch, warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         try:

@@ -38,7 +38,8 @@ class Prepared:
     model: Any
     variant: Any  # onnx.ModelProto, random source on
     parity_graph: Path  # fp32 parity-mode export (cached)
-    twin: Any | None  # the variant's parity-mode twin; None when passes change no numbers
+    voiced_graph: Path  # fp32 voiced deterministic export (cached)
+    twin: Any | None  # the variant's voiced twin; None when passes change no numbers
     notes: dict[str, Any]  # what the passes reported
 
 
@@ -75,6 +76,7 @@ def prepare(recipe, spec: str, timer) -> Prepared:
     from publisher.checkpoint import open_checkpoint
     from publisher.export import export_fp32
     from publisher.passes import FINAL_PASSES, PassContext, plan, run_passes
+    from publisher.verify import voiced_fidelity
 
     passes = plan(recipe)  # unknown passes fail before any heavy work
     with timer.step("checkpoint", spec):
@@ -82,14 +84,22 @@ def prepare(recipe, spec: str, timer) -> Prepared:
         model = ckpt.build_model()
     with timer.step("export fp32", "cached per checkpoint and export settings"):
         graph = export_fp32(ckpt, recipe, model=model)
-    with timer.step("export parity graph", "noise-free switch for sample-by-sample checks"):
+    with timer.step(
+        "export deterministic graphs",
+        "noise only for sample-by-sample parity; with the sine (voiced) for fidelity",
+    ):
         parity_graph = export_fp32(ckpt, recipe, model=model, parity=True)
+        voiced_graph = (
+            export_fp32(ckpt, recipe, model=model, parity=True, voiced=True)
+            if voiced_fidelity(ckpt)
+            else parity_graph
+        )
     ctx = PassContext(config=ckpt.config, metadata=onnx_metadata(recipe, ckpt), voices=ckpt.voices)
     numeric = [p for p in passes if p not in FINAL_PASSES]
     with timer.step("passes", " -> ".join(passes)):
         variant = run_passes(onnx.load(str(graph)), recipe, ctx)
-        twin = run_passes(onnx.load(str(parity_graph)), recipe, ctx) if numeric else None
-    return Prepared(recipe, ckpt, model, variant, parity_graph, twin, ctx.notes)
+        twin = run_passes(onnx.load(str(voiced_graph)), recipe, ctx) if numeric else None
+    return Prepared(recipe, ckpt, model, variant, parity_graph, voiced_graph, twin, ctx.notes)
 
 
 def _verify(
@@ -100,9 +110,11 @@ def _verify(
     from publisher.verify import bucket_probes, evaluate, verification_items, write_report
 
     twin_path = None
+    twin_graph = p.voiced_graph
     if p.twin is not None:
         twin_path = scratch / "twin.onnx"
         onnx.save(p.twin, str(twin_path))
+        twin_graph = twin_path
     items = verification_items(p.ckpt)
     if p.recipe.export.shape == "bucket":  # evaluate skips what does not fit the bucket
         items += bucket_probes(p.ckpt, p.recipe.export.bucket)
@@ -112,7 +124,7 @@ def _verify(
             p.ckpt,
             p.model,
             parity_graph=p.parity_graph,
-            twin_graph=twin_path,
+            twin_graph=twin_graph,
             shipped_graph=shipped,
             items=items,
             echo=echo,

@@ -36,13 +36,14 @@ def cache_root() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "kokoro-publisher"
 
 
-def export_key(ckpt: Checkpoint, recipe: Recipe, *, parity: bool) -> str:
+def export_key(ckpt: Checkpoint, recipe: Recipe, *, parity: bool, voiced: bool = False) -> str:
     import torch
 
     settings = {
         "checkpoint": ckpt.sha256,
         "export": recipe.export.model_dump(mode="json"),
         "parity": parity,
+        **({"voiced": True} if voiced else {}),
         "torch": torch.__version__,
         "format": EXPORT_FORMAT_VERSION,
     }
@@ -69,9 +70,17 @@ def trace_inputs(ckpt: Checkpoint, n_tokens: int = TRACE_TOKENS) -> tuple:
 
 
 def export_fp32(
-    ckpt: Checkpoint, recipe: Recipe, *, parity: bool = False, model=None, use_cache: bool = True
+    ckpt: Checkpoint,
+    recipe: Recipe,
+    *,
+    parity: bool = False,
+    voiced: bool = False,
+    model=None,
+    use_cache: bool = True,
 ) -> Path:
-    """Return the path of the cached fp32 graph for (checkpoint, export settings, parity)."""
+    """Return the path of the cached fp32 graph for (checkpoint, export settings, mode):
+    ``parity`` the noise-only deterministic switch, with ``voiced`` its sine kept (see
+    parity_mode.py); neither: the shipped graph."""
     opset = recipe.export.opset
     if recipe.export.shape == "bucket":  # static token-bucket graph: publisher/bucket.py
         from publisher.bucket import bucket_shape, torch_export_bucket
@@ -79,14 +88,14 @@ def export_fp32(
         shape = bucket_shape(recipe)
 
         def write(model, path: Path) -> None:
-            torch_export_bucket(model, ckpt, shape, path, opset, parity=parity)
+            torch_export_bucket(model, ckpt, shape, path, opset, parity=parity, voiced=voiced)
 
     else:  # "dynamic" (the recipe schema allows only these two)
 
         def write(model, path: Path) -> None:
-            _torch_export(model, trace_inputs(ckpt), path, opset, parity=parity)
+            _torch_export(model, trace_inputs(ckpt), path, opset, parity=parity, voiced=voiced)
 
-    key = export_key(ckpt, recipe, parity=parity)
+    key = export_key(ckpt, recipe, parity=parity, voiced=voiced)
     target = cache_root() / "exports" / key / "model.onnx"
     if use_cache and target.is_file():
         return target
@@ -103,7 +112,9 @@ def export_fp32(
     return target
 
 
-def _torch_export(model, inputs: tuple, path: Path, opset: int, *, parity: bool) -> None:
+def _torch_export(
+    model, inputs: tuple, path: Path, opset: int, *, parity: bool, voiced: bool = False
+) -> None:
     import contextlib
 
     import torch
@@ -112,7 +123,7 @@ def _torch_export(model, inputs: tuple, path: Path, opset: int, *, parity: bool)
     from publisher.parity_mode import parity_mode
 
     wrapper = KModelForONNX(model).eval()
-    switch = parity_mode(model) if parity else contextlib.nullcontext()
+    switch = parity_mode(model, voiced=voiced) if parity else contextlib.nullcontext()
     with switch, warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         try:

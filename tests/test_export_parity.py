@@ -83,3 +83,49 @@ def test_parity_detects_a_broken_graph(tiny, tiny_model, parity_graph, tmp_path)
     onnx.save(model, str(broken))
     (r,) = check_parity(tiny, tiny_model, broken, tokens=(40,))
     assert r.max_abs_error > 1e-3 or not r.durations_equal
+
+
+def _sine_ops(path) -> int:
+    return sum(n.op_type == "Sin" for n in onnx.load(str(path)).graph.node)
+
+
+def test_voiced_graph_keeps_the_sine_and_no_random_op(tiny, tiny_model, fp32_recipe):
+    """The fidelity twin of real weights: deterministic, but the harmonic sine is there
+    (the noise-only parity graph has it replaced by zeros)."""
+    voiced = export_fp32(tiny, fp32_recipe, model=tiny_model, parity=True, voiced=True)
+    parity = export_fp32(tiny, fp32_recipe, model=tiny_model, parity=True)
+    assert voiced != parity
+    assert not RANDOM_OPS & {n.op_type for n in onnx.load(str(voiced)).graph.node}
+    assert _sine_ops(voiced) > _sine_ops(parity)
+
+
+def test_voiced_mode_is_deterministic_and_restores_the_random_source(tiny, tiny_model):
+    import numpy as np
+    import torch
+
+    from publisher.parity_mode import parity_mode
+    from publisher.synth import run_torch
+    from publisher.verify import probe_ids
+
+    ids, style = probe_ids(tiny, 40), tiny.voices[tiny.sample_voice][37]
+    with parity_mode(tiny_model, voiced=True):
+        a = run_torch(tiny_model, ids, style).waveform
+        b = run_torch(tiny_model, ids, style).waveform
+    with parity_mode(tiny_model):
+        silent = run_torch(tiny_model, ids, style).waveform
+    np.testing.assert_array_equal(a, b)
+    assert np.max(np.abs(a - silent)) > 1e-3 * np.max(np.abs(a))  # the sine is heard
+    torch.manual_seed(1)
+    c = run_torch(tiny_model, ids, style).waveform
+    torch.manual_seed(2)
+    d = run_torch(tiny_model, ids, style).waveform
+    assert not np.array_equal(c, d)  # random source back after the switch
+
+
+def test_fidelity_is_voiced_for_real_weights_only(tiny):
+    from dataclasses import replace
+
+    from publisher.verify import voiced_fidelity
+
+    assert not voiced_fidelity(tiny)
+    assert voiced_fidelity(replace(tiny, synthetic=False))
