@@ -29,6 +29,8 @@ class Target:
     size_bytes: int | None = None
     fidelity: float | None = None  # worst spectral correlation from the variant's verify
     folder: Path | None = None  # built variant folder whose manifest gets the results
+    wer: float | None = None  # speech set word error rate (verify's, or measured for a file)
+    dnsmos: float | None = None  # speech set mean overall DNSMOS
 
 
 @dataclass
@@ -44,6 +46,8 @@ class TargetResult:
     rtf: float = 0.0  # total_seconds / audio_seconds (below 1 is faster than real time)
     ratio_to_baseline: float | None = None  # baseline time / this time (above 1 is faster)
     error: str = ""
+    wer: float | None = None
+    dnsmos: float | None = None
 
 
 def targets_from_builds(folders: list[Path]) -> list[Target]:
@@ -54,9 +58,37 @@ def targets_from_builds(folders: list[Path]) -> list[Target]:
         m = read_manifest(folder)
         model = folder / m["model"]
         fid = [f["spectral_correlation"] for f in m["verification"].get("fidelity", [])]
+        speech = m["verification"].get("speech") or {}
+        heard = speech.get("ran", False)
         targets.append(
-            Target(m["recipe"], str(model), model.stat().st_size, min(fid) if fid else None, folder)
+            Target(
+                m["recipe"],
+                str(model),
+                model.stat().st_size,
+                min(fid) if fid else None,
+                folder,
+                speech["variant_wer"] if heard else None,
+                speech["variant_dnsmos"]["overall"] if heard else None,
+            )
         )
+    return targets
+
+
+def external_targets(files: list[Path], ckpt, *, listen: bool, echo=None) -> list[Target]:
+    """ONNX files built elsewhere (kokoro-onnx's int8, an older release); with ``listen``
+    their WER and DNSMOS are measured on the speech set against upstream torch."""
+    targets = []
+    for path in files:
+        if not path.is_file():
+            raise PublisherError(f"{path}: no such file; give the path of an .onnx model")
+        t = Target(path.name, str(path), path.stat().st_size)
+        if listen:
+            from publisher.listen import listen as hear
+
+            speech = hear(ckpt, ckpt.build_model(), str(path), echo)
+            if speech["ran"]:
+                t.wer, t.dnsmos = speech["variant_wer"], speech["variant_dnsmos"]["overall"]
+        targets.append(t)
     return targets
 
 
@@ -96,7 +128,9 @@ def run_bench(
             try:
                 workers[t.label] = ModelWorker(t.target, threads=threads, label=t.label)
             except PublisherError as err:
-                results[t.label] = TargetResult(t.label, None, 0.0, 0.0, t.fidelity, error=str(err))
+                results[t.label] = TargetResult(
+                    t.label, None, 0.0, 0.0, t.fidelity, error=str(err), wer=t.wer, dnsmos=t.dnsmos
+                )
                 continue
             results[t.label] = TargetResult(
                 t.label,
@@ -104,6 +138,8 @@ def run_bench(
                 workers[t.label].load_seconds,
                 0.0,
                 t.fidelity,
+                wer=t.wer,
+                dnsmos=t.dnsmos,
             )
         times: dict[str, dict[str, list[float]]] = {label: {} for label in workers}
         audio: dict[str, float] = {}
@@ -160,19 +196,21 @@ def run_bench(
 def markdown_table(results: list[TargetResult], baseline: str) -> str:
     lines = [
         f"| model | size MiB | load s | median s (sum over inputs) | RTF | peak RSS MiB | "
-        f"speed vs {baseline} | fidelity (worst corr) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        f"speed vs {baseline} | fidelity (worst corr) | WER | DNSMOS |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         if r.error and not r.total_seconds:
-            lines.append(f"| {r.label} | | | failed: {r.error} | | | | |")
+            lines.append(f"| {r.label} | | | failed: {r.error} | | | | | | |")
             continue
+        wer = f"{r.wer:.3f}" if r.wer is not None else "-"
+        mos = f"{r.dnsmos:.3f}" if r.dnsmos is not None else "-"
         size = f"{r.size_mib:.2f}" if r.size_mib is not None else "-"
         fid = f"{r.fidelity:.5f}" if r.fidelity is not None else "-"
         ratio = f"{r.ratio_to_baseline:.2f}x" if r.ratio_to_baseline else "-"
         lines.append(
             f"| {r.label} | {size} | {r.load_seconds:.2f} | {r.total_seconds:.3f} | "
-            f"{r.rtf:.3f} | {r.peak_rss_mib:.0f} | {ratio} | {fid} |"
+            f"{r.rtf:.3f} | {r.peak_rss_mib:.0f} | {ratio} | {fid} | {wer} | {mos} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -248,9 +286,12 @@ def benchmark(
     repeats: int = 3,
     max_phonemes: int | None = None,
     report_dir: Path | None = None,
+    external: list[Path] | None = None,
+    listen: bool = False,
     echo=None,
 ) -> tuple[list[TargetResult], dict]:
-    """The ``publisher bench`` job over built variant folders (plus torch if asked)."""
+    """The ``publisher bench`` job over built variant folders (plus torch if asked, plus
+    ``external`` ONNX files, heard on the speech set when ``listen``)."""
     from publisher.build import read_manifest
     from publisher.checkpoint import open_checkpoint
     from publisher.synth import style_row
@@ -263,7 +304,9 @@ def benchmark(
         raise PublisherError("these builds come from different checkpoints; bench one at a time")
     ckpt = open_checkpoint(read_manifest(folders[0])["checkpoint"]["source"])
     items = verification_items(ckpt, max_phonemes=max_phonemes)
-    targets = targets_from_builds(folders) + ([torch_target(folders)] if with_torch else [])
+    targets = targets_from_builds(folders)
+    targets += external_targets(list(external or []), ckpt, listen=listen, echo=echo)
+    targets += [torch_target(folders)] if with_torch else []
     labels = [t.label for t in targets]
     baseline = "fp32" if "fp32" in labels else labels[0]
     results = run_bench(

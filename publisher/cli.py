@@ -210,8 +210,23 @@ def verify(recipe_name: str, out_dir: Path, checkpoint: str | None, speech: bool
     default=None,
     help="Where bench.json/.md/.png go (default OUT/bench).",
 )
+@click.option(
+    "--onnx",
+    "external",
+    multiple=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also bench an ONNX file built elsewhere, e.g. kokoro-onnx's int8 (repeatable).",
+)
+@click.option(
+    "--listen/--no-listen",
+    default=False,
+    show_default=True,
+    help="Measure WER and DNSMOS of the --onnx files on the speech set (real weights; minutes).",
+)
 def bench(
     folders: tuple[Path, ...],
+    external: tuple[Path, ...],
+    listen: bool,
     recipes: tuple[str, ...],
     out_dir: Path,
     with_torch: bool,
@@ -233,6 +248,8 @@ def bench(
         repeats=repeats,
         max_phonemes=max_phonemes,
         report_dir=report_dir,
+        external=list(external),
+        listen=listen,
         echo=_info,
     )
     baseline = json.loads(paths["json"].read_text())["settings"]["baseline"]

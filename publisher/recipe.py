@@ -250,6 +250,15 @@ class Output(_Section):
     path: Annotated[str, BeforeValidator(_check_output_path)] = "onnx/model.onnx"
 
 
+class RealWeightGates(_Section):
+    """Fidelity thresholds for real weights (recovered or original), measured in the
+    voiced deterministic mode; each one left out keeps the general value."""
+
+    spectral_correlation: float_range(0, 1) | None = None
+    log_mel_distance: float_range(0, 100) | None = None
+    duration_agreement: float_range(0, 1) | None = None
+
+
 class Gates(_Section):
     parity_max_abs: float_range(0, 1) = 5e-4
     parity_min_snr_db: float_range(0, 300) = 60.0
@@ -260,6 +269,14 @@ class Gates(_Section):
     # overall DNSMOS at most this far below upstream's
     wer_margin: float_range(0, 1) | None = None
     dnsmos_drop: float_range(0, 4) | None = None
+    real_weights: RealWeightGates = Field(default_factory=RealWeightGates)
+
+    def for_weights(self, real: bool) -> "Gates":
+        """The thresholds that apply: ``real_weights`` overrides on real weights."""
+        if not real:
+            return self
+        override = self.real_weights.model_dump(exclude_none=True)
+        return self.model_copy(update=override)
 
 
 class Card(_Section):

@@ -313,7 +313,9 @@ def evaluate(
             "skipped_over_frames": skipped["over_frames"],
             "items": bucket_rows,
         }
-    gates = gate_results(recipe, parity, fidelity, shipped, bucket=bucket_report, speech=speech)
+    gates = gate_results(
+        recipe, parity, fidelity, shipped, bucket=bucket_report, speech=speech, real=voiced_mode
+    )
     return {
         "items": [asdict(i) | {"ids": len(i.ids)} for i in used],
         "parity": [asdict(p) for p in parity],
@@ -365,9 +367,11 @@ def gate_results(
     shipped: dict,
     bucket: dict | None = None,
     speech: dict | None = None,
+    real: bool = False,
 ) -> list[GateResult]:
-    """Worst value per gate over all items, compared with the recipe's threshold."""
-    g = recipe.gates
+    """Worst value per gate over all items, compared with the recipe's threshold (its
+    ``real_weights`` values when ``real``)."""
+    g = recipe.gates.for_weights(real)
     out = []
 
     def worst(rows, key, higher_is_better):

@@ -110,6 +110,11 @@ INVALID_CASES = {
         None,
         "extends: expected a recipe name in this directory, got ['_base']",
     ),
+    "real_weights_speech_gate": (
+        None,
+        "gates.real_weights.wer_margin: unknown key "
+        "(expected one of: duration_agreement, log_mel_distance, spectral_correlation)",
+    ),
     "cycle_a": ("cycle_b", "extends: cycle cycle_a -> cycle_b -> cycle_a"),
     "cycle_b": ("cycle_a", "extends: cycle cycle_b -> cycle_a -> cycle_b"),
     "error_in_base": ("_bad_base", "export.opset: expected an integer from 14 to 21, got 99"),
@@ -289,3 +294,14 @@ def test_exponent_floats_and_integer_gates_are_numbers() -> None:
     gates = load_recipe("custom_io", VALID).gates
     assert gates.parity_max_abs == pytest.approx(1e-3)
     assert gates.duration_agreement == 1.0 and isinstance(gates.duration_agreement, float)
+
+
+def test_real_weight_gates_replace_only_the_values_they_set(tmp_path: Path) -> None:
+    (tmp_path / "r.yaml").write_text(
+        'description: "x"\ngates:\n  spectral_correlation: 0.99\n  duration_agreement: 0.9\n'
+        "  real_weights:\n    spectral_correlation: 0.9\n"
+    )
+    gates = load_recipe(str(tmp_path / "r.yaml")).gates
+    assert gates.for_weights(False).spectral_correlation == 0.99
+    real = gates.for_weights(True)
+    assert (real.spectral_correlation, real.duration_agreement) == (0.9, 0.9)

@@ -141,3 +141,22 @@ def test_verify_without_a_build_says_to_build_first(tmp_path):
     result = CliRunner().invoke(main, ["verify", "--recipe", "fp32", "--out", str(tmp_path)])
     assert result.exit_code == 1
     assert "build it first with `publisher build --recipe fp32`" in result.stderr
+
+
+def test_gates_use_the_real_weight_thresholds_only_for_real_weights(tmp_path) -> None:
+    from publisher.verify import FidelityResult
+
+    (tmp_path / "r.yaml").write_text(
+        'description: "x"\ngates:\n  spectral_correlation: 0.99\n'
+        "  real_weights:\n    spectral_correlation: 0.9\n"
+    )
+    recipe = load_recipe(str(tmp_path / "r.yaml"))
+    fid = [FidelityResult("a", 0.95, 0.01, 1.0, 0, 0.95)]
+    shipped = {"ran": True, "items": []}
+
+    def corr_gate(real):
+        gates = gate_results(recipe, [], fid, shipped, real=real)
+        return next(g for g in gates if g.gate == "spectral_correlation")
+
+    assert not corr_gate(False).passed
+    assert corr_gate(True).passed and corr_gate(True).threshold == 0.9
