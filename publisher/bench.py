@@ -77,15 +77,16 @@ def targets_from_builds(folders: list[Path]) -> list[Target]:
 def external_targets(files: list[Path], ckpt, *, listen: bool, echo=None) -> list[Target]:
     """ONNX files built elsewhere (kokoro-onnx's int8, an older release); with ``listen``
     their WER and DNSMOS are measured on the speech set against upstream torch."""
-    targets = []
-    for path in files:
+    for path in files:  # every file checked before minutes of listening
         if not path.is_file():
             raise PublisherError(f"{path}: no such file; give the path of an .onnx model")
+    targets, model = [], ckpt.build_model() if listen and files else None
+    for path in files:
         t = Target(path.name, str(path), path.stat().st_size)
         if listen:
             from publisher.listen import listen as hear
 
-            speech = hear(ckpt, ckpt.build_model(), str(path), echo)
+            speech = hear(ckpt, model, str(path), echo)
             if speech["ran"]:
                 t.wer, t.dnsmos = speech["variant_wer"], speech["variant_dnsmos"]["overall"]
         targets.append(t)
