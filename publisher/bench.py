@@ -57,6 +57,8 @@ def targets_from_builds(folders: list[Path]) -> list[Target]:
     for folder in folders:
         m = read_manifest(folder)
         model = folder / m["model"]
+        if not model.is_file():
+            raise PublisherError(f"{model}: missing (the manifest names it); rebuild {folder}")
         fid = [f["spectral_correlation"] for f in m["verification"].get("fidelity", [])]
         speech = m["verification"].get("speech") or {}
         heard = speech.get("ran", False)
@@ -142,6 +144,9 @@ def run_bench(
                 wer=t.wer,
                 dnsmos=t.dnsmos,
             )
+        if not workers:
+            failed = "; ".join(f"{r.label}: {r.error}" for r in results.values())
+            raise PublisherError(f"no model could be loaded, nothing to time ({failed})")
         times: dict[str, dict[str, list[float]]] = {label: {} for label in workers}
         audio: dict[str, float] = {}
         order = list(workers)
@@ -257,7 +262,8 @@ def write_outputs(
     results: list[TargetResult], targets: list[Target], report_dir: Path, settings: dict[str, Any]
 ) -> dict[str, Path]:
     """bench.json, bench.md, bench.png in report_dir; each variant's manifest gets its row."""
-    from publisher.build import MANIFEST, write_json_atomic
+    from publisher.build import MANIFEST
+    from publisher.workspace import write_json_atomic
 
     report_dir.mkdir(parents=True, exist_ok=True)
     data = {"settings": settings, "results": [asdict(r) for r in results]}

@@ -9,13 +9,21 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 
 from publisher.errors import PublisherError
+from publisher.workspace import (
+    check_writable_folder,
+    replace_folder,
+    scratch_dir,
+    sweep,
+    write_json_atomic,
+)
 
 MANIFEST = "manifest.json"
 RESOLVED_RECIPE = "recipe.json"
@@ -83,14 +91,14 @@ def prepare(recipe, spec: str, timer) -> Prepared:
         ckpt = open_checkpoint(spec)
         model = ckpt.build_model()
     with timer.step("export fp32", "cached per checkpoint and export settings"):
-        graph = export_fp32(ckpt, recipe, model=model)
+        graph = export_fp32(ckpt, recipe, model=model, echo=timer.echo)
     with timer.step(
         "export deterministic graphs",
         "noise only for sample-by-sample parity; with the sine (voiced) for fidelity",
     ):
-        parity_graph = export_fp32(ckpt, recipe, model=model, parity=True)
+        parity_graph = export_fp32(ckpt, recipe, model=model, parity=True, echo=timer.echo)
         voiced_graph = (
-            export_fp32(ckpt, recipe, model=model, parity=True, voiced=True)
+            export_fp32(ckpt, recipe, model=model, parity=True, voiced=True, echo=timer.echo)
             if voiced_fidelity(ckpt)
             else parity_graph
         )
@@ -103,8 +111,16 @@ def prepare(recipe, spec: str, timer) -> Prepared:
 
 
 def _verify(
-    p: Prepared, shipped: Path, scratch: Path, timer, echo: Echo, speech: bool = True
+    p: Prepared,
+    shipped: Path,
+    scratch: Path,
+    report_dir: Path,
+    timer,
+    echo: Echo,
+    speech: bool = True,
 ) -> dict[str, Any]:
+    """Evaluate ``shipped``; the twin graph goes to ``scratch`` (never beside the
+    artifact), verify.md and its picture to ``report_dir``."""
     import onnx
 
     from publisher.verify import bucket_probes, evaluate, verification_items, write_report
@@ -132,7 +148,7 @@ def _verify(
         )
     if twin_path:
         twin_path.unlink()
-    write_report(report, scratch, f"{p.recipe.name} ({p.ckpt.source})")
+    write_report(report, report_dir, f"{p.recipe.name} ({p.ckpt.source})")
     return report
 
 
@@ -159,28 +175,41 @@ def build(
     from publisher.verify import enforce_gates, passed, public
 
     echo = echo or (lambda line: None)
+    final = Path(out_dir) / recipe.name
+    check_target(final)
     timer = StepTimer(total=6, echo=echo)
     p = prepare(recipe, checkpoint or recipe.checkpoint, timer)
-    final = Path(out_dir) / recipe.name
-    final.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{recipe.name}.", dir=final.parent))
+    # the model, its twin and the copy kept while swapping: about three times its size
+    check_writable_folder(final.parent, "--out", need_bytes=3 * p.variant.ByteSize())
+    run = scratch_dir(final.parent, recipe.name)  # removed on any exit, swept if killed
     try:
-        model_path = staging / recipe.output.path
+        built, scratch = run / "variant", run / "scratch"
+        scratch.mkdir()
+        model_path = built / recipe.output.path
         model_path.parent.mkdir(parents=True, exist_ok=True)
         onnx.save(p.variant, str(model_path))
-        report = _verify(p, model_path, staging, timer, echo, speech)
+        report = _verify(p, model_path, scratch, built, timer, echo, speech)
         for line in _gate_lines(report):
             echo(line)
         enforce_gates(report)
         with timer.step("write", str(final)):
             manifest = write_manifest(
-                staging, p, public(report) | {"passed": passed(report)}, timer.seconds
+                built, p, public(report) | {"passed": passed(report)}, timer.seconds
             )
-            _move_into_place(staging, final)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+            replace_folder(built, final)
+    finally:
+        shutil.rmtree(run, ignore_errors=True)
     return BuildResult(final, final / recipe.output.path, manifest)
+
+
+def check_target(final: Path) -> None:
+    """Before any heavy work: ``final`` (OUT/NAME) must be creatable or a folder, and
+    leftovers of killed runs beside it are swept."""
+    check_writable_folder(final.parent, "--out")
+    if (final.exists() or final.is_symlink()) and (not final.is_dir() or final.is_symlink()):
+        raise PublisherError(f"{final} exists and is not a folder; remove it or pick another --out")
+    final.parent.mkdir(parents=True, exist_ok=True)
+    sweep(final.parent)
 
 
 def write_manifest(folder: Path, p: Prepared, verification: dict, steps: dict) -> dict:
@@ -188,9 +217,7 @@ def write_manifest(folder: Path, p: Prepared, verification: dict, steps: dict) -
     from publisher.provenance import host, versions
     from publisher.recipe import recipe_hash
 
-    (folder / RESOLVED_RECIPE).write_text(
-        json.dumps(p.recipe.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
-    )
+    write_json_atomic(folder / RESOLVED_RECIPE, p.recipe.model_dump(mode="json"))
     manifest = {
         "recipe": p.recipe.name,
         "recipe_sha256": recipe_hash(p.recipe),
@@ -227,22 +254,53 @@ def file_index(folder: Path) -> dict[str, dict[str, Any]]:
     }
 
 
-def write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
-
-
 def read_manifest(folder: Path) -> dict[str, Any]:
+    """A build's manifest.json, checked for the fields the commands read (one line
+    naming the first wrong field, never a KeyError later)."""
     path = folder / MANIFEST
     if not path.is_file():
         raise PublisherError(
             f"{folder}: no {MANIFEST}; build it first with `publisher build --recipe {folder.name}`"
         )
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise PublisherError(f"{path}: not valid JSON ({exc})") from None
+        data = json.loads(path.read_text(encoding="utf-8"))
+        ManifestCore.model_validate(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise PublisherError(f"{path}: not valid JSON ({exc}); rebuild it") from None
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(part) for part in err["loc"]) or "top level"
+        raise PublisherError(
+            f"{path}: not a build manifest ({where}: {err['msg']}); rebuild it"
+        ) from None
+    return data
+
+
+def _model_path(v: str) -> str:
+    if v.startswith("/") or ".." in v.split("/") or "\\" in v:
+        raise ValueError("must be a relative path inside the build folder")
+    return v
+
+
+class _Checkpoint(BaseModel):
+    source: str
+    sha256: str
+
+
+class _File(BaseModel):
+    sha256: str
+    bytes: int
+
+
+class ManifestCore(BaseModel):
+    """The fields of a build's manifest.json that stage, verify and bench read."""
+
+    model_config = ConfigDict(extra="allow")
+    recipe: str
+    model: Annotated[str, AfterValidator(_model_path)]
+    checkpoint: _Checkpoint
+    files: dict[str, _File]
+    verification: dict[str, Any]  # re-made by verify; stage reads "passed" (absent: no)
 
 
 def verify_built(
@@ -273,10 +331,13 @@ def verify_built(
             f"{folder}: built from checkpoint {manifest['checkpoint']['sha256'][:12]}"
             f", but {p.ckpt.source} is {p.ckpt.sha256[:12]}; pass --checkpoint"
         )
-    with tempfile.TemporaryDirectory(dir=folder) as scratch:
-        report = _verify(p, shipped, Path(scratch), timer, echo, speech)
+    run = scratch_dir(folder.parent, f"{folder.name}.verify")
+    try:
+        report = _verify(p, shipped, run, run, timer, echo, speech)
         for name in ("verify.md", "verify_spectrogram.png"):
-            os.replace(Path(scratch) / name, folder / name)
+            os.replace(run / name, folder / name)
+    finally:
+        shutil.rmtree(run, ignore_errors=True)
     for line in _gate_lines(report):
         echo(line)
     manifest["verification"] = public(report) | {"passed": passed(report)}
@@ -284,16 +345,3 @@ def verify_built(
     write_json_atomic(folder / MANIFEST, manifest)
     enforce_gates(report)
     return manifest
-
-
-def _move_into_place(staging: Path, final: Path) -> None:
-    """Swap the finished folder in; an old build is replaced only once the new one is whole."""
-    old = None
-    if final.exists():
-        if not final.is_dir():
-            raise PublisherError(f"{final} exists and is not a folder; remove it or pick --out")
-        old = final.with_name(f".{final.name}.old-{os.getpid()}")
-        os.replace(final, old)
-    os.replace(staging, final)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

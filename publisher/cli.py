@@ -6,8 +6,10 @@ so ``publisher --help`` stays instant.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -18,17 +20,69 @@ from publisher.errors import PublisherError
 
 
 class _Group(click.Group):
-    """Turns a PublisherError into one line on stderr and its exit status."""
+    """Every failure a user can cause ends as one line on stderr and exit status 1:
+    a PublisherError, a usage mistake, an OSError nobody anticipated (full disk,
+    read-only folder). Ctrl-C exits 130 and SIGTERM 143, both after cleanup ran."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, **extra):
+        extra.pop("standalone_mode", None)
+        previous = _on_sigterm()
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.UsageError as err:
+            hint = f" (see `{err.ctx.command_path} --help`)" if err.ctx else ""
+            click.echo(f"error: {err.format_message()}{hint}", err=True)
+            code = 1
+        except click.ClickException as err:
+            click.echo(f"error: {err.format_message()}", err=True)
+            code = 1
+        except click.Abort:
+            click.echo("interrupted", err=True)
+            code = 130
+        finally:
+            with contextlib.suppress(ValueError):
+                signal.signal(signal.SIGTERM, previous)
+        sys.exit(code if isinstance(code, int) else 0)
 
     def invoke(self, ctx: click.Context):
+        from publisher.workspace import os_error_line
+
         try:
             return super().invoke(ctx)
-        except PublisherError as err:
-            click.echo(f"error: {err}", err=True)
+        except PublisherError as err:  # one line, whatever a quoted name holds
+            click.echo(f"error: {_one_line(err)}", err=True)
             ctx.exit(err.exit_code)
+        except BrokenPipeError:  # `publisher ... | head`: the reader left; nothing to say
+            ctx.exit(1)
+        except OSError as err:
+            click.echo(f"error: {os_error_line(err)}", err=True)
+            ctx.exit(1)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             ctx.exit(130)
+        except _Terminated:
+            click.echo("terminated", err=True)
+            ctx.exit(143)
+
+
+def _one_line(err: BaseException) -> str:
+    """The message on one line, whatever a quoted name holds (newlines shown escaped)."""
+    return str(err).replace("\r", "\\r").replace("\n", "\\n")
+
+
+class _Terminated(BaseException):
+    """Raised by SIGTERM so that every ``finally`` and ``except BaseException`` cleanup
+    runs (the default action kills the process where it stands)."""
+
+
+def _on_sigterm():
+    def handler(signum, frame):
+        raise _Terminated()
+
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (an embedding application): leave it alone
+        return signal.getsignal(signal.SIGTERM)
 
 
 def _info(line: str) -> None:
@@ -60,10 +114,10 @@ def list_cmd() -> None:
 def validate(recipes: tuple[str, ...]) -> None:
     """Check recipes (names or paths; all of recipes/ when none given)."""
     from publisher.errors import RecipeError
-    from publisher.recipe import list_recipes, load_recipe
+    from publisher.recipe import load_recipe, recipe_files
 
-    if not recipes:
-        recipes = tuple(r.name for r in list_recipes())
+    if not recipes:  # every file, each reported, the broken ones included
+        recipes = tuple(str(path) for path in recipe_files())
     failed = 0
     for name in recipes:
         try:
@@ -71,7 +125,7 @@ def validate(recipes: tuple[str, ...]) -> None:
             click.echo(f"ok  {r.name}")
         except RecipeError as err:
             failed += 1
-            click.echo(f"error: {err}", err=True)
+            click.echo(f"error: {_one_line(err)}", err=True)
     if failed:
         raise click.exceptions.Exit(1)
 

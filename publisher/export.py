@@ -13,12 +13,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from publisher.errors import ExportError
 from publisher.exact_stft import exact_stft
+from publisher.hashing import file_sha256
+from publisher.workspace import atomic_path, sweep, write_text_atomic
 
 if TYPE_CHECKING:
     from publisher.checkpoint import Checkpoint
@@ -77,6 +80,7 @@ def export_fp32(
     voiced: bool = False,
     model=None,
     use_cache: bool = True,
+    echo=None,
 ) -> Path:
     """Return the path of the cached fp32 graph for (checkpoint, export settings, mode):
     ``parity`` the noise-only deterministic switch, with ``voiced`` its sine kept (see
@@ -97,19 +101,44 @@ def export_fp32(
 
     key = export_key(ckpt, recipe, parity=parity, voiced=voiced)
     target = cache_root() / "exports" / key / "model.onnx"
-    if use_cache and target.is_file():
+    if use_cache and cached_entry_ok(target, echo):
         return target
     model = model if model is not None else ckpt.build_model()
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".model.{os.getpid()}.onnx")
-    try:
+    sweep(target.parent)  # a killed export's half-written file
+    with atomic_path(target) as tmp:
         with exact_stft(model):
             write(model, tmp)
         _check(tmp)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+        digest = file_sha256(tmp)
+    write_text_atomic(_digest_path(target), digest + "\n")
     return target
+
+
+def _digest_path(target: Path) -> Path:
+    return target.with_name(target.name + ".sha256")
+
+
+def cached_entry_ok(target: Path, echo=None) -> bool:
+    """Whether the cached graph is whole: its sha256, recorded when it was written,
+    still matches. A damaged or unrecorded entry is named in one line and rebuilt."""
+    if not target.is_file():
+        return False
+    try:
+        recorded = _digest_path(target).read_text(encoding="ascii").strip()
+        if recorded and file_sha256(target) == recorded:
+            return True
+    except (OSError, UnicodeDecodeError):
+        pass
+    (echo or _stderr)(
+        f"export cache entry {target}: no recorded sha256, or it does not match "
+        "(damaged or incomplete); rebuilding it"
+    )
+    return False
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr)
 
 
 def _torch_export(

@@ -51,10 +51,13 @@ def commit_message(manifest: dict[str, Any]) -> tuple[str, str]:
 
 
 def plan(folder: Path) -> list[tuple[str, int]]:
+    """The files a publish uploads: everything staged but stage's own marker."""
+    from publisher.stage import STAGE_MARK
+
     return [
         (p.relative_to(folder).as_posix(), p.stat().st_size)
         for p in sorted(folder.rglob("*"))
-        if p.is_file()
+        if p.is_file() and p.relative_to(folder).as_posix() != STAGE_MARK
     ]
 
 
@@ -112,6 +115,10 @@ def _upload(
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError
 
+    from publisher.hub_session import use_hub_timeouts
+    from publisher.stage import STAGE_MARK
+
+    seconds = use_hub_timeouts()
     api = HfApi(token=token)
     try:
         api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
@@ -125,28 +132,39 @@ def _upload(
             commit_message=summary,
             commit_description=description,
             create_pr=create_pr,
+            ignore_patterns=[STAGE_MARK],
         )
     except HfHubHTTPError as exc:
-        raise PublisherError(_http_error(repo_id, exc)) from None
-    except (OSError, ConnectionError) as exc:
-        raise PublisherError(
-            f"{repo_id}: cannot reach the Hub ({first_line(exc, 200)}); nothing was published"
-        ) from None
-    except Exception as exc:  # httpx transport errors and the like
-        raise PublisherError(
-            f"{repo_id}: upload failed ({type(exc).__name__}: {first_line(exc, 200)}); "
-            "nothing was published"
-        ) from None
+        raise PublisherError(_http_error(repo_id, exc, token)) from None
+    except Exception as exc:  # httpx transport errors, timeouts, OSError and the like
+        raise PublisherError(_transport_error(repo_id, exc, seconds)) from None
     return PublishResult(repo_id, info.commit_url, info.pr_url, summary, files, False)
 
 
-def _http_error(repo_id: str, exc) -> str:
+def _transport_error(repo_id: str, exc: Exception, seconds: float) -> str:
+    name = type(exc).__name__
+    if "Timeout" in name:
+        return (
+            f"{repo_id}: the Hub did not answer within {seconds:g} s ({name}); no commit "
+            "was made; try again later or raise PUBLISHER_HUB_TIMEOUT"
+        )
+    if isinstance(exc, OSError) or "Connect" in name:
+        return f"{repo_id}: cannot reach the Hub ({first_line(exc, 200)}); no commit was made"
+    return f"{repo_id}: upload failed ({name}: {first_line(exc, 200)}); no commit was made"
+
+
+def _http_error(repo_id: str, exc, token: str | None = None) -> str:
+    from huggingface_hub import get_token
+
     status = getattr(getattr(exc, "response", None), "status_code", None)
     if status in (401, 403):
+        if not (token or get_token()):
+            return (
+                f"{repo_id}: the Hub needs a token with write access (HTTP {status}) and none "
+                "is set; set HF_TOKEN or run `hf auth login`"
+            )
         return (
             f"{repo_id}: the Hub refused the token (HTTP {status}); set HF_TOKEN to a token "
             "with write access or run `hf auth login`"
         )
-    return (
-        f"{repo_id}: the Hub answered HTTP {status} ({first_line(exc, 200)}); nothing was published"
-    )
+    return f"{repo_id}: the Hub answered HTTP {status} ({first_line(exc, 200)}); no commit was made"

@@ -136,6 +136,13 @@ def _check_output_path(v: Any) -> str:
         raise _fail(f"must not contain '.', '..' or empty segments, got {_show(v)}")
     if not v.endswith(".onnx") or v.rsplit("/", 1)[-1] == ".onnx":
         raise _fail(f"expected a path ending in .onnx, got {_show(v)}")
+    if len(v) > 200 or not all(
+        re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9._-]*", p) for p in v.split("/")
+    ):
+        raise _fail(
+            "expected at most 200 characters of letters, digits, '.', '_', '-' and '/' "
+            f"(no segment starting with '.'), got {_show(v)}"
+        )
     return v
 
 
@@ -393,6 +400,11 @@ _Loader.add_implicit_resolver(
 )
 
 
+MAX_BYTES = 64 * 1024  # recipes are a few hundred bytes; YAML bombs are bounded by both
+MAX_VALUES = 10_000
+MAX_EXTENDS = 16
+
+
 def _display(path: Path) -> str:
     """``path`` relative to the working directory when inside it, else absolute."""
     full = Path(path).resolve()
@@ -402,9 +414,26 @@ def _display(path: Path) -> str:
         return str(full)
 
 
+def _expanded_size(value: Any, memo: dict[int, int]) -> int:
+    """How many values ``value`` holds once every YAML alias is expanded; linear in the
+    document (shared objects are counted once per visit of their parent, memoized)."""
+    if not isinstance(value, dict | list):
+        return 1
+    key = id(value)
+    if key not in memo:
+        memo[key] = 0  # a recursive alias counts as nothing more (and cannot loop)
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        memo[key] = 1 + sum(_expanded_size(v, memo) for _, v in items)
+    return memo[key]
+
+
 def _read(path: Path) -> dict[str, Any]:
     shown = _display(path)
     try:
+        if path.stat().st_size > MAX_BYTES:
+            raise RecipeError(
+                f"{shown}: {path.stat().st_size} bytes; a recipe is at most {MAX_BYTES} bytes"
+            )
         data = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)
     except (OSError, UnicodeDecodeError) as exc:
         raise RecipeError(
@@ -419,6 +448,11 @@ def _read(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         got = "an empty file" if data is None else _kind(data)
         raise RecipeError(f"{shown}: expected a mapping of recipe fields, got {got}")
+    if _expanded_size(data, {}) > MAX_VALUES:
+        raise RecipeError(
+            f"{shown}: expands to more than {MAX_VALUES} values (YAML aliases repeating "
+            "aliases?); a recipe is a few dozen settings"
+        )
     for key in _INTERNAL:
         if key in data:
             raise RecipeError(f"{shown}: {key}: {_unknown_key(Recipe)}")
@@ -460,6 +494,8 @@ def _resolve(path: Path, chain: tuple[Path, ...]) -> tuple[dict, dict[tuple, Pat
         got = _show(base)
         raise RecipeError(f"{shown}: extends: expected a recipe name in this directory, got {got}")
     base_path, stack = path.parent / f"{base}.yaml", (*chain, path)
+    if len(stack) > MAX_EXTENDS:
+        raise RecipeError(f"{shown}: extends: a chain longer than {MAX_EXTENDS} recipes")
     seen = [p.resolve() for p in stack]
     if base_path.resolve() in seen:
         names = [p.stem for p in stack[seen.index(base_path.resolve()) :]]
@@ -533,7 +569,15 @@ _current_recipes_dir = recipes_dir  # the ``recipes_dir`` parameters below shado
 
 
 def _names(folder: Path) -> list[str]:
-    return sorted(p.stem for p in folder.glob("*.yaml") if not p.name.startswith("_"))
+    return sorted(p.stem for p in folder.glob("*.yaml") if not p.name.startswith(("_", ".")))
+
+
+def recipe_files(recipes_dir: Path | None = None) -> list[Path]:
+    """Every non-abstract recipe file in the folder (loaded or not)."""
+    folder = Path(recipes_dir or _current_recipes_dir())
+    if not folder.is_dir():
+        raise RecipeError(f"{_display(folder)}: recipes directory not found")
+    return [folder / f"{name}.yaml" for name in _names(folder)]
 
 
 def load_recipe(name_or_path: str | Path, recipes_dir: Path | None = None) -> Recipe:
@@ -545,6 +589,7 @@ def load_recipe(name_or_path: str | Path, recipes_dir: Path | None = None) -> Re
     if not path.is_file():
         available = ", ".join(_names(path.parent)) or "none"
         raise RecipeError(f"{_display(path)}: no such recipe file (available: {available})")
+    _check_name(path)
     data, origins = _resolve(path, ())
     try:
         return Recipe.model_validate({**data, "name": path.stem, "source": path.resolve()})
@@ -552,12 +597,22 @@ def load_recipe(name_or_path: str | Path, recipes_dir: Path | None = None) -> Re
         raise RecipeError(_first_error(exc, data, origins, path)) from None
 
 
+RECIPE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def _check_name(path: Path) -> None:
+    """The file stem names the build folder, the Space's row and the Hub commit: plain
+    ASCII, no spaces, at most 64 characters, so it works everywhere it appears."""
+    if not RECIPE_NAME.fullmatch(path.stem) or path.stem.endswith("."):
+        raise RecipeError(
+            f"{_display(path)}: the recipe name {path.stem!r} must be 1-64 letters, digits, "
+            "'.', '_' or '-', starting with a letter or digit; rename the file"
+        )
+
+
 def list_recipes(recipes_dir: Path | None = None) -> list[Recipe]:
     """Every non-abstract recipe (``*.yaml`` not starting with ``_``), sorted by name."""
-    folder = Path(recipes_dir or _current_recipes_dir())
-    if not folder.is_dir():
-        raise RecipeError(f"{_display(folder)}: recipes directory not found")
-    return [load_recipe(folder / f"{name}.yaml") for name in _names(folder)]
+    return [load_recipe(path) for path in recipe_files(recipes_dir)]
 
 
 def recipe_hash(recipe: Recipe) -> str:

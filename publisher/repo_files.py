@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from publisher.errors import PublisherError
+from publisher.workspace import atomic_path, check_writable_folder, write_text_atomic
 
 if TYPE_CHECKING:
     import numpy as np
@@ -49,17 +50,20 @@ def write_voices(voices: dict[str, np.ndarray], folder: Path) -> list[Path]:
     check_voices(voices)
     names = sorted(voices)
     folder.mkdir(parents=True, exist_ok=True)
+    need = sum(voices[n].nbytes for n in names) * 2 + 2**20
+    check_writable_folder(folder, "voices folder", need_bytes=need)
     npz = folder / "voices.npz"
-    with open(npz, "wb") as fh:  # a file handle: numpy would otherwise append .npz
+    with atomic_path(npz) as tmp, open(tmp, "wb") as fh:  # numpy would append .npz to a path
         np.savez(fh, **{n: voices[n] for n in names})
     txt = folder / "voices.txt"
-    txt.write_text("".join(f"{n}\n" for n in names))
+    write_text_atomic(txt, "".join(f"{n}\n" for n in names))
     bins = folder / "voices"
     bins.mkdir(exist_ok=True)
     paths = [npz, txt]
     for n in names:
         path = bins / f"{n}.bin"
-        path.write_bytes(voices[n].reshape(510, 256).astype("<f4").tobytes())
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(voices[n].reshape(510, 256).astype("<f4").tobytes())
         paths.append(path)
     return paths
 
@@ -146,6 +150,6 @@ def write_model_files(config: dict[str, Any], folder: Path) -> list[Path]:
     paths = []
     for name, data in files.items():
         path = folder / name
-        path.write_text(json.dumps(data, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        write_text_atomic(path, json.dumps(data, ensure_ascii=False, indent=2) + "\n")
         paths.append(path)
     return paths

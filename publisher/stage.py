@@ -11,12 +11,21 @@ import json
 import os
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from publisher.errors import PublisherError
+from publisher.workspace import (
+    check_writable_folder,
+    replace_folder,
+    scratch_dir,
+    write_json_atomic,
+)
+
+# Written into every staged folder: stage replaces only folders that carry it (or empty
+# ones), never a user's folder. Not uploaded (see publish.plan).
+STAGE_MARK = ".publisher-staged"
 
 KOKORO_JS_DTYPES = {
     "model.onnx": "fp32",
@@ -170,7 +179,7 @@ def _tensors(variant_path: Path) -> list[dict[str, str]]:
 
 def stage(folders: list[Path], dest: Path, repo_id: str = "ORG/NAME", echo=None) -> Staged:
     """Assemble ``dest`` from built variant folders (see module doc)."""
-    from publisher.build import read_manifest, write_json_atomic
+    from publisher.build import read_manifest
     from publisher.checkpoint import open_checkpoint
     from publisher.provenance import versions
     from publisher.repo_files import write_model_files, write_voices
@@ -202,8 +211,10 @@ def stage(folders: list[Path], dest: Path, repo_id: str = "ORG/NAME", echo=None)
             "were built from; rebuild them"
         )
     dest = Path(dest)
+    need = sum((folder / m["model"]).stat().st_size for folder, m in manifests)
+    check_dest(dest, [folder for folder, _ in manifests], need_bytes=2 * need)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    tmp = scratch_dir(dest.parent, dest.name)
     try:
         variants = []
         for folder, m in manifests:
@@ -244,7 +255,8 @@ def stage(folders: list[Path], dest: Path, repo_id: str = "ORG/NAME", echo=None)
             "versions": context["versions"],
         }
         write_json_atomic(tmp / "manifest.json", manifest)
-        _replace(tmp, dest)
+        write_json_atomic(tmp / STAGE_MARK, {"written_by": "publisher stage"})
+        replace_folder(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -262,14 +274,25 @@ def _bench_note(manifests) -> str:
     return "no benchmark recorded for these builds"
 
 
-def _replace(tmp: Path, dest: Path) -> None:
-    old = None
-    if dest.exists():
-        old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
-        os.replace(dest, old)
-    os.replace(tmp, dest)
-    if old:
-        shutil.rmtree(old, ignore_errors=True)
+def check_dest(dest: Path, builds: list[Path], need_bytes: int = 0) -> None:
+    """``dest`` must be new, empty, or a folder stage wrote before: stage replaces it
+    whole, so it never takes a folder holding anything else (builds included)."""
+    dest = Path(dest)
+    for build in builds:
+        if Path(os.path.abspath(build)).is_relative_to(os.path.abspath(dest)):
+            raise PublisherError(
+                f"--dest {dest}: it holds the build {build}, which staging would replace; "
+                "pick a new folder"
+            )
+    if dest.is_dir() and not dest.is_symlink():
+        if any(dest.iterdir()) and not (dest / STAGE_MARK).is_file():
+            raise PublisherError(
+                f"--dest {dest}: the folder has files `publisher stage` did not write, and "
+                "staging replaces the whole folder; pick a new or empty folder"
+            )
+    elif dest.exists() or dest.is_symlink():
+        raise PublisherError(f"--dest {dest}: exists and is not a folder; pick a new folder")
+    check_writable_folder(dest.parent, "--dest", need_bytes=need_bytes)
 
 
 def staged_manifest(folder: Path) -> dict[str, Any]:

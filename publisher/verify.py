@@ -36,6 +36,9 @@ if TYPE_CHECKING:
 
 PROBE_TOKENS = (40, 400)  # fixed-length parity probes (token counts, pads included)
 SHIPPED_ITEMS = 2  # corpus items the noisy shipped graph is run on
+# The shipped graph against its deterministic twin, relative to torch against its own
+# deterministic mode (see _shipped): the file is the graph that was verified.
+SHIPPED_MATCH = 0.9
 REPORT = "verify.md"
 PICTURE = "verify_spectrogram.png"
 
@@ -299,7 +302,9 @@ def evaluate(
         )
         if not used:
             raise PublisherError(f"no verification input fits a {bucket.bucket}-token bucket")
-    shipped = _shipped(ckpt, model, shipped_graph, used[:SHIPPED_ITEMS], ModelWorker, run_torch)
+    shipped = _shipped(
+        ckpt, model, shipped_graph, used[:SHIPPED_ITEMS], ModelWorker, run_torch, (refs, outs)
+    )
     speech = listen(ckpt, model, str(shipped_graph), echo) if speech else SPEECH_OFF
     pic_item = max(used[: max(1, len(used) // 2)], key=lambda i: len(i.ids))
     bucket_report = None
@@ -332,10 +337,18 @@ def evaluate(
     }
 
 
-def _shipped(ckpt, model, graph: Path, items: list[Item], worker_cls, run_torch) -> dict:
-    """Run the published graph (random source on) in a child process, next to torch."""
+def _shipped(
+    ckpt, model, graph: Path, items: list[Item], worker_cls, run_torch, deterministic
+) -> dict:
+    """Run the published graph (random source on) in a child process, next to torch.
+
+    ``deterministic``: (torch, twin) outputs per item in the deterministic mode. The
+    shipped graph is held to its twin as torch is held to itself: corr(shipped, twin)
+    over corr(torch with its random source, torch deterministic), the shipped_matches_twin
+    gate. A different graph with the same inputs and outputs scores near 0."""
     import numpy as np
 
+    torch_det, twin_det = deterministic
     rows = []
     try:
         with worker_cls(str(graph), label=graph.name) as worker:
@@ -345,6 +358,8 @@ def _shipped(ckpt, model, graph: Path, items: list[Item], worker_cls, run_torch)
                 a = run_torch(model, list(item.ids), style, item.speed)
                 b = run_torch(model, list(item.ids), style, item.speed)
                 finite = bool(np.isfinite(out.waveform).all())
+                to_twin = spectral_correlation(twin_det[item.id].waveform, out.waveform)
+                torch_floor = spectral_correlation(torch_det[item.id].waveform, a.waveform)
                 rows.append(
                     {
                         "item": item.id,
@@ -353,6 +368,9 @@ def _shipped(ckpt, model, graph: Path, items: list[Item], worker_cls, run_torch)
                         "log_mel_distance": log_mel_distance(a.waveform, out.waveform),
                         "noise_floor_correlation": spectral_correlation(a.waveform, b.waveform),
                         "noise_floor_log_mel": log_mel_distance(a.waveform, b.waveform),
+                        "twin_correlation": to_twin,
+                        "torch_mode_correlation": torch_floor,
+                        "matches_twin": to_twin / max(torch_floor, 1e-6),
                     }
                 )
     except VerificationError:
@@ -436,6 +454,19 @@ def gate_results(
             True,
         )
     )
+    if finite and shipped["items"]:
+        row = min(shipped["items"], key=lambda r: r["matches_twin"])
+        value = row["matches_twin"]
+        out.append(
+            GateResult(
+                "shipped_matches_twin",
+                value,
+                SHIPPED_MATCH,
+                value >= SHIPPED_MATCH,
+                row["item"],
+                True,
+            )
+        )
     return out
 
 

@@ -25,6 +25,10 @@ class VariantCrashed(PublisherError):
     """The child process running a model died (segfault, abort, out of memory)."""
 
 
+class VariantFailed(PublisherError):
+    """The runtime raised an error on an input (the child process lives on)."""
+
+
 def _peak_rss_mib() -> float:
     """This process's peak resident memory. On Linux from VmHWM: ru_maxrss survives execve,
     so a spawned child would report the parent's size at fork time (measured: every model
@@ -83,7 +87,11 @@ def _serve(conn: Any, kind: str, target: str, threads: int) -> None:
             continue
         _, ids, style, speed = msg
         t0 = time.perf_counter()
-        out = run(model, ids, style, speed)
+        try:
+            out = run(model, ids, style, speed)
+        except Exception as exc:  # the runtime refused the input: a message, not a crash
+            conn.send(("error", f"{type(exc).__name__}: {exc}".splitlines()[0][:300]))
+            continue
         conn.send(("out", out.waveform, out.durations, time.perf_counter() - t0))
 
 
@@ -117,7 +125,10 @@ class ModelWorker:
         from publisher.synth import Synthesis
 
         self._conn.send(("run", list(ids), style, float(speed)))
-        _, wave, dur, seconds = self._recv()
+        reply = self._recv()
+        if reply[0] == "error":
+            raise VariantFailed(f"{self.label}: the model failed on this input: {reply[1]}")
+        _, wave, dur, seconds = reply
         return Synthesis(wave, dur), seconds
 
     def peak_rss_mib(self) -> float:

@@ -84,7 +84,7 @@ def test_a_failed_upload_leaves_the_repo_unchanged_and_a_retry_succeeds(dist, hu
     failed = _publish(dist)
     assert failed.exit_code == 1
     errors = [line for line in failed.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "nothing was published" in errors[0], failed.stderr
+    assert len(errors) == 1 and "no commit was made" in errors[0], failed.stderr
     assert "onnx/model.onnx" not in hub.files(REPO)  # at most the repo's initial commit
     retry = _publish(dist)
     assert retry.exit_code == 0, retry.output

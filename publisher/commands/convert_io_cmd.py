@@ -12,9 +12,36 @@ from pathlib import Path
 
 import click
 
-from publisher.errors import PublisherError
+from publisher.errors import PublisherError, first_line
+from publisher.workspace import atomic_path, check_writable_folder
 
 PROFILE_ROLES = ("input_ids", "style", "speed", "input_lengths", "waveform", "duration")
+
+
+def _check_kokoro(model, src: Path) -> None:
+    """A Kokoro graph: int64 token ids, a float style vector and a float speed in, at
+    least the waveform out. Anything else is refused before a name is touched."""
+    import onnx
+
+    ins, outs = list(model.graph.input), list(model.graph.output)
+
+    def elem(v) -> int:
+        return v.type.tensor_type.elem_type
+
+    floats = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16)
+    looks = (
+        len(ins) in (3, 4)
+        and 1 <= len(outs) <= 2
+        and elem(ins[0]) == onnx.TensorProto.INT64
+        and elem(ins[1]) in floats
+        and elem(ins[2]) in floats
+    )
+    if not looks:
+        shown = ", ".join(i.name for i in ins) or "none"
+        raise PublisherError(
+            f"{src}: not a Kokoro graph (inputs {shown}; expected int64 token ids, a float "
+            "style vector and a float speed, then the waveform out)"
+        )
 
 
 def _current_roles(model) -> dict[str, str]:
@@ -39,7 +66,8 @@ def convert_io(
     try:
         model = onnx.load(str(src))
     except Exception as exc:
-        raise PublisherError(f"{src}: not an ONNX model ({str(exc).splitlines()[0]})") from None
+        raise PublisherError(f"{src}: not an ONNX model ({first_line(exc)})") from None
+    _check_kokoro(model, src)
     if profile:
         if profile not in IO_PROFILES:
             raise PublisherError(f"unknown profile '{profile}' (known: {', '.join(IO_PROFILES)})")
@@ -51,9 +79,9 @@ def convert_io(
     set_metadata(model, {"publisher.io": json.dumps(_current_roles(model), sort_keys=True)})
     onnx.checker.check_model(model)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.tmp")
-    onnx.save(model, str(tmp))
-    tmp.replace(dst)
+    check_writable_folder(dst.parent, "output", need_bytes=model.ByteSize())
+    with atomic_path(dst) as tmp:  # a full disk leaves dst as it was and no .tmp behind
+        onnx.save(model, str(tmp))
     return mapping
 
 

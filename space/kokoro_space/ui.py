@@ -11,6 +11,7 @@ import logging
 import random
 import re
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -250,7 +251,13 @@ class SpaceApp:
         except Exception as err:
             status = self._fail(err)
             return [None, None, status, "", None, None]
-        new_state = {"a": a.name, "b": b.name, "voice": voice, "chars": len(text)}
+        new_state = {
+            "a": a.name,
+            "b": b.name,
+            "voice": voice,
+            "chars": len(text),
+            "pair": uuid.uuid4().hex,
+        }
         status = "Listen to **A** and **B**, then vote. The names are shown after your vote."
         return [
             (SAMPLE_RATE, to_int16(runs[0].wave)),
@@ -272,19 +279,23 @@ class SpaceApp:
             gr.Warning(msg)
             return [f"⚠️ {msg}", self.leaderboard(), state, msg]
         try:
-            self.votes.record(
+            fresh = self.votes.record(
                 self.engine.source.label,
                 state["a"],
                 state["b"],
                 choice,
                 str(state.get("voice", "")),
                 int(state.get("chars", 0)),
+                pair=str(state.get("pair") or uuid.uuid4().hex),
             )
         except Exception as err:
             log.exception("recording a vote failed")
             msg = f"Could not record the vote: {type(err).__name__}: {err}"
             gr.Warning(html.escape(msg))
             return [f"⚠️ {md_escape(msg)}", self.leaderboard(), state, msg]
+        if not fresh:
+            msg = "This pair already has its vote; play another pair."
+            return [f"⚠️ {msg}", self.leaderboard(), None, msg]
         verdict = {"A": f"you preferred A ({state['a']})", "B": f"you preferred B ({state['b']})"}
         reveal = (
             f"**A** was **{md_escape(state['a'])}**, **B** was **{md_escape(state['b'])}**: "

@@ -29,6 +29,10 @@ CREATE TABLE IF NOT EXISTS votes (
     text_chars INTEGER NOT NULL
 )
 """
+# One vote per blind pair: each pair carries an id, recorded once however many votes for
+# it arrive at the same time (older databases gain the column on first use).
+_PAIR_COLUMN = "ALTER TABLE votes ADD COLUMN pair TEXT"
+_PAIR_INDEX = "CREATE UNIQUE INDEX IF NOT EXISTS votes_pair ON votes (pair)"
 
 
 def default_db_path() -> Path:
@@ -67,20 +71,34 @@ class VoteStore:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 with closing(sqlite3.connect(self.path, timeout=10)) as con, con:
                     con.execute(_SCHEMA)
+                    columns = {row[1] for row in con.execute("PRAGMA table_info(votes)")}
+                    if "pair" not in columns:
+                        con.execute(_PAIR_COLUMN)
+                    con.execute(_PAIR_INDEX)
                 self._ready = True
         return sqlite3.connect(self.path, timeout=10)
 
     def record(
-        self, source: str, variant_a: str, variant_b: str, choice: str, voice: str, text_chars: int
-    ) -> None:
+        self,
+        source: str,
+        variant_a: str,
+        variant_b: str,
+        choice: str,
+        voice: str,
+        text_chars: int,
+        pair: str | None = None,
+    ) -> bool:
+        """Record a vote; False when ``pair`` already has one (nothing is written)."""
         if choice not in CHOICES:
             raise ValueError(f"choice must be one of {CHOICES}, got {choice!r}")
         with closing(self._connect()) as con, con:
-            con.execute(
-                "INSERT INTO votes (ts, source, variant_a, variant_b, choice, voice, text_chars) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (time.time(), source, variant_a, variant_b, choice, voice, int(text_chars)),
+            cur = con.execute(
+                "INSERT OR IGNORE INTO votes "
+                "(ts, source, variant_a, variant_b, choice, voice, text_chars, pair) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (time.time(), source, variant_a, variant_b, choice, voice, int(text_chars), pair),
             )
+            return cur.rowcount == 1
 
     def count(self, source: str | None = None) -> int:
         with closing(self._connect()) as con:
