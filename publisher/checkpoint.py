@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from publisher.errors import CheckpointError, first_line
-from publisher.hashing import file_sha256  # noqa: F401 - re-exported
 
 if TYPE_CHECKING:
     import numpy as np
@@ -164,6 +163,14 @@ def state_sha256(state: dict[str, dict[str, Any]]) -> str:
             t = state[key][name].detach().contiguous().cpu()
             h.update(f"{key}.{name}:{tuple(t.shape)}:{t.dtype}".encode())
             h.update(t.numpy().tobytes())
+    return h.hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
     return h.hexdigest()
 
 

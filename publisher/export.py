@@ -18,9 +18,9 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from publisher.checkpoint import file_sha256
 from publisher.errors import ExportError
 from publisher.exact_stft import exact_stft
-from publisher.hashing import file_sha256
 from publisher.workspace import atomic_path, sweep, write_text_atomic
 
 if TYPE_CHECKING:

@@ -13,7 +13,7 @@ import multiprocessing as mp
 import time
 from typing import TYPE_CHECKING, Any
 
-from publisher.errors import PublisherError
+from publisher.errors import PublisherError, first_line
 
 if TYPE_CHECKING:
     import numpy as np
@@ -90,7 +90,7 @@ def _serve(conn: Any, kind: str, target: str, threads: int) -> None:
         try:
             out = run(model, ids, style, speed)
         except Exception as exc:  # the runtime refused the input: a message, not a crash
-            conn.send(("error", f"{type(exc).__name__}: {exc}".splitlines()[0][:300]))
+            conn.send(("error", f"{type(exc).__name__}: {first_line(exc, 300)}"))
             continue
         conn.send(("out", out.waveform, out.durations, time.perf_counter() - t0))
 
