@@ -110,17 +110,45 @@ def run_waves(session: Any, probe_list: list[Probe], extra: dict | None = None) 
     ]
 
 
+SCORES = ("spectral", "dnsmos")
+
+
+def check_score(score: str) -> None:
+    """One line when ``score`` is unknown or its optional tools are not installed."""
+    if score not in SCORES:
+        raise PublisherError(f"unknown sensitivity score {score!r}; use one of {SCORES}")
+    if score == "dnsmos":
+        from publisher.speech import missing_tools
+
+        if missing := missing_tools():
+            raise PublisherError(f"--score dnsmos: {missing}")
+
+
 class Scorer:
     """Damage of waveforms against fixed references: (mean 1 - spectral correlation, mean
     log-mel distance), the ``publisher.metrics`` definitions with the references'
-    spectrograms computed once (one STFT per scored waveform instead of four)."""
+    spectrograms computed once (one STFT per scored waveform instead of four).
 
-    def __init__(self, refs: list[np.ndarray]) -> None:
+    ``score="dnsmos"`` replaces the first number by the mean drop of DNSMOS overall (what
+    a listener would call worse audio: static, buzz) from the references' own DNSMOS; the
+    log-mel distance stays. Needs the ``[quality]`` extra."""
+
+    def __init__(self, refs: list[np.ndarray], score: str = "spectral") -> None:
         from publisher.metrics import mel_filterbank
 
+        check_score(score)
         self.refs = refs
+        self.kind = score
         self.mel = mel_filterbank().T
         self.cached = [self._features(r) for r in refs]
+        self.ref_mos = [self._mos(r) for r in refs] if score == "dnsmos" else []
+
+    @staticmethod
+    def _mos(wave: np.ndarray) -> float:
+        from publisher.speech import dnsmos
+        from publisher.synth import SAMPLE_RATE
+
+        return dnsmos(wave, SAMPLE_RATE)["overall"]
 
     def _features(self, wave: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
         import numpy as np
@@ -146,6 +174,8 @@ class Scorer:
             denom = float(np.sqrt(aa * bb))
             corr.append(1.0 - (float((a * b).sum() / denom) if denom > 0 else 0.0))
             mel.append(float(np.mean(np.sqrt(np.mean((ma - mb) ** 2, axis=1)))))
+        if self.kind == "dnsmos":
+            corr = [ref - self._mos(w) for ref, w in zip(self.ref_mos, waves, strict=True)]
         return float(np.mean(corr)), float(np.mean(mel))
 
 
@@ -228,11 +258,13 @@ def rank_nodes(
     items: Sequence[str] | None = None,
     validate: int | None = None,
     sample: int = 8,
+    score: str = "spectral",
     echo: Echo | None = _stderr,
 ) -> Ranking:
     """Score every candidate node of ``recipe`` alone; ``validate=k`` also runs the checks
     of ``publisher.sensitivity_validate`` (real quantization of worst-k vs random-k, and
-    agreement with the slow one-node-per-session method on ``sample`` nodes)."""
+    agreement with the slow one-node-per-session method on ``sample`` nodes). ``score``
+    picks the damage measure (see ``Scorer``)."""
     import numpy as np
     import onnx
     import onnxruntime as ort
@@ -241,6 +273,7 @@ def rank_nodes(
     from publisher.synth import open_session
 
     echo = echo or (lambda line: None)
+    check_score(score)
     kind = conversion(recipe)
     if validate is not None and kind != "dynamic":
         raise PublisherError(f"--validate needs precision.quantize.type 'dynamic', got {kind!r}")
@@ -266,7 +299,7 @@ def rank_nodes(
     if drift > BASELINE_TOLERANCE:
         raise PublisherError(f"instrumented graph drifts from the parity graph by {drift:.3g}")
     setup = time.perf_counter() - start
-    scorer = Scorer(base)
+    scorer = Scorer(base, score)
     scores = _trials(session, len(cands), probe_list, scorer, echo)
     del session
     order = sorted(range(len(cands)), key=lambda i: (-scores[i][0], -scores[i][1], i))
@@ -297,6 +330,8 @@ def rank_nodes(
         "recipe": recipe.name,
         "checkpoint": ckpt.source,
         "conversion": kind,
+        "score": score,
+        "damage_is": "mean DNSMOS overall drop" if score == "dnsmos" else "mean 1 - spectral corr",
         "candidates": len(cands),
         "trials": len(cands),
         "runs": (len(cands) + 2) * len(probe_list),
@@ -325,7 +360,7 @@ def rank_nodes(
             recipe,
             ranking,
             probe_list,
-            scorer if drift == 0 else Scorer(refs),
+            scorer if drift == 0 else Scorer(refs, score),
             k=validate,
             sample=sample,
             echo=echo,

@@ -17,7 +17,7 @@ from publisher.commands.sensitivity_cmd import sensitivity_command
 from publisher.errors import PublisherError
 from publisher.export import export_fp32
 from publisher.recipe import load_recipe
-from publisher.sensitivity import probes, rank_nodes, run_waves
+from publisher.sensitivity import Scorer, probes, rank_nodes, run_waves
 from publisher.sensitivity_graph import (
     SWITCHES,
     conversion,
@@ -311,3 +311,33 @@ def test_recipe_without_precision_conversion_is_a_one_line_error(tiny, tmp_path)
     assert result.exit_code == 1
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: recipe plain: nothing to rank")
+
+
+def _voiced(seconds: float = 2.0, rate: int = 24000) -> np.ndarray:
+    """A speech-like test signal: a gliding 120-180 Hz buzz with 20 harmonics, syllable-rate
+    amplitude modulation (4 Hz)."""
+    t = np.arange(int(seconds * rate)) / rate
+    phase = 2 * np.pi * np.cumsum(150 + 30 * np.sin(2 * np.pi * 0.5 * t)) / rate
+    buzz = sum(np.sin(k * phase) / k for k in range(1, 21))
+    return (0.3 * buzz * (0.55 + 0.45 * np.sin(2 * np.pi * 4 * t))).astype(np.float32)
+
+
+def test_dnsmos_score_is_zero_for_the_reference_and_positive_for_a_noisy_copy():
+    clean = _voiced()
+    noisy = clean + np.random.default_rng(0).normal(0, 0.2, clean.size).astype(np.float32)
+    scorer = Scorer([clean], score="dnsmos")
+    same, _ = scorer.score([clean.copy()])
+    worse, mel = scorer.score([noisy])
+    assert same == 0.0
+    assert worse > 0.3 and mel > 0  # DNSMOS (speechmos's own models) hears the noise
+
+
+def test_an_unknown_score_or_missing_dnsmos_tools_is_one_line(tiny, int8, monkeypatch, tmp_path):
+    with pytest.raises(PublisherError, match="unknown sensitivity score 'wer'"):
+        rank_nodes(tiny, int8, score="wer", echo=None)
+    monkeypatch.setattr("publisher.speech.missing_tools", lambda: "speech gates need speechmos")
+    recipe = tmp_path / "q8.yaml"
+    recipe.write_text(INT8.format(extra=""))
+    result = CliRunner().invoke(sensitivity_command, ["--recipe", str(recipe), "--score", "dnsmos"])
+    assert result.exit_code != 0
+    assert "--score dnsmos: speech gates need speechmos" in str(result.exception or result.output)

@@ -65,6 +65,14 @@ def _info(line: str) -> None:
     metavar="ID",
     help="Corpus item to score on (repeatable; default: short-1, short-2).",
 )
+@click.option(
+    "--score",
+    type=click.Choice(["spectral", "dnsmos"]),
+    default="spectral",
+    show_default=True,
+    help="Damage measure: 1 - spectral correlation, or the drop in DNSMOS overall "
+    "(needs the [quality] extra; real weights).",
+)
 def sensitivity_command(
     recipe_name: str,
     checkpoint: str | None,
@@ -73,6 +81,7 @@ def sensitivity_command(
     write_excludes: bool,
     validate_k: int | None,
     items: tuple[str, ...],
+    score: str,
 ) -> None:
     """Rank the nodes RECIPE would convert by how much converting each alone hurts.
 
@@ -81,7 +90,7 @@ def sensitivity_command(
     """
     from publisher.checkpoint import open_checkpoint
     from publisher.recipe import load_recipe
-    from publisher.sensitivity import rank_nodes
+    from publisher.sensitivity import check_score, rank_nodes
     from publisher.sensitivity_graph import conversion
     from publisher.sensitivity_output import excludes_yaml, write_outputs
 
@@ -89,8 +98,11 @@ def sensitivity_command(
         raise PublisherError("--write-excludes needs --threshold")
     recipe = load_recipe(recipe_name)
     conversion(recipe)  # fail before loading weights when nothing would be converted
+    check_score(score)
     ckpt = open_checkpoint(checkpoint or recipe.checkpoint)
-    ranking = rank_nodes(ckpt, recipe, items=items or None, validate=validate_k, echo=_info)
+    ranking = rank_nodes(
+        ckpt, recipe, items=items or None, validate=validate_k, score=score, echo=_info
+    )
     paths = write_outputs(ranking, out_dir, threshold=threshold, write_excludes=write_excludes)
     s = ranking.summary
     click.echo(
