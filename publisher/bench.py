@@ -14,12 +14,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from publisher.errors import PublisherError
+from publisher.runtime.constants import SAMPLE_RATE
+from publisher.runtime.errors import PublisherError
 
 if TYPE_CHECKING:
-    from publisher.verify import Item
-
-SAMPLE_RATE = 24000
+    from publisher.verify.gates import Item
 
 
 @dataclass
@@ -86,7 +85,7 @@ def external_targets(files: list[Path], ckpt, *, listen: bool, echo=None) -> lis
     for path in files:
         t = Target(path.name, str(path), path.stat().st_size)
         if listen:
-            from publisher.listen import listen as hear
+            from publisher.verify.listen import listen as hear
 
             speech = hear(ckpt, model, str(path), echo)
             if speech["ran"]:
@@ -119,7 +118,7 @@ def run_bench(
     echo=None,
 ) -> list[TargetResult]:
     """Measure every target on every item; ``style_of(item)`` gives its style row."""
-    from publisher.worker import ModelWorker
+    from publisher.verify.worker import ModelWorker
 
     echo = echo or (lambda line: None)
     if not targets:
@@ -284,6 +283,16 @@ def write_outputs(
     return paths
 
 
+@dataclass
+class BenchRun:
+    """One ``benchmark`` call: the results, the label speeds are compared with, and the
+    report files (json, md, png) it wrote."""
+
+    results: list[TargetResult]
+    baseline: str
+    paths: dict[str, Path]
+
+
 def benchmark(
     folders: list[Path],
     *,
@@ -296,13 +305,13 @@ def benchmark(
     external: list[Path] | None = None,
     listen: bool = False,
     echo=None,
-) -> tuple[list[TargetResult], dict]:
+) -> BenchRun:
     """The ``publisher bench`` job over built variant folders (plus torch if asked, plus
     ``external`` ONNX files, heard on the speech set when ``listen``)."""
     from publisher.build import read_manifest
-    from publisher.checkpoint import open_checkpoint
-    from publisher.synth import style_row
-    from publisher.verify import verification_items
+    from publisher.model.sources import open_checkpoint
+    from publisher.runtime.synth import style_row
+    from publisher.verify.gates import verification_items
 
     if not folders:
         raise PublisherError("nothing to benchmark: give --recipe NAME or built folders")
@@ -335,4 +344,4 @@ def benchmark(
         "checkpoint": ckpt.source,
     }
     paths = write_outputs(results, targets, report_dir or folders[0].parent / "bench", settings)
-    return results, paths
+    return BenchRun(results, baseline, paths)

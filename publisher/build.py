@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 
-from publisher.errors import PublisherError
+from publisher.runtime.errors import PublisherError
 from publisher.workspace import (
     check_writable_folder,
     replace_folder,
@@ -54,12 +54,12 @@ class Prepared:
 def onnx_metadata(recipe, ckpt) -> dict[str, str]:
     """The metadata every variant carries (read by kokoro-onnx and our own tools)."""
     from publisher.provenance import publisher_version
-    from publisher.recipe import recipe_hash
-    from publisher.synth import SAMPLE_RATE
+    from publisher.recipe.loader import recipe_hash
+    from publisher.runtime.constants import SAMPLE_RATE
 
     extra = {}
-    if recipe.export.shape == "bucket":  # fastkokoro's four keys and publisher.bucket
-        from publisher.bucket import bucket_metadata, bucket_shape
+    if recipe.is_bucket:  # fastkokoro's four keys and publisher.bucket
+        from publisher.export.bucket.shape import bucket_metadata, bucket_shape
 
         extra = bucket_metadata(bucket_shape(recipe))
     return extra | {
@@ -81,10 +81,10 @@ def prepare(recipe, spec: str, timer) -> Prepared:
     import onnx
 
     import publisher.passes.bucket_check  # noqa: F401 - registers the bucket-check pass
-    from publisher.checkpoint import open_checkpoint
-    from publisher.export import export_fp32
+    from publisher.export.fp32 import export_fp32
+    from publisher.model.sources import open_checkpoint
     from publisher.passes import FINAL_PASSES, PassContext, plan, run_passes
-    from publisher.verify import voiced_fidelity
+    from publisher.verify.gates import voiced_fidelity
 
     passes = plan(recipe)  # unknown passes fail before any heavy work
     with timer.step("checkpoint", spec):
@@ -123,7 +123,7 @@ def _verify(
     artifact), verify.md and its picture to ``report_dir``."""
     import onnx
 
-    from publisher.verify import bucket_probes, evaluate, verification_items, write_report
+    from publisher.verify.gates import bucket_probes, evaluate, verification_items, write_report
 
     twin_path = None
     twin_graph = p.voiced_graph
@@ -132,7 +132,7 @@ def _verify(
         onnx.save(p.twin, str(twin_path))
         twin_graph = twin_path
     items = verification_items(p.ckpt)
-    if p.recipe.export.shape == "bucket":  # evaluate skips what does not fit the bucket
+    if p.recipe.is_bucket:  # evaluate skips what does not fit the bucket
         items += bucket_probes(p.ckpt, p.recipe.export.bucket)
     with timer.step("verify", f"{len(items)} inputs: parity, fidelity, shipped graph"):
         report = evaluate(
@@ -172,7 +172,7 @@ def build(
     import onnx
 
     from publisher.provenance import StepTimer
-    from publisher.verify import enforce_gates, passed, public
+    from publisher.verify.gates import enforce_gates, passed, public
 
     echo = echo or (lambda line: None)
     final = Path(out_dir) / recipe.name
@@ -215,7 +215,7 @@ def check_target(final: Path) -> None:
 def write_manifest(folder: Path, p: Prepared, verification: dict, steps: dict) -> dict:
     """manifest.json and recipe.json beside the artifact: what it is and how it was made."""
     from publisher.provenance import host, versions
-    from publisher.recipe import recipe_hash
+    from publisher.recipe.loader import recipe_hash
 
     write_json_atomic(folder / RESOLVED_RECIPE, p.recipe.model_dump(mode="json"))
     manifest = {
@@ -245,7 +245,7 @@ def write_manifest(folder: Path, p: Prepared, verification: dict, steps: dict) -
 
 def file_index(folder: Path) -> dict[str, dict[str, Any]]:
     """sha256 and size of every file in a variant folder but the manifest itself."""
-    from publisher.checkpoint import file_sha256
+    from publisher.model.checkpoint import file_sha256
 
     return {
         f.relative_to(folder).as_posix(): {"sha256": file_sha256(f), "bytes": f.stat().st_size}
@@ -313,9 +313,9 @@ def verify_built(
     """Re-verify an existing ``out_dir/<name>/`` build; updates its manifest and report.
 
     Raises VerificationError (after writing the report) when a gate fails."""
-    from publisher.checkpoint import file_sha256
+    from publisher.model.checkpoint import file_sha256
     from publisher.provenance import StepTimer
-    from publisher.verify import enforce_gates, passed, public
+    from publisher.verify.gates import enforce_gates, passed, public
 
     echo = echo or (lambda line: None)
     folder = Path(out_dir) / recipe.name

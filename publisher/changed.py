@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from publisher.errors import PublisherError
+from publisher.runtime.errors import PublisherError
 
 RECIPES = "recipes"
 CODE_PREFIXES = ("publisher/",)

@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from publisher.errors import PublisherError, first_line
+from publisher.runtime.errors import PublisherError, first_line
 
 NO_WEIGHTS = "-"
 UNUSED = "(unused)"

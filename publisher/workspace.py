@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from publisher.errors import PublisherError
+from publisher.runtime.errors import PublisherError
 
 _LEFTOVER = re.compile(r"^\..+\.(?P<pid>\d+)\.(?:[^.]+\.partial|tmp)$")
 MiB = 2**20

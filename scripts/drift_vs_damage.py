@@ -20,10 +20,11 @@ def main() -> None:
     import numpy as np
     import torch
 
-    from publisher.checkpoint import open_checkpoint
-    from publisher.corpus import load_corpus
-    from publisher.metrics import aligned_spectra, common_spectra, correlation
-    from publisher.synth import SAMPLES_PER_FRAME, open_session, run_onnx, run_torch, style_row
+    from publisher.model.sources import open_checkpoint
+    from publisher.runtime.constants import SAMPLES_PER_FRAME
+    from publisher.runtime.corpus import load_corpus
+    from publisher.runtime.metrics import aligned_spectra, common_spectra, correlation
+    from publisher.runtime.synth import open_session, run_onnx, run_torch, style_row
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--checkpoint", default="recovered:kokoro-v1.0")

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Write publisher/data/corpus.json: the evaluation and calibration corpus.
+"""Write publisher/runtime/data/corpus.json: the evaluation and calibration corpus.
 
 The sentences below are original, plain English. Phonemes come from misaki's espeak-ng
 G2P (offline, deterministic for a given misaki/espeakng-loader): en-gb for ``b*`` voices,
@@ -19,11 +19,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from publisher.corpus import CORPUS_VERSION, SAMPLE_RATE, dumps, parse_corpus
-from publisher.errors import PublisherError
-from publisher.text import MAX_PHONEMES, packaged_vocab, phonemize
+from publisher.runtime.constants import MAX_PHONEMES, SAMPLE_RATE
+from publisher.runtime.corpus import CORPUS_VERSION, dumps, parse_corpus
+from publisher.runtime.errors import PublisherError
+from publisher.runtime.text import packaged_vocab, phonemize
 
-DEFAULT_OUTPUT = Path(__file__).resolve().parent.parent / "publisher" / "data" / "corpus.json"
+DEFAULT_OUTPUT = (
+    Path(__file__).resolve().parent.parent / "publisher" / "runtime" / "data" / "corpus.json"
+)
 VOICES = ("af_heart", "af_bella", "am_adam", "bf_emma", "bm_george")
 
 # (id, voice, speed, text)

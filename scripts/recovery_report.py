@@ -26,10 +26,10 @@ def main() -> None:
     import numpy as np
     import torch
 
-    from publisher.checkpoint import open_checkpoint
-    from publisher.metrics import spectral_correlation
-    from publisher.synth import open_session, run_onnx, run_torch, style_row
-    from publisher.text import phonemize, to_ids
+    from publisher.model.sources import open_checkpoint
+    from publisher.runtime.metrics import spectral_correlation
+    from publisher.runtime.synth import open_session, run_onnx, run_torch, style_row
+    from publisher.runtime.text import phonemize, to_ids
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--checkpoint", default="recovered:kokoro-v1.0")

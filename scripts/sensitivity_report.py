@@ -95,10 +95,10 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
 
-    from publisher.checkpoint import open_checkpoint
-    from publisher.recipe import load_recipe
-    from publisher.sensitivity import rank_nodes
-    from publisher.sensitivity_output import write_outputs
+    from publisher.model.sources import open_checkpoint
+    from publisher.recipe.loader import load_recipe
+    from publisher.sensitivity.output import write_outputs
+    from publisher.sensitivity.ranking import rank_nodes
 
     args.out.mkdir(parents=True, exist_ok=True)
     if args.recipe is None:

@@ -2,7 +2,7 @@
 
 Not a test: a measurement on real weights. Exports two parity-mode fp32 graphs from one
 checkpoint: "before" with kokoro's CustomSTFT (KModel(disable_complex=True), what every
-export used until ExactSTFT) and "after" with publisher/exact_stft.py; runs both and
+export used until ExactSTFT) and "after" with publisher/export/stft.py; runs both and
 upstream torch in parity mode (deterministic source) over the verification items and
 prints, per item, spectral correlation, max abs error and RMS ratio against upstream.
 Then the shipped-mode view (random source on): each graph against upstream torch, next
@@ -20,9 +20,9 @@ from pathlib import Path
 
 
 def _export_pair(ckpt, folder: Path, *, parity: bool) -> dict[str, Path]:
-    from publisher.checkpoint import load_state_strict, new_kmodel
-    from publisher.exact_stft import exact_stft
-    from publisher.export import _torch_export, trace_inputs
+    from publisher.export.dynamic import export_dynamic
+    from publisher.export.stft import exact_stft
+    from publisher.model.kmodel import load_state_strict, new_kmodel
 
     graphs = {}
     for name, disable_complex in (("before", True), ("after", False)):
@@ -32,10 +32,10 @@ def _export_pair(ckpt, folder: Path, *, parity: bool) -> dict[str, Path]:
         path = folder / f"{name}-{'parity' if parity else 'shipped'}.onnx"
         t0 = time.perf_counter()
         if disable_complex:
-            _torch_export(model, trace_inputs(ckpt), path, 17, parity=parity)
+            export_dynamic(model, ckpt, path, 17, parity=parity)
         else:
             with exact_stft(model):
-                _torch_export(model, trace_inputs(ckpt), path, 17, parity=parity)
+                export_dynamic(model, ckpt, path, 17, parity=parity)
         print(f"exported {path.name} in {time.perf_counter() - t0:.1f} s", flush=True)
         graphs[name] = path
     return graphs
@@ -44,7 +44,7 @@ def _export_pair(ckpt, folder: Path, *, parity: bool) -> dict[str, Path]:
 def _row(ref, out) -> str:
     import numpy as np
 
-    from publisher.metrics import spectral_correlation
+    from publisher.runtime.metrics import spectral_correlation
 
     if ref.waveform.size != out.waveform.size:
         return f"lengths differ ({ref.waveform.size} vs {out.waveform.size})"
@@ -57,10 +57,10 @@ def _row(ref, out) -> str:
 def main() -> None:
     import torch
 
-    from publisher.checkpoint import open_checkpoint
-    from publisher.parity_mode import parity_mode
-    from publisher.synth import open_session, run_onnx, run_torch
-    from publisher.verify import _style, verification_items
+    from publisher.export.parity import parity_mode
+    from publisher.model.sources import open_checkpoint
+    from publisher.runtime.synth import open_session, run_onnx, run_torch
+    from publisher.verify.gates import _style, verification_items
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--checkpoint", default="recovered:kokoro-v1.0")

@@ -16,7 +16,7 @@ if str(HERE) not in sys.path:  # `python space/app.py` from elsewhere, or an imp
     sys.path.insert(0, str(HERE))
 
 try:
-    import publisher.synth  # noqa: F401 - the one synthesis implementation, see README.md
+    import publisher.runtime.synth  # noqa: F401 - the one synthesis implementation, see README.md
 except ImportError as exc:  # pragma: no cover - a broken deployment
     raise SystemExit(
         "space/app.py needs the `publisher` package: install the kokoro-onnx-publisher "

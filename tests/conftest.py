@@ -37,7 +37,7 @@ def _isolated_env(tmp_path_factory: pytest.TempPathFactory) -> None:
 
 @pytest.fixture(scope="session")
 def tiny():
-    from publisher.checkpoint import open_checkpoint
+    from publisher.model.sources import open_checkpoint
 
     return open_checkpoint("synthetic:tiny")
 
@@ -58,7 +58,7 @@ def tiny_dist(tmp_path_factory, tiny) -> Path:
     """fp32, kokoro-v1.0 and quantized built once from synthetic:tiny (read-only: tests
     that change a build copy it first with ``dist_copy``)."""
     from publisher.build import build
-    from publisher.recipe import load_recipe
+    from publisher.recipe.loader import load_recipe
 
     out = tmp_path_factory.mktemp("tiny-dist")
     for name in ("fp32", "kokoro-v1.0", "quantized"):

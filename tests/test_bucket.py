@@ -1,4 +1,4 @@
-"""Static token-bucket graphs (publisher/bucket.py) on the tiny synthetic model.
+"""Static token-bucket graphs (publisher/export/bucket/) on the tiny synthetic model.
 
 The b16 recipe (B = 16 tokens, F = 2B + 8 = 40 frames) keeps exports quick; the tiny
 model's durations are about 3 frames a token, so F overflows from about 12 tokens at
@@ -14,18 +14,19 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-import publisher.passes.bucket_check  # noqa: F401 - registers the pass
-import publisher.synth as synth
-from publisher.bucket import SAMPLES_PER_FRAME, bucket_shape, tail_margin_samples
-from publisher.errors import PublisherError, RecipeError
-from publisher.export import export_fp32
-from publisher.metrics import spectral_correlation
-from publisher.parity_mode import parity_mode
+import publisher.runtime.synth as synth
+from publisher.export.bucket.shape import bucket_shape, tail_margin_samples
+from publisher.export.fp32 import export_fp32
+from publisher.export.parity import parity_mode
 from publisher.passes import PassContext, run_passes
 from publisher.passes.bucket_check import BANNED_OPS, bucket_check_pass, op_counts
-from publisher.recipe import Export, load_recipe
-from publisher.synth import bucket_info, open_session, run_bucket_once, run_onnx, run_torch
-from publisher.verify import probe_ids
+from publisher.recipe.loader import load_recipe
+from publisher.recipe.schema import Export
+from publisher.runtime.constants import SAMPLES_PER_FRAME
+from publisher.runtime.errors import PublisherError, RecipeError
+from publisher.runtime.metrics import spectral_correlation
+from publisher.runtime.synth import bucket_info, open_session, run_bucket_once, run_onnx, run_torch
+from publisher.verify.gates import probe_ids
 
 B, F = 16, 40
 # Measured on synthetic:tiny (fp32 parity graph vs unpadded parity-mode torch): about

@@ -13,8 +13,8 @@ from click.testing import CliRunner
 
 from publisher.build import build
 from publisher.cli import main
-from publisher.errors import VerificationError
-from publisher.recipe import load_recipe
+from publisher.recipe.loader import load_recipe
+from publisher.runtime.errors import VerificationError
 
 LEGACY = """\
 description: "Legacy names for the kokoro-onnx runtime"
@@ -105,6 +105,7 @@ def test_failed_gate_leaves_no_output_folder_and_names_the_gate(tmp_path):
     assert not out.exists() or list(out.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_rebuild_replaces_the_previous_folder_whole(tmp_path):
     recipe_file = tmp_path / "legacy.yaml"
     recipe_file.write_text(LEGACY)
@@ -180,6 +181,7 @@ def test_subprocess_build_of_a_malformed_recipe_exits_1_with_one_line(tmp_path):
     assert not (tmp_path / "dist").exists()
 
 
+@pytest.mark.slow
 def test_subprocess_build_end_to_end(tmp_path):
     proc = _run(
         "build",

@@ -19,9 +19,9 @@ import yaml
 from click.testing import CliRunner
 
 from publisher.changed import affected
-from publisher.commands.changed_cmd import changed_command
-from publisher.errors import PublisherError
-from publisher.recipe import list_recipes, recipe_hash
+from publisher.cli.changed import changed_command
+from publisher.recipe.loader import list_recipes, recipe_hash
+from publisher.runtime.errors import PublisherError
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -232,7 +232,7 @@ def test_bad_revision_is_one_line(repo: Path) -> None:
 
 # ---------------------------------------------------------------- CLI
 def cli() -> click.Group:
-    """The real CLI once publisher/cli.py registers ``changed``; else an equivalent group."""
+    """The real CLI once publisher.cli registers ``changed``; else an equivalent group."""
     from publisher.cli import _Group, main
 
     if "changed" in main.commands:

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from publisher.checkpoint import open_checkpoint, state_sha256
-from publisher.errors import CheckpointError
-from publisher.synth import run_torch, style_row
-from publisher.synthetic import save_checkpoint
+from publisher.model.checkpoint import state_sha256
+from publisher.model.sources import open_checkpoint
+from publisher.model.synthetic import save_checkpoint
+from publisher.runtime.errors import CheckpointError
+from publisher.runtime.synth import run_torch, style_row
 
 
 def test_synthetic_tiny_is_seeded_and_reproducible(tiny):

@@ -7,9 +7,9 @@ import pytest
 from click.testing import CliRunner
 
 from publisher.cli import main
-from publisher.export import export_fp32
+from publisher.export.fp32 import export_fp32
 from publisher.passes.metadata import set_metadata
-from publisher.recipe import load_recipe
+from publisher.recipe.loader import load_recipe
 
 
 @pytest.fixture(scope="module")

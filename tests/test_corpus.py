@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from publisher.corpus import Corpus, CorpusItem, load_corpus, parse_corpus
-from publisher.errors import PublisherError
-from publisher.text import MAX_PHONEMES, packaged_vocab, to_ids
+from publisher.runtime.constants import MAX_PHONEMES
+from publisher.runtime.corpus import Corpus, CorpusItem, load_corpus, parse_corpus
+from publisher.runtime.errors import PublisherError
+from publisher.runtime.text import packaged_vocab, to_ids
 
 REPO = Path(__file__).resolve().parent.parent
 VOICES = {"af_heart", "af_bella", "am_adam", "bf_emma", "bm_george"}
@@ -25,7 +26,7 @@ def corpus() -> Corpus:
 
 @pytest.fixture
 def raw() -> dict:
-    return json.loads((REPO / "publisher" / "data" / "corpus.json").read_text("utf-8"))
+    return json.loads((REPO / "publisher" / "runtime" / "data" / "corpus.json").read_text("utf-8"))
 
 
 def sentences(text: str) -> set[str]:

@@ -9,7 +9,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from publisher.exact_stft import exact_for, exact_stft, exact_stft_class, pinned_angle
+from publisher.export.stft import ExactSTFT, exact_for, exact_stft, pinned_angle
 
 N_FFT, HOP = 20, 5
 WINDOW = torch.hann_window(N_FFT, periodic=True)
@@ -17,7 +17,7 @@ WINDOW = torch.hann_window(N_FFT, periodic=True)
 
 @pytest.fixture(scope="module")
 def stft():
-    return exact_stft_class()(N_FFT, HOP, N_FFT).eval()
+    return ExactSTFT(N_FFT, HOP, N_FFT).eval()
 
 
 def _spectrum(frames: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -3,9 +3,9 @@ from __future__ import annotations
 import onnx
 import pytest
 
-from publisher.export import export_fp32
-from publisher.recipe import load_recipe
-from publisher.verify import check_parity
+from publisher.export.fp32 import export_fp32
+from publisher.recipe.loader import load_recipe
+from publisher.verify.gates import check_parity
 
 RANDOM_OPS = {"RandomNormalLike", "RandomUniformLike", "RandomNormal", "RandomUniform"}
 
@@ -56,7 +56,7 @@ def test_export_is_cached_per_checkpoint_and_settings(tiny, tiny_model, fp32_rec
     def boom(*args, **kwargs):
         raise AssertionError("exported again instead of using the cache")
 
-    monkeypatch.setattr("publisher.export._torch_export", boom)
+    monkeypatch.setattr("publisher.export.dynamic.export_dynamic", boom)
     assert export_fp32(tiny, fp32_recipe, model=tiny_model) == first
     with pytest.raises(AssertionError, match="exported again"):
         export_fp32(
@@ -103,9 +103,9 @@ def test_voiced_mode_is_deterministic_and_restores_the_random_source(tiny, tiny_
     import numpy as np
     import torch
 
-    from publisher.parity_mode import parity_mode
-    from publisher.synth import run_torch
-    from publisher.verify import probe_ids
+    from publisher.export.parity import parity_mode
+    from publisher.runtime.synth import run_torch
+    from publisher.verify.gates import probe_ids
 
     ids, style = probe_ids(tiny, 40), tiny.voices[tiny.sample_voice][37]
     with parity_mode(tiny_model, voiced=True):
@@ -125,7 +125,7 @@ def test_voiced_mode_is_deterministic_and_restores_the_random_source(tiny, tiny_
 def test_fidelity_is_voiced_for_real_weights_only(tiny):
     from dataclasses import replace
 
-    from publisher.verify import voiced_fidelity
+    from publisher.verify.gates import voiced_fidelity
 
     assert not voiced_fidelity(tiny)
     assert not voiced_fidelity(replace(tiny, synthetic=False))  # a saved copy of tiny

@@ -2,7 +2,7 @@
 
 Uses a tiny bucket build (recipe b48 on synthetic:tiny, exported, passed through the
 recipe's passes and the metadata pass exactly as `publisher build` writes it) and
-voices.npz from ``publisher.repo_files.write_voices``; offline settings from
+voices.npz from ``publisher.hub.repo_files.write_voices``; offline settings from
 shared/reference/client-contracts.md. Skipped when fastkokoro is not installed
 (``pip install fastkokoro==0.7.0``).
 """
@@ -27,7 +27,8 @@ pytest.importorskip(
     "fastkokoro", reason="fastkokoro is not installed (pip install fastkokoro==0.7.0)"
 )
 
-from publisher.bucket import SAMPLES_PER_FRAME, tail_margin_samples  # noqa: E402
+from publisher.export.bucket.shape import tail_margin_samples  # noqa: E402
+from publisher.runtime.constants import SAMPLES_PER_FRAME
 
 RECIPE = "b48"  # width >= 48: fastkokoro's 220 ms tail trim + 96 ms fade
 TEXT = "Hello world. The quick brown fox jumps over the lazy dog, twice."
@@ -36,10 +37,10 @@ TEXT = "Hello world. The quick brown fox jumps over the lazy dog, twice."
 @pytest.fixture(scope="module")
 def files(tiny, tiny_model, tmp_path_factory) -> dict[str, Path]:
     from publisher.build import onnx_metadata
-    from publisher.export import export_fp32
+    from publisher.export.fp32 import export_fp32
+    from publisher.hub.repo_files import write_voices
     from publisher.passes import PassContext, run_passes
-    from publisher.recipe import load_recipe
-    from publisher.repo_files import write_voices
+    from publisher.recipe.loader import load_recipe
 
     recipe = load_recipe(RECIPE)
     folder = tmp_path_factory.mktemp("fastkokoro")
@@ -103,7 +104,7 @@ def test_fastkokoro_engine_synthesizes_text_with_the_bucket_graph(engine):
 
 
 def test_fastkokoro_tail_cut_removes_only_the_zeros_after_our_content(engine):
-    from publisher.synth import open_session, run_bucket_once
+    from publisher.runtime.synth import open_session, run_bucket_once
 
     phonemes = engine._phonemize_cached("Hello there, world.", engine.settings.default_lang)
     ids = engine.kokoro.tokenizer.tokenize(phonemes)

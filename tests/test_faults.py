@@ -97,7 +97,6 @@ def _run_until(cmd: list[str], marker: str, sig: int) -> tuple[int, str]:
     return proc.wait(timeout=120), "".join(seen)
 
 
-@pytest.mark.slow
 def test_sigterm_mid_build_cleans_up_and_keeps_the_previous_build(dist_copy):
     before = (dist_copy / "fp32" / "manifest.json").read_bytes()
     code, err = _run_until(_build_cmd("fp32", dist_copy), "[5/6] verify", signal.SIGTERM)
@@ -118,8 +117,8 @@ def test_a_killed_build_and_a_damaged_cache_are_repaired_by_the_next_build(
     code, _ = _run_until(_build_cmd("fp32", out), "[5/6] verify", signal.SIGKILL)
     assert code == -signal.SIGKILL
     assert any(p.name.endswith(".partial") for p in out.iterdir())
-    from publisher.export import cache_root, export_key
-    from publisher.recipe import load_recipe
+    from publisher.export.cache import cache_root, export_key
+    from publisher.recipe.loader import load_recipe
 
     recipes = tmp_path / "recipes"
     recipes.mkdir()
@@ -410,7 +409,6 @@ def stalled_server():
     srv.close()
 
 
-@pytest.mark.slow
 def test_publish_to_a_stalled_hub_times_out_in_one_line_and_cleans_up(
     dist_copy, tmp_path, stalled_server
 ):
@@ -433,7 +431,7 @@ def test_publish_to_a_stalled_hub_times_out_in_one_line_and_cleans_up(
 
 
 def test_a_missing_token_is_not_called_refused(dist_copy, monkeypatch, tmp_path):
-    from hub_server import local_hub_env
+    from support.hub_server import local_hub_env
 
     local_hub_env(monkeypatch, tmp_path, tokens={"hf_only_this"})
     monkeypatch.delenv("HF_TOKEN", raising=False)
@@ -524,7 +522,7 @@ def test_convert_io_refuses_a_graph_that_is_not_kokoro(tmp_path):
 def test_a_python_error_in_the_runtime_is_not_called_a_crash(dist_copy):
     import numpy as np
 
-    from publisher.worker import ModelWorker, VariantFailed
+    from publisher.verify.worker import ModelWorker, VariantFailed
 
     with ModelWorker(str(dist_copy / "fp32" / "onnx" / "model.onnx"), label="m") as worker:
         with pytest.raises(VariantFailed, match="failed on this input"):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from publisher.build import build
-from publisher.recipe import load_recipe
+from publisher.recipe.loader import load_recipe
 
 pytestmark = pytest.mark.fullsize
 

@@ -8,13 +8,19 @@ from pathlib import Path
 
 import huggingface_hub
 import pytest
-from hub_server import DEFAULT_TOKEN, LFS_THRESHOLD, LocalHub, local_hub_env, patch_huggingface_hub
 from huggingface_hub import HfApi, constants, hf_hub_download, snapshot_download
 from huggingface_hub.errors import (
     EntryNotFoundError,
     HfHubHTTPError,
     RepositoryNotFoundError,
     RevisionNotFoundError,
+)
+from support.hub_server import (
+    DEFAULT_TOKEN,
+    LFS_THRESHOLD,
+    LocalHub,
+    local_hub_env,
+    patch_huggingface_hub,
 )
 
 REPO = "local-user/kokoro-test"

@@ -10,8 +10,7 @@ import pytest
 from click.testing import CliRunner
 from onnx import TensorProto, helper, numpy_helper
 
-from publisher.commands.inspect_cmd import inspect_command
-from publisher.errors import PublisherError
+from publisher.cli.inspect import inspect_command
 from publisher.inspect_graph import (
     diff_ops,
     format_diff,
@@ -19,6 +18,7 @@ from publisher.inspect_graph import (
     inspect_model,
     to_json,
 )
+from publisher.runtime.errors import PublisherError
 
 F32 = TensorProto.FLOAT
 
@@ -310,10 +310,9 @@ def _node_count(graph) -> int:
     return total
 
 
-@pytest.mark.slow
 def test_tiny_kokoro_export_totals_match_its_weights(tiny):
-    from publisher.export import export_fp32
-    from publisher.recipe import load_recipe
+    from publisher.export.fp32 import export_fp32
+    from publisher.recipe.loader import load_recipe
 
     path = export_fp32(tiny, load_recipe("fp32"))
     stats = inspect_model(path)

@@ -7,9 +7,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from publisher.listen import skip_reason, speech_gates, summarize
-from publisher.metrics import aligned_spectra, correlation, spectral_correlation
-from publisher.speech import corpus_wer
+from publisher.runtime.metrics import aligned_spectra, correlation, spectral_correlation
+from publisher.runtime.speech import corpus_wer
+from publisher.verify.listen import skip_reason, speech_gates, summarize
 
 FRAME = 600
 
@@ -93,7 +93,7 @@ def test_speech_gates_are_skipped_for_synthetic_weights_and_say_so(tiny):
 
 
 def test_the_speech_set_has_20_plus_sentences_in_both_sexes_voices():
-    from publisher.corpus import load_corpus
+    from publisher.runtime.corpus import load_corpus
 
     speech = load_corpus().speech
     voices = {it.voice for it in speech}

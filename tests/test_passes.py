@@ -1,15 +1,14 @@
 from __future__ import annotations
 
-import importlib
-
+import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 
-from publisher.errors import PublisherError
-from publisher.passes import FINAL_PASSES, PASS_MODULES, REGISTRY, load_registry
+from publisher.passes import FINAL_PASSES, PASSES, PassContext
 from publisher.passes.io_names import rename_tensors
 from publisher.passes.metadata import set_metadata
+from publisher.runtime.errors import PublisherError
 
 
 def _tiny_graph_with_loop() -> onnx.ModelProto:
@@ -47,12 +46,44 @@ def _tiny_graph_with_loop() -> onnx.ModelProto:
     return helper.make_model(graph)
 
 
-def test_every_pass_module_imports_and_registers():
-    for mod in PASS_MODULES:
-        importlib.import_module(mod)
-    registry = load_registry()
-    assert set(FINAL_PASSES) <= set(registry)
-    assert all(callable(fn) for fn in REGISTRY.values())
+def test_every_registered_pass_resolves_to_a_function_with_the_pass_signature():
+    import inspect
+
+    assert set(FINAL_PASSES) <= set(PASSES)
+    for name, spec in PASSES.items():
+        fn = spec.load()
+        assert list(inspect.signature(fn).parameters) == ["model", "recipe", "ctx"], name
+
+
+def _matmul_graph() -> onnx.ModelProto:
+    """x [1, 16] @ W [16, 16] with W skewed positive, so only an asymmetric int8 range
+    needs a non-zero zero point."""
+    w = np.random.default_rng(0).uniform(-0.2, 1.0, (16, 16)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["y"], name="mm")],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16])],
+        [numpy_helper.from_array(w, "W")],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_the_dynamic_quantizer_honours_symmetric(tmp_path, symmetric):
+    from publisher.passes.quantize import quantize_dynamic_pass
+    from publisher.recipe.loader import load_recipe
+
+    path = tmp_path / "q.yaml"
+    path.write_text(
+        'description: "int8"\nprecision:\n  quantize:\n    type: dynamic\n'
+        f"    symmetric: {str(symmetric).lower()}\npasses: [quantize-dynamic]\n"
+    )
+    out = quantize_dynamic_pass(_matmul_graph(), load_recipe(path), PassContext(config={}))
+    inits = {t.name: numpy_helper.to_array(t) for t in out.graph.initializer}
+    zero_point = inits["W_zero_point"]
+    assert zero_point.dtype == np.int8
+    assert (int(zero_point) == 0) == symmetric  # measured: -86 when asymmetric
 
 
 def test_rename_reaches_into_loop_subgraphs():

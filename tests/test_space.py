@@ -20,6 +20,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 SPACE = REPO / "space"
@@ -43,7 +44,7 @@ from kokoro_space.ui import build_demo  # noqa: E402
 from kokoro_space.votes import VoteStore  # noqa: E402
 
 try:  # tests/hub_server.py: a local Hub for the KOKORO_REPO and `publisher space` tests
-    import hub_server
+    import support.hub_server as hub_server
 except ImportError:  # pragma: no cover - those tests skip
     hub_server = None
 needs_hub = pytest.mark.skipif(hub_server is None, reason="tests/hub_server.py is missing")
@@ -66,14 +67,14 @@ def staged_folder(request: pytest.FixtureRequest) -> Path:
     other build tests), else they are built here.
     """
     if "folder" not in _STAGED:
-        from publisher.stage import stage
+        from publisher.hub.stage import stage
 
         tmp_path_factory = request.getfixturevalue("tmp_path_factory")
         try:
             dist = request.getfixturevalue("tiny_dist")
         except pytest.FixtureLookupError:
             from publisher.build import build
-            from publisher.recipe import load_recipe
+            from publisher.recipe.loader import load_recipe
 
             dist = tmp_path_factory.mktemp("space_dist")
             for name in VARIANTS:
@@ -478,7 +479,7 @@ def _space_cli(args: list[str]):
     from click.testing import CliRunner
 
     from publisher.cli import _Group
-    from publisher.commands.space_cmd import space_command
+    from publisher.cli.space import space_command
 
     group = _Group(name="publisher", commands=[space_command])
     return CliRunner().invoke(group, ["space", *args])
@@ -493,7 +494,7 @@ def test_space_dry_run_prints_the_plan_without_network(local_hub):
         "app.py",
         "README.md",
         "requirements.txt",
-        "publisher/synth.py",
+        "publisher/runtime/synth.py",
         "space_config.json",
     ):
         assert path in result.output
@@ -514,13 +515,17 @@ def test_space_uploads_the_app_pointing_at_the_model_repo(local_hub, monkeypatch
     assert result.exit_code == 0, result.output
     assert local_hub.token not in result.output
     files = local_hub.files("me/space", repo_type="space")
-    assert {"app.py", "requirements.txt", "kokoro_space/engine.py", "publisher/synth.py"} <= set(
-        files
-    )
+    assert {
+        "app.py",
+        "requirements.txt",
+        "kokoro_space/engine.py",
+        "publisher/runtime/synth.py",
+    } <= set(files)
     assert json.loads(files["space_config.json"]) == {"KOKORO_REPO": "me/kokoro@v1.0"}
     readme = files["README.md"].decode()
     assert "sdk: gradio" in readme and "app_file: app.py" in readme
-    assert "models:\n  - me/kokoro\n---" in readme
+    front = yaml.safe_load(readme.split("---")[1])
+    assert front["models"] == ["me/kokoro"] and front["sdk"] == "gradio"
     requirements = [
         line.split("#")[0].strip() for line in files["requirements.txt"].decode().splitlines()
     ]
@@ -530,7 +535,7 @@ def test_space_uploads_the_app_pointing_at_the_model_repo(local_hub, monkeypatch
 
 def test_space_bundle_runs_without_torch(staged, tmp_path):
     """The uploaded Space (space/ + the bundled publisher modules) synthesizes with no torch."""
-    from publisher.commands.space_cmd import assemble
+    from publisher.hub.space import assemble
 
     bundle = tmp_path / "bundle"
     assemble(bundle, "me/kokoro")

@@ -9,9 +9,9 @@ from huggingface_hub import ModelCard
 from tokenizers import Tokenizer
 
 from publisher.cli import main
-from publisher.errors import PublisherError
-from publisher.repo_files import tokenizer_json, write_voices
-from publisher.stage import _md, stage
+from publisher.hub.repo_files import tokenizer_json, write_voices
+from publisher.hub.stage import _md, stage
+from publisher.runtime.errors import PublisherError
 
 
 @pytest.fixture

@@ -8,11 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from publisher import text as text_mod
-from publisher.errors import PublisherError
-from publisher.text import (
-    MAX_PHONEMES,
-    MAX_TOKENS,
+from publisher.runtime import text as text_mod
+from publisher.runtime.constants import MAX_PHONEMES, MAX_TOKENS
+from publisher.runtime.errors import PublisherError
+from publisher.runtime.text import (
     NON_SPEECH,
     count_phonemes,
     packaged_vocab,

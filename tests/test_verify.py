@@ -13,11 +13,11 @@ from onnx import numpy_helper
 from publisher import passes
 from publisher.build import build, verify_built
 from publisher.cli import main
-from publisher.errors import PublisherError, VerificationError
-from publisher.metrics import duration_agreement, log_mel_distance, spectral_correlation
-from publisher.recipe import load_recipe
-from publisher.verify import gate_results
-from publisher.worker import ModelWorker, VariantCrashed
+from publisher.recipe.loader import load_recipe
+from publisher.runtime.errors import PublisherError, VerificationError
+from publisher.runtime.metrics import duration_agreement, log_mel_distance, spectral_correlation
+from publisher.verify.gates import gate_results
+from publisher.verify.worker import ModelWorker, VariantCrashed
 
 BROKEN = """\
 description: "fp32 with conv_post swamped in noise (must fail)"
@@ -40,11 +40,9 @@ def _corrupt_conv_post(model, recipe, ctx):
 
 
 @pytest.fixture
-def corrupt_pass():
-    passes.load_registry()
-    passes.REGISTRY["test-corrupt-conv-post"] = _corrupt_conv_post
-    yield
-    del passes.REGISTRY["test-corrupt-conv-post"]
+def corrupt_pass(monkeypatch):
+    spec = passes.PassSpec(f"{__name__}:_corrupt_conv_post")
+    monkeypatch.setitem(passes.PASSES, "test-corrupt-conv-post", spec)
 
 
 def test_metrics_score_identity_perfectly_and_noise_badly():
@@ -144,7 +142,7 @@ def test_verify_without_a_build_says_to_build_first(tmp_path):
 
 
 def test_gates_use_the_real_weight_thresholds_only_for_real_weights(tmp_path) -> None:
-    from publisher.verify import FidelityResult
+    from publisher.verify.gates import FidelityResult
 
     (tmp_path / "r.yaml").write_text(
         'description: "x"\ngates:\n  spectral_correlation: 0.99\n'

@@ -1,37 +1,116 @@
 """Build passes: small graph transforms with one signature, chosen by name from a recipe.
 
-Every pass is ``fn(model: onnx.ModelProto, recipe: Recipe, ctx: PassContext) -> ModelProto``
-and registers itself under a name with ``@register("name")``. A recipe lists its own passes
+Every pass is ``fn(model: onnx.ModelProto, recipe: Recipe, ctx: PassContext) -> ModelProto``.
+``PASSES`` is the explicit registry: each entry names the function (imported only when the
+pass runs), the recipe sections it reads, and the check a recipe must pass to list it, run
+when the recipe loads (``check_recipe``), so ``publisher validate`` catches an unknown name
+or a pass that contradicts the precision section. A recipe lists its own passes
 (``passes:``); ``FINAL_PASSES`` run after them for every recipe.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from publisher.errors import RecipeError
+from publisher.runtime.errors import RecipeError
 
 if TYPE_CHECKING:
     import onnx
 
-    from publisher.recipe import Recipe
+    from publisher.recipe.schema import Recipe
 
 PassFn = Callable[["onnx.ModelProto", "Recipe", "PassContext"], "onnx.ModelProto"]
-REGISTRY: dict[str, PassFn] = {}
+Problem = tuple[str, str]  # (field path, message)
+
+
+@dataclass(frozen=True)
+class PassSpec:
+    """One pass: ``module:function``, the recipe sections it reads, and ``check``: the
+    recipe's problem with this pass listed, as (field path, message), or None."""
+
+    target: str
+    reads: tuple[str, ...] = ()
+    check: Callable[[Recipe], Problem | None] | None = None
+    converts_precision: bool = False
+
+    def load(self) -> PassFn:
+        module, _, function = self.target.partition(":")
+        return getattr(importlib.import_module(module), function)
+
+
+def _quantize_type(kind: str) -> Callable[[Recipe], Problem | None]:
+    def check(recipe: Recipe) -> Problem | None:
+        have = recipe.precision.quantize.type
+        if have != kind:
+            return (
+                "passes",
+                f"'quantize-{kind}' needs precision.quantize.type '{kind}', got {have!r}",
+            )
+        return None
+
+    return check
+
+
+def _fp16_mode(recipe: Recipe) -> Problem | None:
+    if recipe.precision.fp16.mode == "none":
+        return "passes", "'fp16' needs precision.fp16.mode 'all' or 'decoder-only', got 'none'"
+    return None
+
+
+def _bucket_shape(recipe: Recipe) -> Problem | None:
+    if not recipe.is_bucket:
+        return "passes", "'bucket-check' needs export.shape 'bucket'"
+    return None
+
+
+PASSES: dict[str, PassSpec] = {
+    "simplify": PassSpec("publisher.passes.simplify:simplify_pass"),
+    "fp16": PassSpec(
+        "publisher.passes.fp16:fp16_pass", ("precision.fp16",), _fp16_mode, converts_precision=True
+    ),
+    **{
+        f"quantize-{kind}": PassSpec(
+            f"publisher.passes.quantize:quantize_{kind}_pass",
+            ("precision.quantize",),
+            _quantize_type(kind),
+            converts_precision=True,
+        )
+        for kind in ("dynamic", "static", "int4")
+    },
+    "bucket-check": PassSpec(
+        "publisher.passes.bucket_check:bucket_check_pass", ("export",), _bucket_shape
+    ),
+    # run after every recipe's own passes (FINAL_PASSES), never listed in a recipe
+    "io-names": PassSpec("publisher.passes.io_names:io_names_pass", ("io",)),
+    "topo-sort": PassSpec("publisher.passes.order:topo_sort_pass"),
+    "strip-shapes": PassSpec("publisher.passes.strip_shapes:strip_shapes_pass"),
+    "metadata": PassSpec("publisher.passes.metadata:metadata_pass"),
+}
 FINAL_PASSES = ("io-names", "topo-sort", "strip-shapes", "metadata")
-PASS_MODULES = (
-    "publisher.passes.io_names",
-    "publisher.passes.metadata",
-    "publisher.passes.simplify",
-    "publisher.passes.fp16",
-    "publisher.passes.quantize",
-    "publisher.passes.strip_shapes",
-    "publisher.passes.order",
-    "publisher.passes.bucket_check",
-)
+# the pass each precision setting needs in ``passes:`` (and no other converts precision)
+_NEEDED = {"dynamic": "quantize-dynamic", "static": "quantize-static", "int4": "quantize-int4"}
+
+
+def check_recipe(recipe: Recipe) -> Problem | None:
+    """The first problem of ``recipe.passes``: an unknown or final pass, a pass whose
+    check fails, or a precision section no listed pass carries out."""
+    for name in recipe.passes:
+        spec = PASSES.get(name)
+        if spec is None or name in FINAL_PASSES:
+            allowed = ", ".join(sorted(set(PASSES) - set(FINAL_PASSES)))
+            return "passes", f"unknown pass '{name}' (available: {allowed})"
+        if spec.check and (problem := spec.check(recipe)):
+            return problem
+    kind = recipe.precision.quantize.type
+    if kind in _NEEDED and _NEEDED[kind] not in recipe.passes:
+        return "precision.quantize.type", f"{kind!r} needs '{_NEEDED[kind]}' in passes"
+    if recipe.precision.fp16.mode != "none" and "fp16" not in recipe.passes:
+        return "precision.fp16.mode", f"{recipe.precision.fp16.mode!r} needs 'fp16' in passes"
+    return None
 
 
 @dataclass
@@ -66,34 +145,10 @@ def all_graphs(graph):
                 yield from all_graphs(g)
 
 
-def register(name: str) -> Callable[[PassFn], PassFn]:
-    def deco(fn: PassFn) -> PassFn:
-        if name in REGISTRY:
-            raise ValueError(f"pass {name!r} registered twice")
-        REGISTRY[name] = fn
-        return fn
-
-    return deco
-
-
-def load_registry() -> dict[str, PassFn]:
-    """Import every pass module (heavy imports stay inside the pass functions)."""
-    import importlib
-
-    for mod in PASS_MODULES:
-        importlib.import_module(mod)
-    return REGISTRY
-
-
 def plan(recipe: Recipe) -> list[str]:
-    """The ordered pass names a recipe runs; unknown names are a recipe error."""
-    registry = load_registry()
-    for name in recipe.passes:
-        if name not in registry or name in FINAL_PASSES:
-            allowed = ", ".join(sorted(set(registry) - set(FINAL_PASSES))) or "none yet"
-            raise RecipeError(
-                f"{recipe.display_path}: passes: unknown pass '{name}' (available: {allowed})"
-            )
+    """The ordered pass names a recipe runs; a problem is a recipe error."""
+    if problem := check_recipe(recipe):
+        raise RecipeError(f"{recipe.display_path}: {problem[0]}: {problem[1]}")
     return [*recipe.passes, *FINAL_PASSES]
 
 
@@ -103,9 +158,8 @@ def run_passes(
     ctx: PassContext,
     on_step: Callable[[str], None] | None = None,
 ) -> onnx.ModelProto:
-    registry = load_registry()
     for name in plan(recipe):
         if on_step:
             on_step(name)
-        model = registry[name](model, recipe, ctx)
+        model = PASSES[name].load()(model, recipe, ctx)
     return model

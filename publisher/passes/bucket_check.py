@@ -13,13 +13,13 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING
 
-from publisher.errors import PublisherError
-from publisher.passes import PassContext, all_graphs, register
+from publisher.passes import PassContext, all_graphs
+from publisher.runtime.errors import PublisherError
 
 if TYPE_CHECKING:
     import onnx
 
-    from publisher.recipe import Recipe
+    from publisher.recipe.schema import Recipe
 
 BANNED_OPS = ("NonZero", "ScatterND", "Range", "STFT")
 
@@ -64,7 +64,6 @@ def check_bucket_graph(model: onnx.ModelProto) -> dict[str, int]:
     return {"nodes": sum(counts.values()), "lstm": counts["LSTM"]}
 
 
-@register("bucket-check")
 def bucket_check_pass(model: onnx.ModelProto, recipe: Recipe, ctx: PassContext):
     """Check the graph (see module doc)."""
     ctx.notes["bucket_check"] = check_bucket_graph(model)

@@ -12,12 +12,12 @@ from __future__ import annotations
 import fnmatch
 from typing import TYPE_CHECKING
 
-from publisher.passes import PassContext, all_graphs, register
+from publisher.passes import PassContext, all_graphs
 
 if TYPE_CHECKING:
     import onnx
 
-    from publisher.recipe import Recipe
+    from publisher.recipe.schema import Recipe
 
 FLOAT, FLOAT16 = 1, 10
 # Quantization ops whose float side has no float16 kernel: always kept float32.
@@ -162,7 +162,6 @@ def dedupe_casts(model: onnx.ModelProto) -> int:
     return fixes
 
 
-@register("fp16")
 def fp16_pass(model: onnx.ModelProto, recipe: Recipe, ctx: PassContext) -> onnx.ModelProto:
     from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
 

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from publisher.errors import PublisherError
-from publisher.passes import PassContext, register
+from publisher.passes import PassContext
+from publisher.runtime.constants import IO_ROLES
+from publisher.runtime.errors import PublisherError
 
 if TYPE_CHECKING:
     import onnx
 
-    from publisher.recipe import Recipe
+    from publisher.recipe.schema import Recipe
 
 
 def rename_tensors(model: onnx.ModelProto, mapping: dict[str, str]) -> onnx.ModelProto:
@@ -62,12 +63,8 @@ def _rename_in_graph(graph, mapping: dict[str, str]) -> None:
                     _rename_in_graph(g, mapping)
 
 
-CANONICAL = ("input_ids", "style", "speed", "waveform", "duration")
-
-
-@register("io-names")
 def io_names_pass(model: onnx.ModelProto, recipe: Recipe, ctx: PassContext) -> onnx.ModelProto:
     names = recipe.io_names()
     present = {v.name for v in model.graph.input} | {v.name for v in model.graph.output}
-    mapping = {c: names[c] for c in (*CANONICAL, "input_lengths") if c in present}
+    mapping = {c: names[c] for c in IO_ROLES if c in present}
     return rename_tensors(model, mapping)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from publisher.passes import PassContext, register
+from publisher.passes import PassContext
 
 if TYPE_CHECKING:
     import onnx
 
-    from publisher.recipe import Recipe
+    from publisher.recipe.schema import Recipe
 
 
 def set_metadata(model: onnx.ModelProto, entries: dict[str, str]) -> onnx.ModelProto:
@@ -23,6 +23,5 @@ def set_metadata(model: onnx.ModelProto, entries: dict[str, str]) -> onnx.ModelP
     return model
 
 
-@register("metadata")
 def metadata_pass(model: onnx.ModelProto, recipe: Recipe, ctx: PassContext) -> onnx.ModelProto:
     return set_metadata(model, ctx.metadata)

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from publisher.errors import PublisherError
-from publisher.passes import PassContext, register
+from publisher.passes import PassContext
+from publisher.runtime.errors import PublisherError
 
 if TYPE_CHECKING:
     import onnx
 
-    from publisher.recipe import Recipe
+    from publisher.recipe.schema import Recipe
 
 
 def topological_sort(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
@@ -42,7 +42,6 @@ def topological_sort(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
     return out, sum(a != b for a, b in zip(before, after, strict=True))
 
 
-@register("topo-sort")
 def topo_sort_pass(model: onnx.ModelProto, recipe: Recipe, ctx: PassContext) -> onnx.ModelProto:
     out, ctx.notes["nodes_moved"] = topological_sort(model)
     return out

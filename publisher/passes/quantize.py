@@ -13,22 +13,23 @@ import contextlib
 import fnmatch
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from publisher.errors import PublisherError
-from publisher.passes import PassContext, register, roundtrip
+from publisher.passes import PassContext, roundtrip
+from publisher.runtime.errors import PublisherError
 
 if TYPE_CHECKING:
     import onnx
 
-    from publisher.recipe import Recipe
+    from publisher.recipe.schema import Recipe
 
 DYNAMIC_OPS = ("MatMul", "Gemm", "LSTM")
 STATIC_OPS = ("Conv", "MatMul", "Gemm")
 
 
 @contextlib.contextmanager
-def _quiet_quantizer() -> Iterator[None]:
+def quiet_quantizer() -> Iterator[None]:
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)
@@ -63,37 +64,78 @@ def _keep_metadata(fn):
     return wrapped
 
 
-@register("quantize-dynamic")
+DYNAMIC_CONV_WEIGHT = "uint8"  # ConvInteger with int8 weights is missing from some runtimes
+
+
+def weight_type(op_type: str, kind: str, recipe: Recipe) -> str:
+    """The 8-bit weight type a node gets: the recipe's, except in the dynamic pass Conv
+    (always ``DYNAMIC_CONV_WEIGHT``) and LSTM (int8 only)."""
+    if kind == "dynamic" and op_type == "Conv":
+        return DYNAMIC_CONV_WEIGHT
+    if kind == "dynamic" and op_type == "LSTM":
+        return "int8"
+    return recipe.precision.quantize.weight_type
+
+
+def weight_symmetric(recipe: Recipe, kind: str, wtype: str) -> bool:
+    """Whether weights are quantized symmetrically: never unless ``symmetric`` (default true);
+    then for the dynamic pass int8 only (uint8 keeps a zero point, onnxruntime's default),
+    for the static pass and int4 always. The build's quantizers and ``publisher
+    sensitivity``'s fake quantization both take it from here."""
+    if not recipe.precision.quantize.symmetric:
+        return False
+    return wtype == "int8" if kind == "dynamic" else True
+
+
+def quantize_dynamic_file(
+    src: Path,
+    dst: Path,
+    recipe: Recipe,
+    wtype: str,
+    *,
+    op_types: list[str] | None = None,
+    nodes_to_quantize: list[str] | None = None,
+    nodes_to_exclude: list[str] | None = None,
+) -> None:
+    """onnxruntime's ``quantize_dynamic`` with the recipe's settings and ``wtype`` weights."""
+    from onnxruntime.quantization import quantize_dynamic
+
+    q = recipe.precision.quantize
+    quantize_dynamic(
+        str(src),
+        str(dst),
+        op_types_to_quantize=op_types,
+        per_channel=q.per_channel,
+        weight_type=_qtype(wtype),
+        nodes_to_quantize=nodes_to_quantize,
+        nodes_to_exclude=nodes_to_exclude,
+        extra_options={"WeightSymmetric": weight_symmetric(recipe, "dynamic", wtype)},
+    )
+
+
 @_keep_metadata
 def quantize_dynamic_pass(
     model: onnx.ModelProto, recipe: Recipe, ctx: PassContext
 ) -> onnx.ModelProto:
     """MatMul/Gemm/LSTM with the recipe's weight type, then Conv with uint8 weights."""
-    from onnxruntime.quantization import quantize_dynamic
-
     q = recipe.precision.quantize
     ops = list(q.op_types) or [*DYNAMIC_OPS, "Conv"]
     excluded = excluded_nodes(model, q.exclude)
 
-    def run(op_types: list[str], weight_type: str):
+    def run(op_types: list[str], wtype: str):
         def tool(src, dst):
-            quantize_dynamic(
-                src,
-                dst,
-                op_types_to_quantize=op_types,
-                per_channel=q.per_channel,
-                weight_type=_qtype(weight_type),
-                nodes_to_exclude=excluded,
+            quantize_dynamic_file(
+                src, dst, recipe, wtype, op_types=op_types, nodes_to_exclude=excluded
             )
 
         return tool
 
-    with _quiet_quantizer():
+    with quiet_quantizer():
         others = [op for op in ops if op != "Conv"]
         if others:
             model = roundtrip(model, run(others, q.weight_type))
         if "Conv" in ops:
-            model = roundtrip(model, run(["Conv"], "uint8"))
+            model = roundtrip(model, run(["Conv"], DYNAMIC_CONV_WEIGHT))
     return model
 
 
@@ -101,8 +143,8 @@ class CorpusReader:
     """Calibration feeds from the corpus's calibration items (never the evaluation ones)."""
 
     def __init__(self, ctx: PassContext, count: int) -> None:
-        from publisher.corpus import load_corpus
-        from publisher.synth import padded_ids, style_row
+        from publisher.runtime.corpus import load_corpus
+        from publisher.runtime.synth import padded_ids, style_row
 
         if not ctx.voices:
             raise PublisherError("static quantization needs the checkpoint's voices")
@@ -129,7 +171,6 @@ class CorpusReader:
         pass
 
 
-@register("quantize-static")
 @_keep_metadata
 def quantize_static_pass(
     model: onnx.ModelProto, recipe: Recipe, ctx: PassContext
@@ -154,10 +195,13 @@ def quantize_static_pass(
             weight_type=_qtype(q.weight_type),
             nodes_to_exclude=excluded_nodes(model, q.exclude),
             calibrate_method=CalibrationMethod.MinMax,
-            extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
+            extra_options={
+                "ActivationSymmetric": False,
+                "WeightSymmetric": weight_symmetric(recipe, "static", q.weight_type),
+            },
         )
 
-    with _quiet_quantizer():
+    with quiet_quantizer():
         return roundtrip(model, tool)
 
 
@@ -204,7 +248,6 @@ def gemm_to_matmul(model: onnx.ModelProto) -> int:
     return count
 
 
-@register("quantize-int4")
 @_keep_metadata
 def quantize_int4_pass(model: onnx.ModelProto, recipe: Recipe, ctx: PassContext) -> onnx.ModelProto:
     """4-bit weight-only MatMulNBits for MatMul weights (block size, symmetric or not)."""
@@ -218,6 +261,6 @@ def quantize_int4_pass(model: onnx.ModelProto, recipe: Recipe, ctx: PassContext)
         is_symmetric=q.symmetric,
         nodes_to_exclude=excluded_nodes(model, q.exclude),
     )
-    with _quiet_quantizer():
+    with quiet_quantizer():
         quantizer.process()
     return quantizer.model.model

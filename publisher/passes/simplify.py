@@ -11,12 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from publisher.passes import PassContext, all_graphs, register, roundtrip
+from publisher.passes import PassContext, all_graphs, roundtrip
 
 if TYPE_CHECKING:
     import onnx
 
-    from publisher.recipe import Recipe
+    from publisher.recipe.schema import Recipe
 
 
 def ort_optimize(src: Path, dst: Path) -> None:
@@ -38,7 +38,6 @@ def strip_unused_opsets(model: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
-@register("simplify")
 def simplify_pass(model: onnx.ModelProto, recipe: Recipe, ctx: PassContext) -> onnx.ModelProto:
     metadata = list(model.metadata_props)
     out = strip_unused_opsets(roundtrip(model, ort_optimize))

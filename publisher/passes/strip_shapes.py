@@ -9,15 +9,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from publisher.passes import PassContext, all_graphs, register
+from publisher.passes import PassContext, all_graphs
 
 if TYPE_CHECKING:
     import onnx
 
-    from publisher.recipe import Recipe
+    from publisher.recipe.schema import Recipe
 
 
-@register("strip-shapes")
 def strip_shapes_pass(model: onnx.ModelProto, recipe: Recipe, ctx: PassContext) -> onnx.ModelProto:
     for graph in all_graphs(model.graph):
         del graph.value_info[:]

@@ -1,8 +1,8 @@
 """Catalog (manifest.json), cached sessions and side-by-side synthesis of variants.
 
-Every model call goes through ``publisher.synth`` (``open_session``, ``run_onnx``,
-``style_row``), text through ``publisher.text`` and the fidelity figure through
-``publisher.metrics``: the Space measures exactly what ``publisher verify`` measures.
+Every model call goes through ``publisher.runtime.synth`` (``open_session``, ``run_onnx``,
+``style_row``), text through ``publisher.runtime.text`` and the fidelity figure through
+``publisher.runtime.metrics``: the Space measures exactly what ``publisher verify`` measures.
 """
 
 from __future__ import annotations
@@ -26,11 +26,11 @@ from kokoro_space.source import (
     SourceError,
     safe_relpath,
 )
+from publisher.runtime.constants import SAMPLE_RATE
 
 if TYPE_CHECKING:
     import numpy as np
 
-SAMPLE_RATE = 24000
 REFERENCE_PATH = "onnx/model.onnx"
 SPEED_RANGE = (0.5, 2.0)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
@@ -315,7 +315,7 @@ class Engine:
     # ------------------------------------------------------------------ sessions
     def session(self, variant: Variant) -> tuple[Any, float, bool]:
         """(session, seconds it took to load, whether it came from the cache)."""
-        from publisher.synth import open_session
+        from publisher.runtime.synth import open_session
 
         with self._lock:
             hit = self._sessions.get(variant.name)
@@ -347,8 +347,8 @@ class Engine:
     # ------------------------------------------------------------------ input
     def prepare(self, text: object, phoneme_mode: bool = False) -> Prepared:
         """Phonemes and ids for ``text``; InputError says what is wrong with it."""
-        from publisher.errors import PublisherError
-        from publisher.text import NON_SPEECH, phonemize, to_ids, which_g2p
+        from publisher.runtime.errors import PublisherError
+        from publisher.runtime.text import NON_SPEECH, phonemize, to_ids, which_g2p
 
         if not isinstance(text, str) or not text.strip():
             raise InputError(
@@ -411,7 +411,8 @@ class Engine:
     @staticmethod
     def capacity(session: Any) -> int:
         """Most phoneme ids one call takes: the context, or a bucket graph's width - 2."""
-        from publisher.synth import MAX_PHONEMES, bucket_info
+        from publisher.runtime.constants import MAX_PHONEMES
+        from publisher.runtime.synth import bucket_info
 
         info = bucket_info(session)
         return MAX_PHONEMES if info is None else max(1, min(info.bucket - 2, MAX_PHONEMES))
@@ -420,8 +421,8 @@ class Engine:
         """Synthesize ``prepared`` with one variant; failures end up in ``Run.error``."""
         import numpy as np
 
-        from publisher.synth import run_onnx, style_row
-        from publisher.text import split_phonemes, to_ids
+        from publisher.runtime.synth import run_onnx, style_row
+        from publisher.runtime.text import split_phonemes, to_ids
 
         run = Run(variant)
         try:
@@ -450,7 +451,7 @@ class Engine:
         self, text: object, phoneme_mode: bool, voice: object, speed: object, names: object
     ) -> Comparison:
         """Each chosen variant speaks the same input; fidelity is against the fp32 one."""
-        from publisher.metrics import spectral_correlation
+        from publisher.runtime.metrics import spectral_correlation
 
         catalog = self.catalog()
         chosen = self.select(names)
@@ -488,7 +489,7 @@ def spectrogram_image(wave: np.ndarray, title: str) -> np.ndarray:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from publisher.metrics import HOP, log_mel
+    from publisher.runtime.metrics import HOP, log_mel
 
     mel = log_mel(wave, SAMPLE_RATE).T if wave.size else np.zeros((80, 1))
     fig = Figure(figsize=(6.4, 2.2), dpi=100)

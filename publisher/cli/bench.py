@@ -1,0 +1,89 @@
+"""``publisher bench``: time built variants (and files built elsewhere) interleaved on the
+corpus (``publisher.bench``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from publisher.cli.options import out_option, recipes_option
+from publisher.cli.output import info
+
+
+@click.command("bench")
+@click.argument("folders", nargs=-1, type=click.Path(file_okay=False, path_type=Path))
+@recipes_option("Benchmark OUT/NAME (repeatable); or pass built folders as arguments.")
+@out_option("Folder holding built variants.")
+@click.option(
+    "--torch/--no-torch",
+    "with_torch",
+    default=False,
+    help="Also time the PyTorch model on the CPU, in the same interleaved run.",
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(0, 256),
+    default=0,
+    show_default=True,
+    help="Intra-op threads per model (0: the runtime's default).",
+)
+@click.option("--warmup", type=click.IntRange(0, 20), default=1, show_default=True)
+@click.option("--repeats", type=click.IntRange(1, 100), default=3, show_default=True)
+@click.option(
+    "--max-phonemes",
+    type=click.IntRange(1, 508),
+    default=None,
+    help="Only corpus inputs up to this many phonemes (quicker runs).",
+)
+@click.option(
+    "--report",
+    "report_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where bench.json/.md/.png go (default OUT/bench).",
+)
+@click.option(
+    "--onnx",
+    "external",
+    multiple=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also bench an ONNX file built elsewhere, e.g. kokoro-onnx's int8 (repeatable).",
+)
+@click.option(
+    "--listen/--no-listen",
+    default=False,
+    show_default=True,
+    help="Measure WER and DNSMOS of the --onnx files on the speech set (real weights; minutes).",
+)
+def bench_command(
+    folders: tuple[Path, ...],
+    external: tuple[Path, ...],
+    listen: bool,
+    recipes: tuple[str, ...],
+    out_dir: Path,
+    with_torch: bool,
+    threads: int,
+    warmup: int,
+    repeats: int,
+    max_phonemes: int | None,
+    report_dir: Path | None,
+) -> None:
+    """Time variants interleaved on the corpus: load, median/p90, RTF, memory, size."""
+    from publisher.bench import benchmark, markdown_table
+
+    chosen = [*folders, *(out_dir / name for name in recipes)]
+    run = benchmark(
+        chosen,
+        with_torch=with_torch,
+        threads=threads,
+        warmup=warmup,
+        repeats=repeats,
+        max_phonemes=max_phonemes,
+        report_dir=report_dir,
+        external=list(external),
+        listen=listen,
+        echo=info,
+    )
+    click.echo(markdown_table(run.results, run.baseline))
+    click.echo(f"wrote {run.paths['json']}, {run.paths['md']}, {run.paths['png']}")

@@ -1,0 +1,76 @@
+"""``publisher build`` and ``publisher verify``: one variant from a recipe, and its gates
+re-run (``publisher.build``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from publisher.cli.options import (
+    checkpoint_option,
+    checkpoint_option_with,
+    out_option,
+    recipe_option,
+    speech_gates_option,
+)
+from publisher.cli.output import info
+
+
+@click.command("build")
+@recipe_option("Recipe name in recipes/ or a path to a recipe YAML file.")
+@checkpoint_option
+@out_option("Folder that receives NAME/.")
+@click.option("--dry-run", is_flag=True, help="Print the resolved plan and stop.")
+@speech_gates_option
+def build_command(
+    recipe_name: str, checkpoint: str | None, out_dir: Path, dry_run: bool, speech: bool
+) -> None:
+    """Export, transform and verify one variant into OUT/NAME/."""
+    from publisher.recipe.loader import load_recipe
+
+    recipe = load_recipe(recipe_name)
+    if dry_run:
+        from publisher.passes import plan
+
+        click.echo(
+            json.dumps(
+                {
+                    "recipe": recipe.name,
+                    "checkpoint": checkpoint or recipe.checkpoint,
+                    "passes": plan(recipe),
+                    "output": str(out_dir / recipe.name / recipe.output.path),
+                    "resolved_recipe": recipe.model_dump(mode="json"),
+                },
+                indent=2,
+            )
+        )
+        return
+    from publisher.build import build as run_build
+
+    result = run_build(recipe, checkpoint=checkpoint, out_dir=out_dir, echo=info, speech=speech)
+    size = result.model_path.stat().st_size / 2**20
+    worst = max(p["max_abs_error"] for p in result.manifest["verification"]["parity"])
+    click.echo(
+        f"built {result.model_path} ({size:.2f} MiB); parity max abs error {worst:.3g}; "
+        f"report {result.folder / 'verify.md'}"
+    )
+
+
+@click.command("verify")
+@recipe_option("The recipe whose build (OUT/NAME/) to verify.")
+@out_option("Folder that holds NAME/.")
+@checkpoint_option_with("Checkpoint to compare with (default: the one the build recorded).")
+@speech_gates_option
+def verify_command(recipe_name: str, out_dir: Path, checkpoint: str | None, speech: bool) -> None:
+    """Re-run parity, fidelity and gates on a built variant; update its manifest and report."""
+    from publisher.build import verify_built
+    from publisher.recipe.loader import load_recipe
+
+    recipe = load_recipe(recipe_name)
+    verify_built(recipe, out_dir=out_dir, checkpoint=checkpoint, echo=info, speech=speech)
+    click.echo(
+        f"verified {out_dir / recipe.name}: all gates pass; "
+        f"report {out_dir / recipe.name / 'verify.md'}"
+    )

@@ -1,0 +1,129 @@
+"""``voices``, ``stage`` and ``publish``: thin wrappers over publisher.repo_files/stage/publish."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import click
+
+from publisher.cli.options import out_option, recipes_option
+from publisher.cli.output import info
+from publisher.runtime.errors import PublisherError
+
+_DIR = click.Path(file_okay=False, path_type=Path)
+
+
+def built_folders(out_dir: Path, recipes: tuple[str, ...], all_: bool) -> list[Path]:
+    """OUT/NAME for each --recipe, or every built folder in OUT with --all."""
+    if recipes and all_:
+        raise PublisherError("give --recipe NAME (repeatable) or --all, not both")
+    if all_:
+        found = sorted(p.parent for p in Path(out_dir).glob("*/manifest.json"))
+        if not found:
+            raise PublisherError(f"{out_dir}: no built variants; run publisher build first")
+        return found
+    if not recipes:
+        raise PublisherError("choose variants: --recipe NAME (repeatable) or --all")
+    return [Path(out_dir) / name for name in recipes]
+
+
+@click.command("voices")
+@click.option("--checkpoint", metavar="SRC", default="hub:hexgrad/Kokoro-82M", show_default=True)
+@out_option("Folder to write into.", required=True)
+def voices_command(checkpoint: str, out_dir: Path) -> None:
+    """Write voices.npz, voices.txt and voices/<name>.bin from a checkpoint's voices."""
+    from publisher.hub.repo_files import write_voices
+    from publisher.model.sources import open_checkpoint
+
+    paths = write_voices(open_checkpoint(checkpoint).voices, out_dir)
+    click.echo(f"wrote {len(paths) - 2} voices to {out_dir} (voices.npz, voices.txt, voices/)")
+
+
+_select = [
+    recipes_option("A built variant OUT/NAME (repeatable)."),
+    click.option("--all", "all_", is_flag=True, help="Every built variant in OUT."),
+    out_option("Folder holding the built variants."),
+]
+
+
+def _with_select(fn):
+    for option in reversed(_select):
+        fn = option(fn)
+    return fn
+
+
+@click.command("stage")
+@_with_select
+@click.option("--dest", type=_DIR, required=True, help="The repo folder to write.")
+@click.option("--repo", "repo_id", default="ORG/NAME", help="Repo id shown in the card's usage.")
+def stage_command(recipes, all_, out_dir, dest, repo_id) -> None:
+    """Assemble a repo folder (card, config, tokenizer, voices, variants, manifest)."""
+    from publisher.hub.stage import stage
+
+    staged = stage(built_folders(out_dir, recipes, all_), dest, repo_id=repo_id, echo=info)
+    click.echo(f"staged {len(staged.manifest['variants'])} variants in {staged.folder}")
+
+
+@click.command("publish")
+@click.option("--repo", "repo_id", required=True, metavar="ORG/NAME", help="Hub model repo.")
+@_with_select
+@click.option("--dry-run", is_flag=True, help="Print the plan; no network.")
+@click.option("--create-pr", is_flag=True, help="Open a pull request instead of committing.")
+@click.option("--revision", default=None, help="Branch to commit to (created if missing).")
+@click.option("--allow-synthetic", is_flag=True, help="Allow publishing random-weight builds.")
+@click.option(
+    "--allow-recovered",
+    is_flag=True,
+    help="Allow publishing builds from weights recovered from an ONNX export (marked so).",
+)
+@click.option("--private", is_flag=True, help="Create the repo private if it does not exist.")
+def publish_command(
+    repo_id,
+    recipes,
+    all_,
+    out_dir,
+    dry_run,
+    create_pr,
+    revision,
+    allow_synthetic,
+    allow_recovered,
+    private,
+) -> None:
+    """Stage the chosen variants and upload them as one commit (token: HF_TOKEN or login)."""
+    from publisher.hub.publish import check_repo_id, publish
+    from publisher.hub.stage import stage
+
+    check_repo_id(repo_id)
+    folders = built_folders(out_dir, recipes, all_)
+    with tempfile.TemporaryDirectory(prefix="publisher-stage-") as tmp:
+        staged = stage(folders, Path(tmp) / "repo", repo_id=repo_id, echo=info)
+        result = publish(
+            staged.folder,
+            repo_id,
+            dry_run=dry_run,
+            create_pr=create_pr,
+            revision=revision,
+            allow_synthetic=allow_synthetic,
+            allow_recovered=allow_recovered,
+            private=private,
+        )
+    if result.dry_run:
+        total = sum(size for _, size in result.files)
+        click.echo(
+            f"dry run: would commit to {repo_id}"
+            f"{' as a pull request' if create_pr else ''}"
+            f"{f' on {revision}' if revision else ''}: {result.message}"
+        )
+        for path, size in result.files:
+            click.echo(f"  {size / 2**20:10.2f} MiB  {path}")
+        click.echo(
+            f"  {total / 2**20:10.2f} MiB  total, {len(result.files)} files "
+            "(unchanged files are skipped at upload)"
+        )
+        if result.synthetic_blocked:
+            click.echo("note: synthetic weights; a real publish needs --allow-synthetic")
+        if result.recovered_blocked:
+            click.echo("note: recovered weights; a real publish needs --allow-recovered")
+        return
+    click.echo(f"published: {result.pr_url or result.commit_url}")

@@ -1,1 +1,0 @@
-"""Click commands that live in their own modules; publisher.cli registers them."""

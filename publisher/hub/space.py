@@ -1,0 +1,132 @@
+"""The Gradio Space: ``space/`` plus the torch-free runtime (``publisher/runtime/``, bundled
+whole, so the Space runs the same synthesis, text and metrics code as ``publisher verify``
+without torch), the model repo it plays in ``space_config.json`` and the README front
+matter (``models:``, so the Hub links the two repos), uploaded as one commit."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import publisher
+from publisher.runtime.errors import PublisherError, first_line
+
+# Paths inside the package; each must import without torch (tests/test_space.py checks it).
+# The torch-free runtime the app runs, bundled whole (tests/test_space.py checks that it
+# imports without torch): the package marker and everything under publisher/runtime/.
+BUNDLED_ROOT = "runtime"
+
+
+SPACE_CONFIG = "space_config.json"
+
+
+_SKIP_DIRS = {"__pycache__", ".git", ".pytest_cache", ".ruff_cache", ".gradio", "flagged"}
+
+
+_SKIP_NAMES = {SPACE_CONFIG, ".DS_Store"}
+
+
+_REVISION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$")
+
+
+def default_space_dir() -> Path:
+    """The checkout's ``space/`` folder (beside the package)."""
+    return Path(__file__).resolve().parent.parent.parent / "space"
+
+
+def check_model_spec(spec: str) -> str:
+    """``ORG/MODEL[@REVISION]``, validated."""
+    from publisher.hub.publish import check_repo_id
+
+    repo_id, _, revision = spec.partition("@")
+    try:
+        check_repo_id(repo_id)
+    except PublisherError:
+        raise PublisherError(
+            f"--model-repo {spec!r}: expected ORG/NAME or ORG/NAME@REVISION"
+        ) from None
+    if revision and (not _REVISION.match(revision) or ".." in revision):
+        raise PublisherError(f"--model-repo {spec!r}: {revision!r} is not a valid revision")
+    return spec
+
+
+def _with_models(readme: str, model_repo_id: str) -> str:
+    """README.md with ``models: [model_repo_id]`` in its front matter (huggingface_hub's
+    SpaceCard keeps the rest of the front matter and the body)."""
+    from huggingface_hub import SpaceCard
+
+    if not readme.startswith("---"):
+        raise PublisherError("space/README.md: expected Space front matter between --- lines")
+    try:
+        card = SpaceCard(readme)
+    except ValueError as exc:
+        raise PublisherError(f"space/README.md: {first_line(exc)}") from None
+    card.data.models = [model_repo_id]
+    return str(card)
+
+
+def assemble(dest: Path, model_repo: str, space_dir: Path | None = None) -> list[tuple[str, int]]:
+    """Write the Space's files into ``dest``; returns (path, bytes) for each, sorted."""
+
+    model_repo = check_model_spec(model_repo)
+    src = Path(space_dir) if space_dir else default_space_dir()
+    if not (src / "app.py").is_file() or not (src / "README.md").is_file():
+        raise PublisherError(
+            f"{src}: not a Space folder (needs app.py and README.md); "
+            "run from a checkout of the publisher or pass --space-dir"
+        )
+    dest = Path(dest)
+    for path in sorted(src.rglob("*")):
+        rel = path.relative_to(src)
+        if any(part in _SKIP_DIRS for part in rel.parts) or path.name in _SKIP_NAMES:
+            continue
+        if path.suffix in (".pyc", ".pyo") or not path.is_file():
+            continue
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, dest / rel)
+    package = Path(publisher.__file__).resolve().parent
+    for source in [package / "__init__.py", *sorted((package / BUNDLED_ROOT).rglob("*"))]:
+        rel = source.relative_to(package)
+        if not source.is_file() or "__pycache__" in rel.parts or source.suffix == ".pyc":
+            continue
+        target = dest / "publisher" / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+    readme = (dest / "README.md").read_text(encoding="utf-8")
+    (dest / "README.md").write_text(
+        _with_models(readme, model_repo.partition("@")[0]), encoding="utf-8"
+    )
+    (dest / SPACE_CONFIG).write_text(
+        json.dumps({"KOKORO_REPO": model_repo}, indent=2) + "\n", encoding="utf-8"
+    )
+    return [
+        (p.relative_to(dest).as_posix(), p.stat().st_size)
+        for p in sorted(dest.rglob("*"))
+        if p.is_file()
+    ]
+
+
+def upload(folder: Path, repo_id: str, model_repo: str, *, private: bool = False) -> str:
+    """Create (or reuse) the Space repo and upload ``folder`` as one commit; the commit URL."""
+    from huggingface_hub import HfApi
+
+    from publisher.hub.errors import hub_error
+    from publisher.hub.session import use_hub_timeouts
+
+    seconds = use_hub_timeouts()
+    api = HfApi()
+    try:
+        api.create_repo(
+            repo_id, repo_type="space", space_sdk="gradio", private=private, exist_ok=True
+        )
+        info = api.upload_folder(
+            folder_path=str(folder),
+            repo_id=repo_id,
+            repo_type="space",
+            commit_message=f"publisher space: demo of {model_repo}",
+        )
+    except Exception as exc:  # HTTP answers, connection errors, timeouts, a missing token
+        raise hub_error(repo_id, exc, seconds=seconds, undone="nothing was uploaded") from None
+    return info.commit_url

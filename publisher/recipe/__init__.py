@@ -1,0 +1,1 @@
+"""Recipes: the typed schema and the strict YAML loader."""

@@ -1,0 +1,14 @@
+"""Facts about Kokoro-82M that many modules need, each defined once (torch-free)."""
+
+from __future__ import annotations
+
+SAMPLE_RATE = 24000  # Hz, every waveform in and out of the model
+MAX_TOKENS = 510  # longest padded input [0, *ids, 0] we feed (the context has 512 positions)
+MAX_PHONEMES = MAX_TOKENS - 2  # most phoneme ids in one input
+SAMPLES_PER_FRAME = 600  # per predicted duration frame: istft hop 5 x upsample 10*6 x 2
+VOICE_SHAPE = (510, 1, 256)  # one style row per phoneme count; 128 decoder + 128 prosody
+# Tensor roles (our canonical names): what a recipe's io section renames.
+INPUT_ROLES = ("input_ids", "style", "speed")
+BUCKET_INPUT_ROLES = (*INPUT_ROLES, "input_lengths")  # static token-bucket graphs add this
+OUTPUT_ROLES = ("waveform", "duration")
+IO_ROLES = (*BUCKET_INPUT_ROLES, *OUTPUT_ROLES)

@@ -1,0 +1,1 @@
+"""Kokoro-82M's config.json and the evaluation corpus, shipped as package data."""

@@ -1,0 +1,3 @@
+"""``publisher sensitivity``: rank the nodes a precision recipe converts by the damage each
+does alone.
+"""

@@ -1,0 +1,139 @@
+"""What a listener hears: word error rate and DNSMOS of a variant next to upstream Kokoro.
+
+The corpus's ``speech`` set (24 Harvard sentences, six voices of both sexes) is spoken by
+upstream torch (its random source seeded per sentence) and by the shipped graph (its own
+random source), in a child process. Each waveform goes through the offline recognizer
+(WER over the whole set) and DNSMOS (mean overall, signal, background). The gates compare
+the variant with upstream on the same run: WER at most the reference's plus
+``gates.wer_margin``; mean overall DNSMOS at most ``gates.dnsmos_drop`` below it.
+
+Synthetic weights do not speak, so they skip these gates (said in the report), as does
+a machine without the ``[quality]`` tools (one line naming what to install).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from publisher.model.checkpoint import Checkpoint
+
+SEED = 20261201  # upstream torch's random source, reseeded per sentence from this
+SPEECH_OFF = {"ran": False, "skipped": "speech gates switched off (--no-speech-gates)"}
+
+
+def skip_reason(ckpt: Checkpoint) -> str | None:
+    """Why the speech gates cannot run for this checkpoint here, or None."""
+    from publisher.runtime.speech import missing_tools
+
+    if ckpt.synthetic:
+        return "synthetic weights do not speak: WER and DNSMOS gates skipped"
+    return missing_tools()
+
+
+def listen(ckpt: Checkpoint, model: Any, graph: str, echo=None) -> dict[str, Any]:
+    """Speak the speech set with upstream torch and ``graph``; WER and DNSMOS of both."""
+    import torch
+
+    from publisher.runtime.constants import SAMPLE_RATE
+    from publisher.runtime.corpus import load_corpus
+    from publisher.runtime.synth import run_torch, style_row
+    from publisher.verify.worker import ModelWorker
+
+    echo = echo or (lambda line: None)
+    reason = skip_reason(ckpt)
+    if reason:
+        echo(f"  {reason}")
+        return {"ran": False, "skipped": reason}
+    items = [it for it in load_corpus().speech if it.voice in ckpt.voices]
+    if not items:
+        reason = "no voice of the speech set is in this checkpoint: WER and DNSMOS skipped"
+        echo(f"  {reason}")
+        return {"ran": False, "skipped": reason}
+    rows = []
+    with ModelWorker(graph, label=str(graph)) as worker:
+        for k, item in enumerate(items):
+            ids = item.ids(ckpt.config["vocab"])
+            style = style_row(ckpt.voices[item.voice], len(ids))
+            torch.manual_seed(SEED + k)
+            ref = run_torch(model, ids, style, item.speed)
+            out, _ = worker.run(ids, style, item.speed)
+            rows.append(_row(item, ref.waveform, out.waveform, SAMPLE_RATE))
+            echo(
+                f"  speech {k + 1}/{len(items)} {item.voice}: heard "
+                f"{rows[-1]['variant_heard']!r} (upstream: {rows[-1]['reference_heard']!r})"
+            )
+    return {"ran": True, "skipped": "", **summarize(rows), "items": rows}
+
+
+def _row(item, reference, variant, sample_rate: int) -> dict[str, Any]:
+    from publisher.runtime.speech import dnsmos, recognize
+
+    return {
+        "item": item.id,
+        "voice": item.voice,
+        "text": item.text,
+        "reference_heard": recognize(reference, sample_rate),
+        "variant_heard": recognize(variant, sample_rate),
+        "reference_dnsmos": dnsmos(reference, sample_rate),
+        "variant_dnsmos": dnsmos(variant, sample_rate),
+    }
+
+
+def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Set-level WER and mean DNSMOS of the reference and the variant."""
+    from publisher.runtime.speech import corpus_wer
+
+    texts = [r["text"] for r in rows]
+    out: dict[str, Any] = {
+        "sentences": len(rows),
+        "reference_wer": corpus_wer(texts, [r["reference_heard"] for r in rows]),
+        "variant_wer": corpus_wer(texts, [r["variant_heard"] for r in rows]),
+    }
+    for side in ("reference", "variant"):
+        out[f"{side}_dnsmos"] = {
+            key: sum(r[f"{side}_dnsmos"][key] for r in rows) / len(rows)
+            for key in ("overall", "signal", "background")
+        }
+    return out
+
+
+def speech_gates(gates: Any, speech: dict[str, Any]) -> list[tuple[str, float, float, bool]]:
+    """(gate, measured, threshold, higher_is_better) for the recipe's speech gates."""
+    if not speech.get("ran"):
+        return []
+    out = []
+    if gates.wer_margin is not None:
+        threshold = speech["reference_wer"] + gates.wer_margin
+        out.append(("word_error_rate", speech["variant_wer"], threshold, False))
+    if gates.dnsmos_drop is not None:
+        threshold = speech["reference_dnsmos"]["overall"] - gates.dnsmos_drop
+        out.append(("dnsmos_overall", speech["variant_dnsmos"]["overall"], threshold, True))
+    return out
+
+
+def report_lines(speech: dict[str, Any] | None) -> list[str]:
+    """The verify.md section for the speech set."""
+    if not speech:
+        return []
+    lines = ["", "## Speech set (upstream torch vs the shipped graph, random source on)", ""]
+    if not speech["ran"]:
+        return [*lines, f"Skipped: {speech['skipped']}"]
+    ref, var = speech["reference_dnsmos"], speech["variant_dnsmos"]
+    lines += [
+        f"{speech['sentences']} sentences. Word error rate: upstream "
+        f"{speech['reference_wer']:.3f}, this variant {speech['variant_wer']:.3f}. "
+        f"DNSMOS overall/signal/background: upstream {ref['overall']:.2f}/"
+        f"{ref['signal']:.2f}/{ref['background']:.2f}, this variant {var['overall']:.2f}/"
+        f"{var['signal']:.2f}/{var['background']:.2f}.",
+        "",
+        "| item | voice | text | upstream heard | variant heard | DNSMOS upstream | variant |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in speech["items"]:
+        lines.append(
+            f"| {r['item']} | {r['voice']} | {r['text']} | {r['reference_heard']} | "
+            f"{r['variant_heard']} | {r['reference_dnsmos']['overall']:.2f} | "
+            f"{r['variant_dnsmos']['overall']:.2f} |"
+        )
+    return lines

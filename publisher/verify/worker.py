@@ -1,0 +1,151 @@
+"""Run a model in a child process: a crash (quantized Kokoro files have segfaulted some
+onnxruntime versions) becomes a ``VariantCrashed`` error instead of killing the build,
+and each model's peak memory and timings are measured in isolation.
+
+The child serves requests over a pipe: ``("run", ids, style, speed)`` answers
+``(waveform, durations, seconds)``; ``("stats",)`` answers peak RSS in MiB.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing as mp
+import time
+from typing import TYPE_CHECKING, Any
+
+from publisher.runtime.errors import PublisherError, first_line
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from publisher.runtime.synth import Synthesis
+
+
+class VariantCrashed(PublisherError):
+    """The child process running a model died (segfault, abort, out of memory)."""
+
+
+class VariantFailed(PublisherError):
+    """The runtime raised an error on an input (the child process lives on)."""
+
+
+def _peak_rss_mib() -> float:
+    """This process's peak resident memory. On Linux from VmHWM: ru_maxrss survives execve,
+    so a spawned child would report the parent's size at fork time (measured: every model
+    showed the same 989 MiB)."""
+    import resource
+    import sys
+
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+
+
+def _open(kind: str, target: str, threads: int) -> Any:
+    if kind == "onnx":
+        from publisher.runtime.synth import open_session
+
+        return open_session(target, threads=threads)
+    import torch
+
+    from publisher.model.sources import open_checkpoint
+
+    if threads:
+        torch.set_num_threads(threads)
+    return open_checkpoint(target).build_model()
+
+
+def _serve(conn: Any, kind: str, target: str, threads: int) -> None:
+    import os
+
+    os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
+    from publisher.runtime.synth import run_onnx, run_torch
+
+    start = time.perf_counter()
+    try:
+        model = _open(kind, target, threads)
+    except Exception as exc:  # reported to the parent as one line
+        conn.send(("error", f"{type(exc).__name__}: {exc}".splitlines()[0]))
+        return
+    conn.send(("ready", time.perf_counter() - start))
+    run = run_onnx if kind == "onnx" else run_torch
+    while True:
+        try:
+            msg = conn.recv()
+        except EOFError:
+            return
+        if msg[0] == "stop":
+            return
+        if msg[0] == "stats":
+            conn.send(("stats", _peak_rss_mib()))
+            continue
+        _, ids, style, speed = msg
+        t0 = time.perf_counter()
+        try:
+            out = run(model, ids, style, speed)
+        except Exception as exc:  # the runtime refused the input: a message, not a crash
+            conn.send(("error", f"{type(exc).__name__}: {first_line(exc, 300)}"))
+            continue
+        conn.send(("out", out.waveform, out.durations, time.perf_counter() - t0))
+
+
+class ModelWorker:
+    """One model (an ONNX file, or ``torch:<checkpoint spec>``) served by a child process."""
+
+    def __init__(self, target: str, threads: int = 0, label: str | None = None) -> None:
+        kind, spec = ("torch", target[6:]) if target.startswith("torch:") else ("onnx", target)
+        self.label = label or target
+        ctx = mp.get_context("spawn")
+        self._conn, child = ctx.Pipe()
+        self._proc = ctx.Process(target=_serve, args=(child, kind, spec, threads), daemon=True)
+        self._proc.start()
+        child.close()
+        reply = self._recv()
+        if reply[0] == "error":
+            self.close()
+            raise PublisherError(f"{self.label}: cannot load: {reply[1]}")
+        self.load_seconds: float = reply[1]
+
+    def _recv(self) -> tuple:
+        try:
+            return self._conn.recv()
+        except (EOFError, ConnectionError, OSError):
+            self._proc.join(timeout=5)
+            code = self._proc.exitcode
+            how = f"signal {-code}" if code is not None and code < 0 else f"exit status {code}"
+            raise VariantCrashed(f"{self.label}: the runtime crashed ({how})") from None
+
+    def run(self, ids: list[int], style: np.ndarray, speed: float = 1.0) -> tuple[Synthesis, float]:
+        from publisher.runtime.synth import Synthesis
+
+        self._conn.send(("run", list(ids), style, float(speed)))
+        reply = self._recv()
+        if reply[0] == "error":
+            raise VariantFailed(f"{self.label}: the model failed on this input: {reply[1]}")
+        _, wave, dur, seconds = reply
+        return Synthesis(wave, dur), seconds
+
+    def peak_rss_mib(self) -> float:
+        self._conn.send(("stats",))
+        return self._recv()[1]
+
+    def close(self) -> None:
+        if self._proc.is_alive():
+            with contextlib.suppress(BrokenPipeError, OSError):
+                self._conn.send(("stop",))
+            self._proc.join(timeout=10)
+        if self._proc.is_alive():
+            self._proc.kill()
+        self._conn.close()
+
+    def __enter__(self) -> ModelWorker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,1 @@
+"""Test support: helpers the tests import (never collected as tests)."""
