@@ -567,3 +567,20 @@ def test_space_readme_front_matter_matches_the_gradio_it_is_built_for():
     assert fields["sdk"] == "gradio" and fields["app_file"] == "app.py"
     assert fields["license"] == "apache-2.0"
     assert f"gradio=={fields['sdk_version']}" in (SPACE / "requirements.txt").read_text()
+
+
+@pytest.mark.parametrize(
+    "readme, problem",
+    [
+        ("no front matter\n", "expected Space front matter between --- lines"),
+        ("---\ntitle: x\n", "the front matter has no closing ---"),
+        ("---\n: : bad\n---\nbody\n", "front matter is not valid YAML"),
+    ],
+)
+def test_a_broken_space_readme_is_one_line(readme, problem):
+    from publisher.hub.space import _with_models
+    from publisher.runtime.errors import PublisherError
+
+    with pytest.raises(PublisherError, match=problem) as err:
+        _with_models(readme, "me/kokoro")
+    assert "\n" not in str(err.value)

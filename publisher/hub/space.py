@@ -55,14 +55,21 @@ def check_model_spec(spec: str) -> str:
 def _with_models(readme: str, model_repo_id: str) -> str:
     """README.md with ``models: [model_repo_id]`` in its front matter (huggingface_hub's
     SpaceCard keeps the rest of the front matter and the body)."""
+    import yaml
     from huggingface_hub import SpaceCard
 
-    if not readme.startswith("---"):
+    lines = readme.splitlines()
+    if not lines or lines[0].strip() != "---":
         raise PublisherError("space/README.md: expected Space front matter between --- lines")
+    if not any(line.strip() == "---" for line in lines[1:]):
+        raise PublisherError("space/README.md: the front matter has no closing ---")
     try:
         card = SpaceCard(readme)
-    except ValueError as exc:
-        raise PublisherError(f"space/README.md: {first_line(exc)}") from None
+    except (ValueError, yaml.YAMLError) as exc:  # not a mapping / not YAML
+        problem = first_line(exc)
+        raise PublisherError(
+            f"space/README.md: front matter is not valid YAML ({problem})"
+        ) from None
     card.data.models = [model_repo_id]
     return str(card)
 

@@ -91,8 +91,6 @@ PASSES: dict[str, PassSpec] = {
     "metadata": PassSpec("publisher.passes.metadata:metadata_pass"),
 }
 FINAL_PASSES = ("io-names", "topo-sort", "strip-shapes", "metadata")
-# the pass each precision setting needs in ``passes:`` (and no other converts precision)
-_NEEDED = {"dynamic": "quantize-dynamic", "static": "quantize-static", "int4": "quantize-int4"}
 
 
 def check_recipe(recipe: Recipe) -> Problem | None:
@@ -106,8 +104,8 @@ def check_recipe(recipe: Recipe) -> Problem | None:
         if spec.check and (problem := spec.check(recipe)):
             return problem
     kind = recipe.precision.quantize.type
-    if kind in _NEEDED and _NEEDED[kind] not in recipe.passes:
-        return "precision.quantize.type", f"{kind!r} needs '{_NEEDED[kind]}' in passes"
+    if kind != "none" and f"quantize-{kind}" not in recipe.passes:
+        return "precision.quantize.type", f"{kind!r} needs 'quantize-{kind}' in passes"
     if recipe.precision.fp16.mode != "none" and "fp16" not in recipe.passes:
         return "precision.fp16.mode", f"{recipe.precision.fp16.mode!r} needs 'fp16' in passes"
     return None
