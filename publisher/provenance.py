@@ -21,6 +21,28 @@ def publisher_version() -> str:
     return package_version("kokoro-onnx-publisher")
 
 
+def git_commit() -> str:
+    """The publisher checkout's git commit: GITHUB_SHA in Actions, else ``git rev-parse``
+    beside the package, else "unknown" (an installed wheel has no history)."""
+    import subprocess
+
+    sha = os.environ.get("GITHUB_SHA", "").strip()
+    if sha:
+        return sha
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        out = subprocess.run(
+            ["git", "-C", here, "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip() or "unknown"
+
+
 def versions() -> dict[str, str]:
     return {
         "python": platform.python_version(),

@@ -4,6 +4,7 @@ Hub's protocol (tests/hub_server.py)."""
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import pytest
@@ -102,24 +103,24 @@ def test_a_wrong_token_is_one_clear_line(dist, hub, monkeypatch):
 def test_create_pr_puts_files_on_the_pr_ref_not_main(dist, hub):
     assert _publish(dist).exit_code == 0
     main_files = dict(hub.files(REPO))
-    (dist / "fp32" / "notes.txt").write_text("x")
-    try:
-        result = CliRunner().invoke(
-            main,
-            [
-                "publish",
-                "--repo",
-                REPO,
-                "--recipe",
-                "fp32",
-                "--out",
-                str(dist),
-                "--allow-synthetic",
-                "--create-pr",
-            ],
-        )
-    finally:
-        (dist / "fp32" / "notes.txt").unlink()
+    manifest = dist / "fp32" / "manifest.json"
+    data = json.loads(manifest.read_text())
+    data["resolved_recipe"]["description"] = "a description changed in review"
+    manifest.write_text(json.dumps(data))
+    result = CliRunner().invoke(
+        main,
+        [
+            "publish",
+            "--repo",
+            REPO,
+            "--recipe",
+            "fp32",
+            "--out",
+            str(dist),
+            "--allow-synthetic",
+            "--create-pr",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "/discussions/" in result.stdout
     assert hub.files(REPO) == main_files

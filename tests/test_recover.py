@@ -275,7 +275,7 @@ def test_a_build_from_recovered_weights_is_marked_in_model_and_manifest(recovere
 
 
 def test_recovered_builds_are_carded_as_such_and_not_published_without_the_flag(
-    recovered_build, tmp_path
+    recovered_build, tmp_path, monkeypatch
 ):
     from huggingface_hub import ModelCard
 
@@ -288,6 +288,7 @@ def test_recovered_builds_are_carded_as_such_and_not_published_without_the_flag(
     assert "recovered-weights" in ModelCard(text).data.tags
     assert text.split("---", 2)[2].lstrip().startswith("> **Recovered weights: not hexgrad's")
     assert staged.manifest["origin"] == "recovered"
-    assert publish(staged.folder, "me/kokoro", dry_run=True).recovered_blocked
+    monkeypatch.setattr("huggingface_hub.constants.ENDPOINT", "http://127.0.0.1:9")
+    assert publish([recovered_build], "me/kokoro", dry_run=True).recovered_blocked
     with pytest.raises(PublisherError, match=r"refusing to publish a build from recovered"):
-        publish(staged.folder, "me/kokoro")
+        publish([recovered_build], "me/kokoro")

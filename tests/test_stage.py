@@ -9,8 +9,9 @@ from huggingface_hub import ModelCard
 from tokenizers import Tokenizer
 
 from publisher.cli import main
+from publisher.hub.card import md as _md
 from publisher.hub.repo_files import tokenizer_json, write_voices
-from publisher.hub.stage import _md, stage
+from publisher.hub.stage import stage
 from publisher.runtime.errors import PublisherError
 
 

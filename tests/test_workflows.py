@@ -179,7 +179,7 @@ def test_publish_triggers_and_plan() -> None:
     jobs = wf["jobs"]
     checkout = next(s for s in jobs["plan"]["steps"] if "checkout" in s.get("uses", ""))
     assert checkout["with"]["fetch-depth"] == 0
-    assert set(jobs["plan"]["outputs"]) == {"matrix", "cards_only", "any"}
+    assert set(jobs["plan"]["outputs"]) == {"matrix", "cards_only", "prune", "any"}
     build = jobs["build"]
     assert build["needs"] == "plan" and build["if"] == "needs.plan.outputs.any == 'true'"
     assert build["strategy"] == {

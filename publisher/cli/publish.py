@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 import click
@@ -68,7 +67,18 @@ def stage_command(recipes, all_, out_dir, dest, repo_id) -> None:
 @click.command("publish")
 @click.option("--repo", "repo_id", required=True, metavar="ORG/NAME", help="Hub model repo.")
 @_with_select
-@click.option("--dry-run", is_flag=True, help="Print the plan; no network.")
+@click.option(
+    "--card-only",
+    is_flag=True,
+    help="Re-render README.md from the repo's manifest.json with the current templates and "
+    "upload it alone (no build needed).",
+)
+@click.option(
+    "--prune",
+    is_flag=True,
+    help="Delete the files of variants whose recipe no longer exists in recipes/ (same commit).",
+)
+@click.option("--dry-run", is_flag=True, help="Print the plan; reads the repo, writes nothing.")
 @click.option("--create-pr", is_flag=True, help="Open a pull request instead of committing.")
 @click.option("--revision", default=None, help="Branch to commit to (created if missing).")
 @click.option("--allow-synthetic", is_flag=True, help="Allow publishing random-weight builds.")
@@ -78,52 +88,55 @@ def stage_command(recipes, all_, out_dir, dest, repo_id) -> None:
     help="Allow publishing builds from weights recovered from an ONNX export (marked so).",
 )
 @click.option("--private", is_flag=True, help="Create the repo private if it does not exist.")
-def publish_command(
-    repo_id,
-    recipes,
-    all_,
-    out_dir,
-    dry_run,
-    create_pr,
-    revision,
-    allow_synthetic,
-    allow_recovered,
-    private,
-) -> None:
-    """Stage the chosen variants and upload them as one commit (token: HF_TOKEN or login)."""
-    from publisher.hub.publish import check_repo_id, publish
-    from publisher.hub.stage import stage
+def publish_command(repo_id, recipes, all_, out_dir, card_only, prune, **flags) -> None:
+    """Publish the repo's whole family as one commit: the chosen builds, plus every variant
+    already on the Hub that still matches its record (token: HF_TOKEN or login)."""
+    from publisher.hub.publish import check_repo_id, publish, publish_card
 
     check_repo_id(repo_id)
-    folders = built_folders(out_dir, recipes, all_)
-    with tempfile.TemporaryDirectory(prefix="publisher-stage-") as tmp:
-        staged = stage(folders, Path(tmp) / "repo", repo_id=repo_id, echo=info)
-        result = publish(
-            staged.folder,
-            repo_id,
-            dry_run=dry_run,
-            create_pr=create_pr,
-            revision=revision,
-            allow_synthetic=allow_synthetic,
-            allow_recovered=allow_recovered,
-            private=private,
-        )
-    if result.dry_run:
-        total = sum(size for _, size in result.files)
-        click.echo(
-            f"dry run: would commit to {repo_id}"
-            f"{' as a pull request' if create_pr else ''}"
-            f"{f' on {revision}' if revision else ''}: {result.message}"
-        )
-        for path, size in result.files:
-            click.echo(f"  {size / 2**20:10.2f} MiB  {path}")
-        click.echo(
-            f"  {total / 2**20:10.2f} MiB  total, {len(result.files)} files "
-            "(unchanged files are skipped at upload)"
-        )
-        if result.synthetic_blocked:
-            click.echo("note: synthetic weights; a real publish needs --allow-synthetic")
-        if result.recovered_blocked:
-            click.echo("note: recovered weights; a real publish needs --allow-recovered")
+    common = {k: flags[k] for k in ("dry_run", "create_pr", "revision")}
+    if card_only:
+        if recipes or all_ or prune:
+            raise PublisherError("--card-only uploads README.md alone; drop --recipe/--all/--prune")
+        _report(publish_card(repo_id, echo=info, **common), flags)
         return
-    click.echo(f"published: {result.pr_url or result.commit_url}")
+    folders = [] if prune and not (recipes or all_) else built_folders(out_dir, recipes, all_)
+    existing = _recipe_names() if prune else None
+    _report(publish(folders, repo_id, existing_recipes=existing, echo=info, **flags), flags)
+
+
+def _recipe_names() -> set[str]:
+    from publisher.recipe.loader import recipe_files
+
+    return {path.stem for path in recipe_files()}
+
+
+def _report(result, flags) -> None:
+    for line in result.stale:
+        click.echo(f"stale: {line}")
+    if not result.dry_run and not result.changed:
+        click.echo(f"unchanged: {result.repo_id} already holds exactly this; no commit made")
+        return
+    if not result.dry_run:
+        click.echo(f"published: {result.pr_url or result.commit_url}")
+        if result.tag:
+            click.echo(f"tagged: {result.tag}")
+        return
+    where = f"{' as a pull request' if flags['create_pr'] else ''}"
+    where += f" on {flags['revision']}" if flags["revision"] else ""
+    click.echo(f"dry run: would commit to {result.repo_id}{where}: {result.message}")
+    if not result.hub_read:
+        click.echo("note: the repo could not be read; this plan covers this run's builds only")
+    for path, size in result.files:
+        click.echo(f"  {size / 2**20:10.2f} MiB  {path}")
+    for path in result.deletions:
+        click.echo(f"  {'delete':>10}      {path}")
+    total = sum(size for _, size in result.files)
+    click.echo(
+        f"  {total / 2**20:10.2f} MiB  total, {len(result.files)} files "
+        "(unchanged files are skipped at upload)"
+    )
+    if result.synthetic_blocked:
+        click.echo("note: synthetic weights; a real publish needs --allow-synthetic")
+    if result.recovered_blocked:
+        click.echo("note: recovered weights; a real publish needs --allow-recovered")

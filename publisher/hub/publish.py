@@ -1,17 +1,29 @@
-"""``publish``: a staged repo folder -> one commit on a Hub model repo, through HfApi only.
+"""``publish``: built variants -> one commit on a Hub model repo that describes the whole
+family (see ``publisher.hub.family``), through huggingface_hub's HfApi only.
 
-huggingface_hub's upload_folder asks the Hub which files it already has (preupload) and
-sends only the changed ones, as one commit. The token comes from HF_TOKEN or the
-huggingface_hub login; it is never printed, logged or written by this module.
+Each attempt reads the repo at its head (``repo_info`` with file metadata, ``manifest.json``),
+stages against it and commits with ``parent_commit`` set to that head: if another publish
+moved the repo meanwhile the Hub refuses the commit (HTTP 412) and the publish re-reads,
+re-stages and tries again (``ATTEMPTS`` in all), so no publish overwrites another's rows.
+Unchanged files are not sent (create_commit's preupload check). Each commit is tagged with
+the publisher version, its git commit and the Hub commit. The token comes from HF_TOKEN or
+the huggingface_hub login; it is never printed, logged or written by this module.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from publisher.hub.family import RemoteFile, RemoteState
 from publisher.runtime.errors import PublisherError
+
+ATTEMPTS = 3
+Echo = Callable[[str], None]
 
 
 @dataclass
@@ -24,6 +36,11 @@ class PublishResult:
     dry_run: bool
     synthetic_blocked: bool = False  # a real publish would be refused (dry runs only)
     recovered_blocked: bool = False  # likewise, for weights recovered from an ONNX export
+    deletions: list[str] = field(default_factory=list)
+    stale: list[str] = field(default_factory=list)  # "recipe (path): why"
+    tag: str | None = None
+    changed: bool = True  # False: the repo already held exactly this (no commit made)
+    hub_read: bool = True  # False: a dry run that could not read the repo
 
 
 def check_repo_id(repo_id: str) -> str:
@@ -41,16 +58,25 @@ def check_repo_id(repo_id: str) -> str:
     return repo_id
 
 
-def commit_message(manifest: dict[str, Any]) -> tuple[str, str]:
-    """Summary names the recipes; the description lists each recipe's hash."""
-    names = [v["recipe"] for v in manifest["variants"]]
-    summary = f"publisher: {', '.join(names)}"
-    if len(summary) > 120:
-        summary = f"publisher: {len(names)} variants ({', '.join(names[:4])}, ...)"
+def commit_message(
+    manifest: dict[str, Any], built: list[str], deletions: list[str]
+) -> tuple[str, str]:
+    """Summary names the recipes built (and pruned files); the description lists every
+    variant the card describes with its recipe hash."""
+    if built:
+        summary = f"publisher: {', '.join(built)}"
+        if len(summary) > 120:
+            summary = f"publisher: {len(built)} variants ({', '.join(built[:4])}, ...)"
+    else:
+        summary = "publisher: card and manifest"
+    if deletions:
+        summary += f"; delete {len(deletions)} file(s)"
     lines = [
         f"- {v['recipe']}: recipe sha256 {v['recipe_sha256']}, file {v['path']}"
         for v in manifest["variants"]
     ]
+    lines += [f"- stale {v['recipe']}: {v['stale_reason']}" for v in manifest.get("stale", [])]
+    lines += [f"- deleted {p}" for p in deletions]
     ck = manifest["checkpoint"]
     lines.append(f"- checkpoint {ck['source']} sha256 {ck['sha256']}")
     return summary, "\n".join(lines)
@@ -68,9 +94,10 @@ def plan(folder: Path) -> list[tuple[str, int]]:
 
 
 def publish(
-    folder: Path,
+    folders: list[Path],
     repo_id: str,
     *,
+    existing_recipes: set[str] | None = None,
     dry_run: bool = False,
     create_pr: bool = False,
     revision: str | None = None,
@@ -78,19 +105,138 @@ def publish(
     allow_recovered: bool = False,
     private: bool = False,
     token: str | None = None,
+    echo: Echo | None = None,
 ) -> PublishResult:
-    """Upload a staged folder (see ``stage``) as one commit; ``dry_run`` touches no network."""
-    from publisher.hub.stage import staged_manifest
+    """Stage ``folders`` against the repo's current state and commit the family (see module
+    doc); ``existing_recipes`` given: prune recorded variants whose recipe is not in it.
+    ``dry_run`` only reads the repo (and plans from this run alone if it cannot)."""
+    check_repo_id(repo_id)
+    echo = echo or (lambda line: None)
+    if not dry_run:  # refuse before any network call
+        _refuse(*_blocked(_build_checkpoints(folders), allow_synthetic, allow_recovered))
+    hub = _Hub(repo_id, token, revision, echo)
+    for attempt in range(1, ATTEMPTS + 1):
+        remote, read = hub.read(quiet=dry_run)
+        with tempfile.TemporaryDirectory(prefix="publisher-stage-") as tmp:
+            staged = _stage(folders, Path(tmp) / "repo", repo_id, remote, existing_recipes, echo)
+            built = sorted(
+                {_recipe(f) for f in folders} & {v["recipe"] for v in staged.manifest["variants"]}
+            )
+            summary, description = commit_message(staged.manifest, built, staged.deletions)
+            result = PublishResult(
+                repo_id,
+                None,
+                None,
+                summary,
+                plan(staged.folder),
+                dry_run,
+                deletions=staged.deletions,
+                stale=[
+                    f"{v['recipe']} ({v['path']}): {v['stale_reason']}"
+                    for v in staged.manifest["stale"]
+                ],
+                hub_read=read,
+            )
+            blocked, recovered_blocked = _blocked(staged.manifest, allow_synthetic, allow_recovered)
+            if dry_run:
+                result.synthetic_blocked, result.recovered_blocked = blocked, recovered_blocked
+                return result
+            _refuse(blocked, recovered_blocked)
+            done = hub.commit(
+                staged.folder, staged.deletions, summary, description, remote, create_pr, private
+            )
+        if done is not None:
+            result.commit_url, result.pr_url, result.tag = done
+            result.changed = result.commit_url is not None
+            return result
+        echo(
+            f"{repo_id} moved while publishing; re-reading it (attempt {attempt + 1} of {ATTEMPTS})"
+        )
+    raise PublisherError(
+        f"{repo_id}: the repo kept moving ({ATTEMPTS} attempts, each refused because another "
+        "commit landed first); no commit was made; run the publish again"
+    )
+
+
+def publish_card(
+    repo_id: str,
+    *,
+    dry_run: bool = False,
+    create_pr: bool = False,
+    revision: str | None = None,
+    token: str | None = None,
+    echo: Echo | None = None,
+) -> PublishResult:
+    """Re-render README.md from the repo's own manifest.json with the current templates and
+    commit it alone (nothing is built; no model file is touched)."""
+    from publisher.hub.card import render_card
 
     check_repo_id(repo_id)
-    manifest = staged_manifest(folder)
-    summary, description = commit_message(manifest)
-    files = plan(folder)
-    blocked = bool(manifest.get("synthetic")) and not allow_synthetic
-    recovered = bool(manifest.get("recovered")) and not manifest.get("synthetic")
-    recovered_blocked = recovered and not allow_recovered
-    if dry_run:
-        return PublishResult(repo_id, None, None, summary, files, True, blocked, recovered_blocked)
+    echo = echo or (lambda line: None)
+    hub = _Hub(repo_id, token, revision, echo)
+    for attempt in range(1, ATTEMPTS + 1):
+        remote, _ = hub.read()
+        if not remote.manifest:
+            raise PublisherError(
+                f"{repo_id}: no manifest.json at {hub.revision}; publish variants first "
+                "(publisher publish --all)"
+            )
+        with tempfile.TemporaryDirectory(prefix="publisher-card-") as tmp:
+            folder = Path(tmp)
+            (folder / "README.md").write_text(
+                render_card(remote.manifest, repo_id), encoding="utf-8"
+            )
+            summary = "publisher: model card from the current templates"
+            result = PublishResult(repo_id, None, None, summary, plan(folder), dry_run)
+            if dry_run:
+                return result
+            done = hub.commit(folder, [], summary, "", remote, create_pr, private=False)
+        if done is not None:
+            result.commit_url, result.pr_url, result.tag = done
+            result.changed = result.commit_url is not None
+            return result
+        echo(
+            f"{repo_id} moved while publishing; re-reading it (attempt {attempt + 1} of {ATTEMPTS})"
+        )
+    raise PublisherError(
+        f"{repo_id}: the repo kept moving ({ATTEMPTS} attempts); no commit was made"
+    )
+
+
+def _recipe(folder: Path) -> str:
+    from publisher.build import read_manifest
+
+    return read_manifest(folder)["recipe"]
+
+
+def _stage(folders, dest, repo_id, remote, existing_recipes, echo):
+    from publisher.hub.stage import stage
+
+    return stage(
+        folders, dest, repo_id=repo_id, echo=echo, remote=remote, existing_recipes=existing_recipes
+    )
+
+
+def _build_checkpoints(folders: list[Path]) -> dict[str, bool]:
+    """Whether any of the builds is synthetic / recovered (their manifests, no network)."""
+    from publisher.build import read_manifest
+
+    checkpoints = [read_manifest(f)["checkpoint"] for f in folders]
+    return {
+        "synthetic": any(c.get("synthetic") for c in checkpoints),
+        "recovered": any(c.get("recovered") for c in checkpoints),
+    }
+
+
+def _blocked(
+    flags: dict[str, Any], allow_synthetic: bool, allow_recovered: bool
+) -> tuple[bool, bool]:
+    synthetic = bool(flags.get("synthetic"))
+    recovered = bool(flags.get("recovered")) and not synthetic
+    return synthetic and not allow_synthetic, recovered and not allow_recovered
+
+
+def _refuse(blocked: bool, recovered_blocked: bool) -> None:
     if blocked:
         raise PublisherError(
             "refusing to publish a synthetic build (random weights) to the Hub; "
@@ -102,44 +248,114 @@ def publish(
             "hexgrad's model, not the original) to the Hub; pass --allow-recovered if that "
             "is really what you want (the card says what they are)"
         )
-    return _upload(
-        folder,
-        repo_id,
-        summary,
-        description,
-        files,
-        create_pr=create_pr,
-        revision=revision,
-        private=private,
-        token=token,
-    )
 
 
-def _upload(
-    folder, repo_id, summary, description, files, *, create_pr, revision, private, token
-) -> PublishResult:
-    from huggingface_hub import HfApi
+class _Hub:
+    """The Hub calls of one publish, every failure turned into one line by ``hub_error``."""
 
-    from publisher.hub.errors import hub_error
-    from publisher.hub.session import use_hub_timeouts
-    from publisher.hub.stage import STAGE_MARK
+    def __init__(self, repo_id: str, token: str | None, revision: str | None, echo: Echo) -> None:
+        from huggingface_hub import HfApi
 
-    seconds = use_hub_timeouts()
-    api = HfApi(token=token)
-    try:
-        api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
-        if revision and revision != "main" and not create_pr:
-            api.create_branch(repo_id, branch=revision, exist_ok=True)
-        info = api.upload_folder(
-            folder_path=str(folder),
-            repo_id=repo_id,
-            repo_type="model",
-            revision=revision,
-            commit_message=summary,
-            commit_description=description,
-            create_pr=create_pr,
-            ignore_patterns=[STAGE_MARK],
-        )
-    except Exception as exc:  # HTTP answers, httpx transport errors, timeouts, OSError
-        raise hub_error(repo_id, exc, token=token, seconds=seconds) from None
-    return PublishResult(repo_id, info.commit_url, info.pr_url, summary, files, False)
+        from publisher.hub.session import use_hub_timeouts
+
+        self.seconds = use_hub_timeouts()
+        self.repo_id, self.token = repo_id, token
+        self.revision = revision or "main"
+        self.api = HfApi(token=token)
+        self.echo = echo
+
+    def _error(self, exc: Exception, undone: str = "no commit was made") -> PublisherError:
+        from publisher.hub.errors import hub_error
+
+        return hub_error(self.repo_id, exc, token=self.token, seconds=self.seconds, undone=undone)
+
+    def read(self, quiet: bool = False) -> tuple[RemoteState, bool]:
+        """The repo at the head of the revision (empty state: no repo or no such branch yet).
+        ``quiet``: a failure to read gives an empty state and False instead of an error."""
+        from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
+
+        try:
+            info = self.api.repo_info(
+                self.repo_id, revision=self.revision, files_metadata=True, timeout=self.seconds
+            )
+        except (RepositoryNotFoundError, RevisionNotFoundError):
+            return RemoteState(), True
+        except Exception as exc:
+            if quiet:
+                return RemoteState(), False
+            raise self._error(exc, "nothing was read or changed") from None
+        files = {
+            s.rfilename: RemoteFile(s.size or 0, s.lfs.sha256 if s.lfs else None)
+            for s in info.siblings or []
+        }
+        manifest = self._manifest(info.sha) if "manifest.json" in files else None
+        return RemoteState(info.sha, manifest, files), True
+
+    def _manifest(self, sha: str) -> dict[str, Any]:
+        try:
+            path = self.api.hf_hub_download(
+                self.repo_id, "manifest.json", revision=sha, etag_timeout=self.seconds
+            )
+        except Exception as exc:
+            raise self._error(exc, "nothing was read or changed") from None
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            data = None
+        if not isinstance(data, dict) or not isinstance(data.get("variants"), list):
+            raise PublisherError(
+                f"{self.repo_id}: manifest.json on the Hub is not a publisher manifest; fix or "
+                "delete it on the Hub, then publish again"
+            )
+        return data
+
+    def commit(self, folder, deletions, summary, description, remote, create_pr, private):
+        """(commit url, pr url, tag); (None, None, None) when nothing changed; None when the
+        repo moved since ``remote`` was read."""
+        from huggingface_hub import CommitOperationAdd, CommitOperationDelete
+        from huggingface_hub.errors import HfHubHTTPError
+
+        ops: list[Any] = [CommitOperationAdd(path, str(folder / path)) for path, _ in plan(folder)]
+        ops += [CommitOperationDelete(path) for path in deletions]
+        try:
+            head = remote.head or self._create(private)
+            info = self.api.create_commit(
+                self.repo_id,
+                ops,
+                commit_message=summary,
+                commit_description=description,
+                revision=self.revision,
+                create_pr=create_pr,
+                parent_commit=head,
+            )
+        except HfHubHTTPError as exc:
+            if getattr(exc.response, "status_code", None) == 412:
+                return None
+            raise self._error(exc) from None
+        except Exception as exc:  # transport errors, timeouts, OSError
+            raise self._error(exc) from None
+        if info.oid == head and not info.pr_url:
+            return None, None, None  # nothing changed: no commit, no tag
+        tag = None if create_pr else self._tag(info.oid)
+        return info.commit_url, info.pr_url, tag
+
+    def _create(self, private: bool) -> str:
+        self.api.create_repo(self.repo_id, repo_type="model", private=private, exist_ok=True)
+        if self.revision != "main":
+            self.api.create_branch(self.repo_id, branch=self.revision, exist_ok=True)
+        return self.api.repo_info(self.repo_id, revision=self.revision, timeout=self.seconds).sha
+
+    def _tag(self, oid: str) -> str | None:
+        """Tag the new commit ``publisher-VERSION-gGIT-HUB`` (unique per Hub commit); a tag
+        that fails does not undo the commit, so it only warns."""
+        from publisher.provenance import git_commit, publisher_version
+
+        git = git_commit()
+        tag = f"publisher-{publisher_version()}-g{git[:7]}-{oid[:7]}"
+        message = f"kokoro-onnx-publisher {publisher_version()}, git commit {git}"
+        try:
+            self.api.create_tag(self.repo_id, tag=tag, revision=oid, tag_message=message)
+        except Exception as exc:
+            self.echo(f"warning: {self._error(exc, 'the commit stands, untagged')}")
+            return None
+        return tag

@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from publisher.hub.card import render_card
+from publisher.hub.family import MANIFEST_FORMAT, RemoteState, merge
+from publisher.hub.figures import size_speed_figure
+from publisher.hub.repo_files import write_model_files, write_voices
+from publisher.provenance import versions
 from publisher.runtime.errors import PublisherError
+from publisher.verify.gates import PICTURE as SPECTROGRAM
 from publisher.workspace import (
     check_writable_folder,
     replace_folder,
@@ -27,17 +32,6 @@ from publisher.workspace import (
 # ones), never a user's folder. Not uploaded (see publish.plan).
 STAGE_MARK = ".publisher-staged"
 
-KOKORO_JS_DTYPES = {
-    "model.onnx": "fp32",
-    "model_fp16.onnx": "fp16",
-    "model_quantized.onnx": "q8",
-    "model_int8.onnx": "int8",
-    "model_uint8.onnx": "uint8",
-    "model_q4.onnx": "q4",
-    "model_q4f16.onnx": "q4f16",
-    "model_bnb4.onnx": "bnb4",
-}
-
 
 @dataclass
 class Staged:
@@ -45,32 +39,8 @@ class Staged:
     manifest: dict[str, Any]
     synthetic: bool
     recovered: bool = False
-
-
-def _md(text: Any) -> str:
-    """Escape text from recipes for Markdown (tables included) and HTML."""
-    s = str(text).replace("\r", " ").replace("\n", " ")
-    s = s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return re.sub(r"([\\`*_{}\[\]|#!])", r"\\\1", s)
-
-
-def render_card(context: dict[str, Any]) -> str:
-    """README.md from templates/README.md.j2 (StrictUndefined: a missing value is an error)."""
-    import jinja2
-
-    from publisher.locations import shipped_dir
-
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(shipped_dir("templates"))),
-        undefined=jinja2.StrictUndefined,
-        autoescape=False,
-        keep_trailing_newline=True,
-    )
-    env.filters["md"] = _md
-    try:
-        return env.get_template("README.md.j2").render(**context)
-    except jinja2.UndefinedError as exc:
-        raise PublisherError(f"templates/README.md.j2: {exc}") from None
+    deletions: list[str] = field(default_factory=list)  # repo paths the commit deletes
+    notes: list[str] = field(default_factory=list)  # what merging with the Hub decided
 
 
 def _params_by_dtype(path: Path) -> tuple[str, dict[str, int]]:
@@ -84,15 +54,21 @@ def _params_by_dtype(path: Path) -> tuple[str, dict[str, int]]:
     return text, totals
 
 
-def _variant_entry(folder: Path, m: dict[str, Any]) -> dict[str, Any]:
+def variant_entry(folder: Path, m: dict[str, Any]) -> dict[str, Any]:
+    """A built variant as the repo manifest records it: everything the card, the Space and a
+    later publish need without the build folder (figures as numbers; see card.py)."""
+    from publisher.hub.card import display_columns
+
     model = folder / m["model"]
     fid = m["verification"].get("fidelity", [])
-    bench = (m.get("bench") or {}).get("result") or {}
+    bench = m.get("bench") or {}
     params_text, params = _params_by_dtype(model)
-    return {
+    has_picture = (folder / SPECTROGRAM).is_file()
+    entry = {
         "recipe": m["recipe"],
         "path": m["model"],
         "recipe_sha256": m["recipe_sha256"],
+        "checkpoint_sha256": m["checkpoint"]["sha256"],
         "description": m["resolved_recipe"]["description"],
         "summary": m["resolved_recipe"]["card"]["summary"],
         "sha256": m["files"][m["model"]]["sha256"],
@@ -102,52 +78,30 @@ def _variant_entry(folder: Path, m: dict[str, Any]) -> dict[str, Any]:
         "params": params,
         "io": m["io"],
         "shape": m["resolved_recipe"]["export"]["shape"],
-        "spectral_correlation": f"{min(f['spectral_correlation'] for f in fid):.5f}"
-        if fid
-        else "-",
-        "log_mel_distance": f"{max(f['log_mel_distance'] for f in fid):.4f}" if fid else "-",
-        "latency": (
-            f"{bench['total_seconds']:.2f} / {bench['rtf']:.3f}"
-            if bench.get("total_seconds")
-            else "not measured"
-        ),
+        "worst_spectral_correlation": min(f["spectral_correlation"] for f in fid) if fid else None,
+        "worst_log_mel_distance": max(f["log_mel_distance"] for f in fid) if fid else None,
+        "speech": _speech(m["verification"].get("speech") or {}),
         "gates": m["verification"]["gates"],
-        "bench": bench or None,
-        **_speech_entry(m["verification"].get("speech") or {}),
+        "bench": bench.get("result") or None,
+        "bench_settings": bench.get("settings"),
+        "host": m["host"],
+        "versions": m["versions"],
+        "tensors": _tensors(model),
+        "spectrogram": f"figures/{m['recipe']}_spectrogram.png" if has_picture else None,
     }
+    return entry | display_columns(entry)
 
 
-def _speech_entry(speech: dict[str, Any]) -> dict[str, str]:
-    """WER and DNSMOS columns: "variant (upstream)", or why they were not measured."""
+def _speech(speech: dict[str, Any]) -> dict[str, Any]:
+    """WER and DNSMOS overall of the variant and of upstream Kokoro in the same run."""
     if not speech.get("ran"):
-        return {"wer": "-", "dnsmos": "-"}
-    ref, var = speech["reference_dnsmos"]["overall"], speech["variant_dnsmos"]["overall"]
+        return {"ran": False}
     return {
-        "wer": f"{speech['variant_wer']:.3f} ({speech['reference_wer']:.3f})",
-        "dnsmos": f"{var:.2f} ({ref:.2f})",
-    }
-
-
-def _usage(variants: list[dict[str, Any]], voices: list[str]) -> dict[str, Any]:
-    dynamic = [v for v in variants if v["shape"] == "dynamic"]
-    community = [
-        v
-        for v in dynamic
-        if v["io"]["input_ids"] == "input_ids" and v["io"]["waveform"] == "waveform"
-    ]
-    js = [
-        {"dtype": KOKORO_JS_DTYPES[Path(v["path"]).name], "file": v["path"]}
-        for v in community
-        if v["path"].startswith("onnx/") and Path(v["path"]).name in KOKORO_JS_DTYPES
-    ]
-    first = (community or dynamic or variants)[0]
-    return {
-        "onnxruntime_file": first["path"],
-        "names": first["io"],
-        "voice": "af_heart" if "af_heart" in voices else voices[0],
-        "kokoro_onnx": [v["path"] for v in dynamic],
-        "kokoro_js": js,
-        "fastkokoro": [v["path"] for v in variants if v["shape"] == "bucket"],
+        "ran": True,
+        "wer": speech["variant_wer"],
+        "reference_wer": speech["reference_wer"],
+        "dnsmos": speech["variant_dnsmos"]["overall"],
+        "reference_dnsmos": speech["reference_dnsmos"]["overall"],
     }
 
 
@@ -177,16 +131,9 @@ def _tensors(variant_path: Path) -> list[dict[str, str]]:
     return rows
 
 
-def stage(folders: list[Path], dest: Path, repo_id: str = "ORG/NAME", echo=None) -> Staged:
-    """Assemble ``dest`` from built variant folders (see module doc)."""
+def _passed_builds(folders: list[Path], echo) -> list[tuple[Path, dict[str, Any]]]:
     from publisher.build import read_manifest
-    from publisher.hub.repo_files import write_model_files, write_voices
-    from publisher.model.sources import open_checkpoint
-    from publisher.provenance import versions
 
-    echo = echo or (lambda line: None)
-    if not folders:
-        raise PublisherError("nothing to stage: no built variants (run publisher build first)")
     manifests = []
     for folder in folders:
         m = read_manifest(folder)
@@ -194,84 +141,105 @@ def stage(folders: list[Path], dest: Path, repo_id: str = "ORG/NAME", echo=None)
             echo(f"skipping {m['recipe']}: it did not pass its verification gates")
             continue
         manifests.append((folder, m))
-    if not manifests:
+    if folders and not manifests:
         raise PublisherError("nothing to stage: no variant passed its gates")
-    shas = {m["checkpoint"]["sha256"] for _, m in manifests}
-    if len(shas) > 1:
+    if len({m["checkpoint"]["sha256"] for _, m in manifests}) > 1:
         raise PublisherError("variants were built from different checkpoints; stage one at a time")
     paths = [m["model"] for _, m in manifests]
     dupes = sorted({p for p in paths if paths.count(p) > 1})
     if dupes:
         raise PublisherError(f"two recipes write the same file: {', '.join(dupes)}")
-    ckpt_info = manifests[0][1]["checkpoint"]
-    ckpt = open_checkpoint(ckpt_info["source"])
-    if ckpt.sha256 != ckpt_info["sha256"]:
+    return manifests
+
+
+def _checkpoint(manifests, remote: RemoteState | None):
+    """(the opened checkpoint or None, its manifest record, whether it is synthetic /
+    recovered, the note): from this run's builds, else from the Hub's manifest."""
+    from publisher.model.sources import open_checkpoint
+
+    if not manifests:
+        old = (remote.manifest if remote else None) or {}
+        if not old:
+            raise PublisherError("nothing to stage: no built variants (run publisher build first)")
+        return None, old["checkpoint"], old["synthetic"], old["recovered"], old["recovered_note"]
+    info = manifests[0][1]["checkpoint"]
+    ckpt = open_checkpoint(info["source"])
+    if ckpt.sha256 != info["sha256"]:
         raise PublisherError(
-            f"{ckpt_info['source']} no longer matches the weights the variants "
-            "were built from; rebuild them"
+            f"{info['source']} no longer matches the weights the variants were built from; "
+            "rebuild them"
         )
+    note = ckpt.provenance.get("note") or f"weights recovered from {ckpt.source}"
+    return ckpt, info, ckpt.synthetic, ckpt.recovered, note
+
+
+def stage(
+    folders: list[Path],
+    dest: Path,
+    repo_id: str = "ORG/NAME",
+    echo=None,
+    *,
+    remote: RemoteState | None = None,
+    existing_recipes: set[str] | None = None,
+) -> Staged:
+    """Assemble ``dest`` from built variant folders (see module doc), merged with the Hub's
+    recorded variants when ``remote`` is given (see ``publisher.hub.family``)."""
+    echo = echo or (lambda line: None)
+    if not folders and not (remote and remote.manifest):
+        raise PublisherError("nothing to stage: no built variants (run publisher build first)")
+    manifests = _passed_builds(folders, echo)
+    ckpt, ckpt_info, synthetic, recovered, note = _checkpoint(manifests, remote)
     dest = Path(dest)
     need = sum((folder / m["model"]).stat().st_size for folder, m in manifests)
     check_dest(dest, [folder for folder, _ in manifests], need_bytes=2 * need)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = scratch_dir(dest.parent, dest.name)
     try:
-        variants = []
-        for folder, m in manifests:
-            target = tmp / m["model"]
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(folder / m["model"], target)
-            variants.append(_variant_entry(folder, m))
-            echo(f"staged {m['recipe']} -> {m['model']}")
-        write_model_files(ckpt.config, tmp)
-        write_voices(ckpt.voices, tmp)
-        voices = sorted(ckpt.voices)
-        context = {
-            "title": f"Kokoro-82M ONNX ({len(variants)} variants)",
-            "synthetic": ckpt.synthetic,
-            "recovered": ckpt.recovered,
-            "recovered_note": ckpt.provenance.get("note")
-            or f"weights recovered from {ckpt.source}",
-            "checkpoint": ckpt_info,
-            "variants": variants,
-            "tensors": _tensors(tmp / variants[0]["path"]),
-            "usage": _usage(variants, voices),
-            "voices": voices,
-            "languages": ["en"],
-            "repo_id": repo_id,
-            "versions": versions(),
-            "host": manifests[0][1]["host"],
-            "gates_note": "gates per variant are listed in manifest.json",
-            "bench_note": _bench_note(manifests),
-        }
-        (tmp / "README.md").write_text(render_card(context), encoding="utf-8")
+        built = [_copy_build(folder, m, tmp, echo) for folder, m in manifests]
+        family = merge(built, remote or RemoteState(), ckpt_info["sha256"], existing_recipes)
+        for line in family.notes:
+            echo(line)
+        if not family.variants:
+            raise PublisherError(
+                "nothing to describe: no current variant would be left in the repo"
+            )
+        if ckpt is not None:
+            write_model_files(ckpt.config, tmp)
+            write_voices(ckpt.voices, tmp)
+        old = (remote.manifest if remote else None) or {}
         manifest = {
+            "format": MANIFEST_FORMAT,
             "checkpoint": ckpt_info,
-            "synthetic": ckpt.synthetic,
-            "recovered": ckpt.recovered,
-            "origin": ckpt.origin,
-            "voices": voices,
-            "variants": variants,
-            "versions": context["versions"],
+            "synthetic": synthetic,
+            "recovered": recovered,
+            "recovered_note": note,
+            "origin": ckpt.origin if ckpt is not None else old["origin"],
+            "voices": sorted(ckpt.voices) if ckpt is not None else old["voices"],
+            "variants": family.variants,
+            "stale": family.stale,
+            "figures": {"size_speed": size_speed_figure(family.variants, tmp)},
+            "versions": versions(),
         }
+        (tmp / "README.md").write_text(render_card(manifest, repo_id), encoding="utf-8")
         write_json_atomic(tmp / "manifest.json", manifest)
         write_json_atomic(tmp / STAGE_MARK, {"written_by": "publisher stage"})
         replace_folder(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return Staged(dest, manifest, ckpt.synthetic, ckpt.recovered)
+    return Staged(dest, manifest, synthetic, recovered, family.deletions, family.notes)
 
 
-def _bench_note(manifests) -> str:
-    for _, m in manifests:
-        settings = (m.get("bench") or {}).get("settings")
-        if settings:
-            return (
-                f"{settings['threads'] or 'default'} threads, {settings['repeats']} repeats "
-                f"after {settings['warmup']} warm-up, interleaved"
-            )
-    return "no benchmark recorded for these builds"
+def _copy_build(folder: Path, m: dict[str, Any], tmp: Path, echo) -> dict[str, Any]:
+    entry = variant_entry(folder, m)
+    target = tmp / m["model"]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(folder / m["model"], target)
+    if entry["spectrogram"]:
+        (tmp / "figures").mkdir(exist_ok=True)
+        shutil.copy2(folder / SPECTROGRAM, tmp / entry["spectrogram"])
+    echo(f"staged {m['recipe']} -> {m['model']}")
+    return entry
 
 
 def check_dest(dest: Path, builds: list[Path], need_bytes: int = 0) -> None:

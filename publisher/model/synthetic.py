@@ -12,6 +12,7 @@ and the log-magnitude head (conv_post) is scaled so exp() stays in range.
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING, Any
 
 from publisher.model.checkpoint import Checkpoint, state_sha256
@@ -60,6 +61,11 @@ def _synthetic_voices(style_width: int) -> dict[str, np.ndarray]:
     return voices
 
 
+# torch's global RNG is shared by threads: two synthetic builds seeding it at once (two
+# publishes in one process) would interleave their draws and get different weights.
+_GLOBAL_RNG = threading.Lock()
+
+
 def synthetic_model(size: str) -> tuple[KModel, dict[str, Any]]:
     """A seeded random KModel and its config; the global RNG state is left untouched."""
     import torch
@@ -73,7 +79,7 @@ def synthetic_model(size: str) -> tuple[KModel, dict[str, Any]]:
         config = tiny_config(config)
     else:
         config["publisher_synthetic"] = {"size": "full"}
-    with torch.random.fork_rng():
+    with _GLOBAL_RNG, torch.random.fork_rng():  # one seeded build at a time per process
         torch.manual_seed(SEED)
         model = new_kmodel(config)
         _speech_like_init(model)

@@ -115,6 +115,7 @@ FAILURE_KINDS = frozenset(
         "cdn_download",
         "info",
         "tree",
+        "tag",
     }
 )
 INVALID_CREDENTIALS = "Invalid credentials in Authorization header"
@@ -238,6 +239,9 @@ class Repo:
     refs: dict[str, str] = dataclasses.field(default_factory=dict)  # "main", "refs/pr/1"
     commits: dict[str, Commit] = dataclasses.field(default_factory=dict)
     lfs: dict[str, bytes] = dataclasses.field(default_factory=dict)  # sha256 -> bytes
+    tags: dict[str, tuple[str, str]] = dataclasses.field(
+        default_factory=dict
+    )  # name -> (oid, message)
     num_prs: int = 0
     created_at: str = dataclasses.field(default_factory=_now)
 
@@ -246,6 +250,8 @@ class Repo:
             revision = revision[len("refs/heads/") :]
         if revision in self.refs:
             return self.refs[revision]
+        if revision.removeprefix("refs/tags/") in self.tags:
+            return self.tags[revision.removeprefix("refs/tags/")][0]
         if _HEX40.match(revision) and revision in self.commits:
             return revision
         return None
@@ -428,6 +434,11 @@ class LocalHub:
             if oid is None:
                 raise KeyError(f"no revision {revision!r} in {repo_type} repo {repo_id!r}")
             return oid
+
+    def tags(self, repo_id: str, repo_type: str = "model") -> dict[str, tuple[str, str]]:
+        """Tag name -> (commit oid, message)."""
+        with self._lock:
+            return dict(self.repo(repo_id, repo_type).tags)
 
     def refs(self, repo_id: str, repo_type: str = "model") -> dict[str, str]:
         with self._lock:
@@ -713,6 +724,10 @@ class _Handler(BaseHTTPRequestHandler):
             return self._paths_info(repo_type, repo_id, "/".join(rest[1:]), body)
         if method == "GET" and rest == ["refs"]:
             return self._list_refs(repo_type, repo_id)
+        if method == "POST" and rest[0] == "tag":
+            return self._create_tag(
+                repo_type, repo_id, unquote("/".join(rest[1:])), json.loads(body)
+            )
         if method == "GET" and rest[0] == "commits":
             revision = "/".join(rest[1:]) or "main"
             return self._list_commits(repo_type, repo_id, revision)
@@ -1013,10 +1028,28 @@ class _Handler(BaseHTTPRequestHandler):
                 prs.append({"name": name, "ref": name, "targetCommit": oid})
             else:
                 branches.append({"name": name, "ref": f"refs/heads/{name}", "targetCommit": oid})
-        data: dict[str, Any] = {"branches": branches, "converts": [], "tags": []}
+        tags = [
+            {"name": name, "ref": f"refs/tags/{name}", "targetCommit": oid}
+            for name, (oid, _) in sorted(repo.tags.items())
+        ]
+        data: dict[str, Any] = {"branches": branches, "converts": [], "tags": tags}
         if self._flag("include_prs"):
             data["pullRequests"] = prs
         self._json(200, data)
+
+    def _create_tag(self, repo_type: str, repo_id: str, revision: str, payload: dict) -> None:
+        """POST /api/{type}s/{repo}/tag/{revision} {"tag", "message"}: 409 if it exists."""
+        self._require_write()
+        repo = self._get_repo(repo_type, repo_id)
+        self.hub._take_failure("tag")
+        oid = self._resolve(repo, revision)
+        name = str(payload.get("tag") or "")
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}", name):
+            raise HubError(400, f"Invalid tag name {name!r}")
+        if name in repo.tags:
+            raise HubError(409, f"Tag {name} already exists")
+        repo.tags[name] = (oid, str(payload.get("message") or ""))
+        self._json(200, {})
 
     def _list_commits(self, repo_type: str, repo_id: str, revision: str) -> None:
         repo = self._get_repo(repo_type, repo_id)
