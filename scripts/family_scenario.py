@@ -35,6 +35,7 @@ def main() -> None:
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", type=Path, required=True, help="folder with the built variants")
+    ap.add_argument("--save", type=Path, help="write the final card, manifest and figures here")
     ap.add_argument("--variants", nargs=4, required=True, metavar=("A", "B", "C", "D"))
     args = ap.parse_args()
     a, b, c, d = args.variants
@@ -42,12 +43,12 @@ def main() -> None:
     hub = LocalHub(tokens={TOKEN}).start()
     env = _env(hub, work)
     try:
-        step("1 publish A", hub, [_cli(env, args.out, "--recipe", a)])
-        step("2 publish B", hub, [_cli(env, args.out, "--recipe", b)])
+        step("1 publish A", hub, lambda: [_cli(env, args.out, "--recipe", a)])
+        step("2 publish B", hub, lambda: [_cli(env, args.out, "--recipe", b)])
         step(
             "3 race C and D",
             hub,
-            [
+            lambda: [
                 _cli(env, args.out, "--recipe", c, wait=False),
                 _cli(env, args.out, "--recipe", d, wait=False),
             ],
@@ -59,24 +60,34 @@ def main() -> None:
         step(
             "4 --card-only",
             hub,
-            [_cli({**env, "SCENARIO_TEMPLATES": str(templates)}, None, "--card-only")],
+            lambda: [_cli({**env, "SCENARIO_TEMPLATES": str(templates)}, None, "--card-only")],
         )
         recipes = Path(shutil.copytree(ROOT / "recipes", work / "recipes"))
         (recipes / f"{c}.yaml").unlink()
         step(
             "5 --prune",
             hub,
-            [_cli({**env, "PUBLISHER_RECIPES_DIR": str(recipes)}, None, "--prune")],
+            lambda: [_cli({**env, "PUBLISHER_RECIPES_DIR": str(recipes)}, None, "--prune")],
         )
         _hand_edit(hub, env)
-        step("6 hand edit, publish B", hub, [_cli(env, args.out, "--recipe", b)])
+        step("6 hand edit, publish B", hub, lambda: [_cli(env, args.out, "--recipe", b)])
         print("\ncommits (oldest first):")
         for commit in hub.commits(REPO):
             print(f"  {commit.oid[:10]}  {commit.title}  ({len(commit.files)} files)")
         print("tags:", ", ".join(sorted(hub.tags(REPO))))
+        if args.save:
+            _save(hub, args.save)
     finally:
         hub.stop()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _save(hub, folder: Path) -> None:
+    for path, data in hub.files(REPO).items():
+        if path in ("README.md", "manifest.json") or path.startswith("figures/"):
+            (folder / path).parent.mkdir(parents=True, exist_ok=True)
+            (folder / path).write_bytes(data)
+    print(f"final card, manifest and figures in {folder}")
 
 
 def _env(hub, work: Path) -> dict[str, str]:
@@ -119,13 +130,18 @@ main()
 """
 
 
-def step(name: str, hub, procs) -> None:
+def step(name: str, hub, start_procs) -> None:
     start = time.perf_counter()
+    procs = start_procs()
     outputs = [p.communicate()[0] for p in procs]
     took = time.perf_counter() - start
     print(f"\n== {name} ({took:.1f} s)")
     for p, out in zip(procs, outputs, strict=True):
-        lines = [ln for ln in out.splitlines() if not ln.startswith("[")]
+        lines = [
+            ln
+            for ln in out.splitlines()
+            if not ln.startswith("[") and "it/s]" not in ln and "B/s]" not in ln
+        ]
         print("\n".join(f"   {ln}" for ln in lines if ln.strip()))
         if p.returncode != 0:
             raise SystemExit(f"{name}: exit {p.returncode}")

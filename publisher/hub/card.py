@@ -190,12 +190,15 @@ def choices(variants: list[dict[str, Any]]) -> list[dict[str, str]]:
     rows = []
 
     def add(need: str, pool: list[dict[str, Any]], key, why, missing: str) -> None:
-        pool = [v for v in pool if key(v) is not None]
-        if not pool:
+        measured = [v for v in pool if key(v) is not None]
+        if not measured:
             rows.append({"need": need, "file": "-", "why": missing})
             return
-        best = min(pool, key=key)
-        rows.append({"need": need, "file": f"`{best['path']}`", "why": why(best)})
+        best = min(measured, key=key)
+        text = why(best)
+        if len(measured) < len(pool):  # say what the choice was made among
+            text += f" (measured for {len(measured)} of {len(pool)} files)"
+        rows.append({"need": need, "file": f"`{best['path']}`", "why": text})
 
     def size(v):
         return v["bytes"]

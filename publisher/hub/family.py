@@ -88,8 +88,7 @@ def merge(
         if reason == "missing":
             notes.append(f"{name}: {path} is no longer in the repo; dropped from the card")
         elif reason:
-            stale.append({**entry, "stale_reason": reason})
-            notes.append(f"stale: {name} ({path}): {reason}")
+            stale.append({**entry, "stale_reason": reason})  # the caller reports these
         else:
             variants.append(entry)
             notes.append(f"kept {name} ({path}): unchanged on the Hub")

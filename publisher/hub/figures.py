@@ -33,8 +33,8 @@ def size_speed_figure(variants: list[dict[str, Any]], folder: Path) -> str | Non
         ax.set_ylabel("real-time factor on CPU (lower is faster)")
         ax.set_title("Size and speed of each variant (median of the benchmark)")
         ax.grid(alpha=0.3)
-        ax.set_ylim(bottom=0)
-        ax.set_xlim(left=0)
+        ax.set_xlim(0, max(p[0] for p in points) * 1.2)  # room for the labels
+        ax.set_ylim(0, max(p[1] for p in points) * 1.2)
         path = Path(folder) / SIZE_SPEED_FIGURE
         path.parent.mkdir(parents=True, exist_ok=True)
         fig.tight_layout()

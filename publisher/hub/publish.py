@@ -71,6 +71,8 @@ def commit_message(
         summary = "publisher: card and manifest"
     if deletions:
         summary += f"; delete {len(deletions)} file(s)"
+    if manifest.get("stale"):
+        summary += f"; {len(manifest['stale'])} stale"
     lines = [
         f"- {v['recipe']}: recipe sha256 {v['recipe_sha256']}, file {v['path']}"
         for v in manifest["variants"]
