@@ -166,9 +166,11 @@ def build(
     out_dir: Path = Path("dist"),
     echo: Echo | None = None,
     speech: bool = True,
+    floor: bool = True,
 ) -> BuildResult:
     """Build, verify and write ``out_dir/<recipe.name>/``; nothing is left there on failure.
-    ``speech=False`` skips the WER/DNSMOS speech set (recorded as skipped)."""
+    ``speech=False`` skips the WER/DNSMOS speech set (recorded as skipped); ``floor=False``
+    skips running the file in the onnxruntime of ``target.min_onnxruntime``."""
     import onnx
 
     from publisher.provenance import StepTimer
@@ -177,7 +179,7 @@ def build(
     echo = echo or (lambda line: None)
     final = Path(out_dir) / recipe.name
     check_target(final)
-    timer = StepTimer(total=6, echo=echo)
+    timer = StepTimer(total=7, echo=echo)
     p = prepare(recipe, checkpoint or recipe.checkpoint, timer)
     # the model, its twin and the copy kept while swapping: about three times its size
     check_writable_folder(final.parent, "--out", need_bytes=3 * p.variant.ByteSize())
@@ -188,7 +190,9 @@ def build(
         model_path = built / recipe.output.path
         model_path.parent.mkdir(parents=True, exist_ok=True)
         onnx.save(p.variant, str(model_path))
+        floor_run = _floor(recipe, p, model_path, timer, echo) if floor else {"skipped": True}
         report = _verify(p, model_path, scratch, built, timer, echo, speech)
+        report["floor"] = floor_run
         for line in _gate_lines(report):
             echo(line)
         enforce_gates(report)
@@ -200,6 +204,16 @@ def build(
     finally:
         shutil.rmtree(run, ignore_errors=True)
     return BuildResult(final, final / recipe.output.path, manifest)
+
+
+def _floor(recipe, p: Prepared, model_path: Path, timer, echo) -> dict[str, Any]:
+    """The file loads and runs once in the onnxruntime ``target.min_onnxruntime`` names
+    (its own cached environment), before the long verification."""
+    from publisher.conformance.matrix import check_floor
+
+    version = recipe.target.min_onnxruntime
+    with timer.step("floor", f"load and run in onnxruntime {version}"):
+        return check_floor(model_path, version, p.ckpt.voices, p.ckpt.config["vocab"], echo)
 
 
 def check_target(final: Path) -> None:

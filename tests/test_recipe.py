@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from publisher.conformance.runtimes import runtime_names
 from publisher.recipe.loader import (
     DEFAULT_RECIPES_DIR,
     list_recipes,
@@ -21,7 +22,9 @@ from publisher.runtime.errors import RecipeError
 REPO = Path(__file__).resolve().parent.parent
 INVALID = REPO / "tests" / "recipes_invalid"
 VALID = REPO / "tests" / "recipes_valid"
-TOP_KEYS = "card, checkpoint, description, export, extends, gates, io, output, passes, precision"
+TOP_KEYS = (
+    "card, checkpoint, description, export, extends, gates, io, output, passes, precision, target"
+)
 
 # file in tests/recipes_invalid -> (file the error is reported against, "field: message")
 INVALID_CASES = {
@@ -149,6 +152,17 @@ INVALID_CASES = {
     ),
     "precision_without_pass": (None, "precision.fp16.mode: 'all' needs 'fp16' in passes"),
     "bucket_check_on_dynamic": (None, "passes: 'bucket-check' needs export.shape 'bucket'"),
+    "target_floor_unknown": (
+        None,
+        "target.min_onnxruntime: expected one of '1.16.3', '1.17.3', '1.20.1', got '1.15.0'",
+    ),
+    "target_opset_below_export": (None, "target.opset: export.opset 17 is above target.opset 16"),
+    "target_known_failure_unknown_runtime": (
+        None,
+        "target.known_failures: unknown runtime 'onnxruntime 1.99' (runtimes: "
+        + ", ".join(runtime_names())
+        + ")",
+    ),
     "first_error_in_file_order": (
         None,
         "gates.parity_max_abs: expected a number from 0 to 1, got 2",

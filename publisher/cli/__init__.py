@@ -91,6 +91,7 @@ def _register_commands() -> None:
     from publisher.cli.bench import bench_command
     from publisher.cli.build import build_command, verify_command
     from publisher.cli.changed import changed_command
+    from publisher.cli.conformance import conformance_command
     from publisher.cli.convert_io import convert_io_command
     from publisher.cli.inspect import inspect_command
     from publisher.cli.publish import publish_command, stage_command, voices_command
@@ -104,6 +105,7 @@ def _register_commands() -> None:
         build_command,
         verify_command,
         bench_command,
+        conformance_command,
         inspect_command,
         convert_io_command,
         voices_command,

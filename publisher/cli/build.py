@@ -24,8 +24,21 @@ from publisher.cli.output import info
 @out_option("Folder that receives NAME/.")
 @click.option("--dry-run", is_flag=True, help="Print the resolved plan and stop.")
 @speech_gates_option
+@click.option(
+    "--floor-check/--no-floor-check",
+    "floor",
+    default=True,
+    show_default=True,
+    help="Load and run the file in the onnxruntime of target.min_onnxruntime (an isolated "
+    "environment, created once from PyPI and cached).",
+)
 def build_command(
-    recipe_name: str, checkpoint: str | None, out_dir: Path, dry_run: bool, speech: bool
+    recipe_name: str,
+    checkpoint: str | None,
+    out_dir: Path,
+    dry_run: bool,
+    speech: bool,
+    floor: bool,
 ) -> None:
     """Export, transform and verify one variant into OUT/NAME/."""
     from publisher.recipe.loader import load_recipe
@@ -49,7 +62,9 @@ def build_command(
         return
     from publisher.build import build as run_build
 
-    result = run_build(recipe, checkpoint=checkpoint, out_dir=out_dir, echo=info, speech=speech)
+    result = run_build(
+        recipe, checkpoint=checkpoint, out_dir=out_dir, echo=info, speech=speech, floor=floor
+    )
     size = result.model_path.stat().st_size / 2**20
     worst = max(p["max_abs_error"] for p in result.manifest["verification"]["parity"])
     click.echo(

@@ -78,6 +78,7 @@ def card_context(manifest: dict[str, Any], repo_id: str) -> dict[str, Any]:
         "tensors": variants[0]["tensors"],
         "usage": usage(variants, manifest["voices"]),
         "choices": choices(variants),
+        "works_in": works_in(variants),
         "figures": _figures(manifest),
         "voices": manifest["voices"],
         "languages": ["en"],
@@ -184,6 +185,37 @@ def _js_dtype(v: dict[str, Any]) -> str:
     return KOKORO_JS_DTYPES[Path(v["path"]).name]
 
 
+def works_in(variants: list[dict[str, Any]]) -> dict[str, Any]:
+    """The runtime matrix: one column per runtime any variant was run in (in the matrix's
+    own order), one row per variant; "not run" where its build has no matrix."""
+    from publisher.conformance.runtimes import runtime_names
+
+    seen = {n for v in variants for n in (v.get("conformance") or {})}
+    order = runtime_names()
+    names = [n for n in order if n in seen] + sorted(seen - set(order))
+    shown = {"ok": "ok", "fails": "fails", "known failure": "known failure", "not claimed": "-"}
+    rows = [
+        {
+            "path": v["path"],
+            "cells": [
+                shown.get(((v.get("conformance") or {}).get(n) or {}).get("status"), "not run")
+                for n in names
+            ],
+        }
+        for v in variants
+    ]
+    return {"runtimes": names, "rows": rows if names else []}
+
+
+def _fails_in(v: dict[str, Any], runtime_prefix: str) -> bool:
+    """Whether the variant's matrix has a failing cell for this runtime."""
+    cells = v.get("conformance") or {}
+    return any(
+        name.startswith(runtime_prefix) and cell.get("status") in ("fails", "known failure")
+        for name, cell in cells.items()
+    )
+
+
 def choices(variants: list[dict[str, Any]]) -> list[dict[str, str]]:
     """ "Which file should I use?": one row per need, each chosen from measured figures in
     the manifest (never a hand-written claim); a need no file meets says so."""
@@ -242,21 +274,21 @@ def choices(variants: list[dict[str, Any]]) -> list[dict[str, str]]:
     )
     add(
         "the browser (kokoro-js / transformers.js)",
-        [v for v in variants if _kokoro_js(v)],
+        [v for v in variants if _kokoro_js(v) and not _fails_in(v, "onnxruntime-web")],
         size,
         lambda v: f"smallest file kokoro-js loads (dtype `{_js_dtype(v)}`, {mib(v)})",
         "no file under onnx/ with kokoro-js names",
     )
     add(
         "kokoro-onnx (Python)",
-        dynamic,
+        [v for v in dynamic if not _fails_in(v, "kokoro-onnx")],
         size,
         lambda v: f"smallest dynamic-shape file ({mib(v)})",
         "no dynamic-shape file",
     )
     add(
         "streaming servers (fastkokoro)",
-        [v for v in variants if v["shape"] == "bucket"],
+        [v for v in variants if v["shape"] == "bucket" and not _fails_in(v, "fastkokoro")],
         size,
         lambda v: f"fixed token bucket, smallest ({mib(v)})",
         "no fixed-bucket file in this repo",

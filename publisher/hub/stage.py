@@ -88,6 +88,8 @@ def variant_entry(folder: Path, m: dict[str, Any]) -> dict[str, Any]:
         "versions": m["versions"],
         "tensors": _tensors(model),
         "spectrogram": f"figures/{m['recipe']}_spectrogram.png" if has_picture else None,
+        "floor": m["verification"].get("floor"),
+        "conformance": (m.get("conformance") or {}).get("cells"),
     }
     return entry | display_columns(entry)
 

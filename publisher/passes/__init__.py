@@ -88,9 +88,10 @@ PASSES: dict[str, PassSpec] = {
     "io-names": PassSpec("publisher.passes.io_names:io_names_pass", ("io",)),
     "topo-sort": PassSpec("publisher.passes.order:topo_sort_pass"),
     "strip-shapes": PassSpec("publisher.passes.strip_shapes:strip_shapes_pass"),
+    "opsets": PassSpec("publisher.passes.opsets:opsets_pass", ("target",)),
     "metadata": PassSpec("publisher.passes.metadata:metadata_pass"),
 }
-FINAL_PASSES = ("io-names", "topo-sort", "strip-shapes", "metadata")
+FINAL_PASSES = ("io-names", "topo-sort", "strip-shapes", "opsets", "metadata")
 
 
 def check_recipe(recipe: Recipe) -> Problem | None:

@@ -18,6 +18,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from publisher.runtime.constants import ONNXRUNTIME_FLOORS
+
 LOADER_FIELDS = ("name", "source")  # set by the loader, never written in YAML
 _CHECKPOINT = r"hub:[^\s/]+/\S+|path:\S.*|onnx:\S.*|recovered:[\w.-]+|synthetic:(?:tiny|full)"
 
@@ -276,6 +278,32 @@ class Gates(_Section):
         return self.model_copy(update=override)
 
 
+def _known_failures(v: Any) -> dict[str, str]:
+    from publisher.conformance.runtimes import runtime_names
+
+    if not isinstance(v, dict):
+        raise _fail(f"expected a mapping of runtime name to reason, got {show_value(v)}")
+    names = runtime_names()
+    for key, reason in v.items():
+        if key not in names:
+            raise _fail(f"unknown runtime {show_value(key)} (runtimes: {', '.join(names)})")
+        if not isinstance(reason, str) or not reason.strip():
+            raise _fail(f"{key}: give the documented reason as a non-empty string")
+    return v
+
+
+class Target(_Section):
+    """Where the file must run: the oldest onnxruntime it is checked in (the build fails if
+    it does not load and run there), the highest ai.onnx opset it may carry, and runtimes
+    where a failure is a known, documented exception (runtime name -> reason)."""
+
+    min_onnxruntime: choice(*ONNXRUNTIME_FLOORS) = ONNXRUNTIME_FLOORS[0]
+    opset: int_range(14, 23) | None = None
+    known_failures: Annotated[dict[str, str], BeforeValidator(_known_failures)] = Field(
+        default_factory=dict
+    )
+
+
 class Card(_Section):
     title: Str = ""
     summary: Str = ""
@@ -295,12 +323,16 @@ class Recipe(_Section):
     io: Io = Field(default_factory=Io)
     output: Output = Field(default_factory=Output)
     gates: Gates = Field(default_factory=Gates)
+    target: Target = Field(default_factory=Target)
     card: Card = Field(default_factory=Card)
 
     @model_validator(mode="after")
     def check_consistency(self) -> "Recipe":
         """All cross-field rules; each error names the field at fault."""
         e, f, q, io = self.export, self.precision.fp16, self.precision.quantize, self.io
+        if self.target.opset is not None and e.opset > self.target.opset:
+            msg = f"export.opset {e.opset} is above target.opset {self.target.opset}"
+            raise _fail(msg, "target.opset")
         if e.shape == "bucket" and e.bucket is None:
             raise _fail("required when export.shape is 'bucket'", "export.bucket")
         for key in ("bucket", "alignment_frames", "output_samples"):

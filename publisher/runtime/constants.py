@@ -12,3 +12,7 @@ INPUT_ROLES = ("input_ids", "style", "speed")
 BUCKET_INPUT_ROLES = (*INPUT_ROLES, "input_lengths")  # static token-bucket graphs add this
 OUTPUT_ROLES = ("waveform", "duration")
 IO_ROLES = (*BUCKET_INPUT_ROLES, *OUTPUT_ROLES)
+
+# onnxruntime releases a file may declare as its floor (recipe target.min_onnxruntime); the
+# conformance matrix runs each of them, in its own environment, plus the current release.
+ONNXRUNTIME_FLOORS = ("1.16.3", "1.17.3", "1.20.1")

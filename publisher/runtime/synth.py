@@ -130,6 +130,28 @@ def _style_for(style: np.ndarray, n_phonemes: int) -> np.ndarray:
     return style.reshape(1, -1)
 
 
+def feeds_for(
+    session: ort.InferenceSession, ids: list[int], style: np.ndarray, speed: float = 1.0
+) -> dict[str, np.ndarray]:
+    """The inputs of one call: ids padded ``[0, ids..., 0]`` (into the static width of a
+    bucket graph, with ``input_lengths`` = n + 2), one style row, the speed in the graph's
+    dtype."""
+    import numpy as np
+
+    r, info = _roles(session), bucket_info(session)
+    speed_type = np.float16 if "float16" in r["speed"].type else np.float32
+    feeds = {
+        r["style"].name: np.asarray(style, dtype=np.float32).reshape(1, -1),
+        r["speed"].name: np.array([speed], dtype=speed_type),
+    }
+    if info is None:
+        return {r["ids"].name: padded_ids(ids), **feeds}
+    padded = np.zeros((1, info.bucket), dtype=np.int64)
+    padded[0, 1 : len(ids) + 1] = ids
+    lengths = np.array([len(ids) + 2], dtype=np.int64)
+    return {r["ids"].name: padded, **feeds, r["lengths"].name: lengths}
+
+
 def run_bucket_once(
     session: ort.InferenceSession, ids: list[int], style: np.ndarray, speed: float = 1.0
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -142,16 +164,7 @@ def run_bucket_once(
         raise PublisherError("run_bucket_once: not a bucket graph (no static token width)")
     if len(ids) + 2 > info.bucket:
         raise PublisherError(f"{len(ids)} phonemes do not fit a {info.bucket}-token bucket")
-    padded = np.zeros((1, info.bucket), dtype=np.int64)
-    padded[0, 1 : len(ids) + 1] = ids
-    speed_type = np.float16 if "float16" in r["speed"].type else np.float32
-    feeds = {
-        r["ids"].name: padded,
-        r["style"].name: np.asarray(style, dtype=np.float32).reshape(1, -1),
-        r["speed"].name: np.array([speed], dtype=speed_type),
-        r["lengths"].name: np.array([len(ids) + 2], dtype=np.int64),
-    }
-    wave, dur = session.run([r["wave"], r["dur"]], feeds)
+    wave, dur = session.run([r["wave"], r["dur"]], feeds_for(session, ids, style, speed))
     return np.asarray(wave, dtype=np.float32).reshape(-1), np.asarray(dur).reshape(-1)
 
 
@@ -216,14 +229,7 @@ def run_onnx(
 
     if bucket_info(session) is not None:
         return synthesize_bucket(session, ids, style, speed)
-    r = _roles(session)
-    speed_type = np.float16 if "float16" in r["speed"].type else np.float32
-    feeds = {
-        r["ids"].name: padded_ids(ids),
-        r["style"].name: np.asarray(style, dtype=np.float32).reshape(1, -1),
-        r["speed"].name: np.array([speed], dtype=speed_type),
-    }
-    wave, *rest = session.run(None, feeds)
+    wave, *rest = session.run(None, feeds_for(session, ids, style, speed))
     dur = rest[0] if rest else np.zeros(0, dtype=np.int64)
     return Synthesis(np.asarray(wave, dtype=np.float32).reshape(-1), np.asarray(dur).reshape(-1))
 

@@ -1,0 +1,37 @@
+"""``publisher conformance``: the runtime matrix of built variants (publisher.conformance)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from publisher.cli.options import out_option, recipes_option
+from publisher.cli.output import info
+from publisher.runtime.errors import PublisherError
+
+
+@click.command("conformance")
+@recipes_option("A built variant OUT/NAME (repeatable).")
+@click.option("--all", "all_", is_flag=True, help="Every built variant in OUT.")
+@out_option("Folder holding the built variants.")
+def conformance_command(recipes, all_, out_dir: Path) -> None:
+    """Load and run each built file in every runtime it claims, each in its own cached
+    environment; record the matrix in its manifest; exit 1 if a claimed cell fails."""
+    from publisher.cli.publish import built_folders
+    from publisher.conformance.matrix import failures, run_matrix
+    from publisher.conformance.runtimes import runtime_names
+
+    names = runtime_names()
+    click.echo("| variant | " + " | ".join(names) + " |")
+    click.echo("|---" * (len(names) + 1) + "|")
+    failed: list[str] = []
+    for folder in built_folders(out_dir, recipes, all_):
+        result = run_matrix(folder, echo=info)
+        cells = [result["cells"].get(n, {}).get("status", "-") for n in names]
+        click.echo(f"| {folder.name} | " + " | ".join(cells) + " |")
+        failed += failures(folder.name, result)
+    for line in failed:
+        click.echo(f"fails: {line}", err=True)
+    if failed:
+        raise PublisherError(f"{len(failed)} claimed runtime cell(s) failed (listed above)")

@@ -1,0 +1,181 @@
+"""Run a built file in each runtime it claims (see runtimes.py), each in its own cached
+environment (envs.py) through probe.py; record the cells in the build's manifest.
+
+A cell is ``ok``, ``fails`` (with the runtime's own first error line), ``known failure``
+(a failure the recipe documents in ``target.known_failures``) or ``not claimed``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from publisher.conformance.envs import env_python
+from publisher.conformance.runtimes import Runtime, floor_runtime, runtimes, target_of
+from publisher.runtime.errors import PublisherError
+
+PROBE = Path(__file__).with_name("probe.py")
+PROBE_TIMEOUT_S = 600
+TEXT = "Hello from Kokoro."
+VOICE = "af_heart"
+Echo = Callable[[str], None]
+
+
+def prepare_requests(model: Path, voices: dict[str, Any], vocab: dict[str, int], scratch: Path):
+    """What each probe kind reads: the feeds of one call (onnxruntime, prepared here with
+    this environment's onnxruntime), voices.npz and the text (kokoro-onnx, fastkokoro)."""
+    import numpy as np
+
+    from publisher.hub.repo_files import write_voices
+    from publisher.runtime.corpus import load_corpus
+    from publisher.runtime.synth import bucket_info, feeds_for, open_session, style_row
+
+    write_voices(voices, scratch)
+    voice = VOICE if VOICE in voices else sorted(voices)[0]
+    session = open_session(model)
+    ids = load_corpus().eval[0].ids(vocab)
+    info = bucket_info(session)
+    if info is not None:
+        ids = ids[: info.bucket - 2]
+    feeds = feeds_for(session, ids, style_row(voices[voice], len(ids)))
+    np.savez(scratch / "feeds.npz", **feeds)
+    common = {"model": str(Path(model).resolve()), "voice": voice, "text": TEXT}
+    return {
+        "onnxruntime": common | {"feeds": str(scratch / "feeds.npz")},
+        "kokoro-onnx": common | {"voices": str(scratch / "voices.npz")},
+        "fastkokoro": common
+        | {"voices": str(scratch / "voices.npz"), "scratch": str(scratch / "fastkokoro")},
+    }
+
+
+def probe(runtime: Runtime, request: dict[str, Any], scratch: Path, echo: Echo) -> dict:
+    """Run one cell; returns ``ok``, ``error`` or what came out, and the seconds."""
+    python, env_seconds = env_python(runtime.name, runtime.packages, echo)
+    path = scratch / f"request-{runtime.kind}.json"
+    path.write_text(json.dumps({"kind": runtime.kind, **request}))
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    env |= {"HF_HUB_OFFLINE": "1", "PYTHONNOUSERSITE": "1"}
+    start = time.perf_counter()
+    try:
+        proc = subprocess.run(
+            [str(python), str(PROBE), str(path)],
+            capture_output=True,
+            text=True,
+            timeout=PROBE_TIMEOUT_S,
+            cwd=scratch,
+            env=env,
+        )
+        out = _answer(proc)
+    except subprocess.TimeoutExpired:
+        out = {"ok": False, "error": f"no answer within {PROBE_TIMEOUT_S} s"}
+    return out | {"seconds": round(time.perf_counter() - start, 2), "env_seconds": env_seconds}
+
+
+# onnxruntime's load errors carry the C++ source location and signature, and bury what
+# matters (which domain at which opset) at the end of a long sentence.
+_SOURCE = re.compile(r"/onnxruntime_src/\S+:\d+ [^(]*\(.*?\) ")
+_OPSET = re.compile(
+    r"Opset (\d+) is under development.*?official support for domain (\S+?) is till opset (\d+)",
+    re.S,
+)
+
+
+def readable(error: str) -> str:
+    """An onnxruntime error on one short line: an opset refusal as "imports DOMAIN opset
+    N; this onnxruntime supports it up to opset K", other errors without the C++ frame."""
+    m = _OPSET.search(error)
+    if m:
+        return (
+            f"the file imports {m.group(2)} opset {m.group(1)}; this onnxruntime supports "
+            f"{m.group(2)} up to opset {m.group(3)}"
+        )
+    return _SOURCE.sub("", error).strip()[:400]
+
+
+def _answer(proc: subprocess.CompletedProcess) -> dict[str, Any]:
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith("PROBE "):
+            out = json.loads(line[len("PROBE ") :])
+            return out if out["ok"] else out | {"error": readable(out["error"])}
+    if proc.returncode < 0:
+        return {"ok": False, "error": f"the runtime crashed (signal {-proc.returncode})"}
+    lines = [ln.strip() for ln in (proc.stderr or "").splitlines() if ln.strip()]
+    return {"ok": False, "error": lines[-1][:400] if lines else f"exit {proc.returncode}"}
+
+
+def _cell(runtime: Runtime, out: dict[str, Any], known: dict[str, str]) -> dict[str, Any]:
+    if out["ok"]:
+        status, detail = "ok", f"{out['samples']} samples, peak {out['peak']:.3g}"
+    elif runtime.name in known:
+        status, detail = "known failure", f"{known[runtime.name]} ({out['error']})"
+    else:
+        status, detail = "fails", out["error"]
+    return {"status": status, "detail": detail, "seconds": out["seconds"]} | (
+        {"env_seconds": out["env_seconds"]} if out["env_seconds"] else {}
+    )
+
+
+def run_matrix(folder: Path, echo: Echo | None = None) -> dict[str, Any]:
+    """Every runtime's cell for the build in ``folder``; recorded in its manifest."""
+    from publisher.build import read_manifest
+    from publisher.model.sources import open_checkpoint
+    from publisher.provenance import host
+    from publisher.workspace import write_json_atomic
+
+    echo = echo or (lambda line: None)
+    m = read_manifest(folder)
+    shape = m["resolved_recipe"]["export"]["shape"]
+    target = target_of(m["resolved_recipe"])
+    ckpt = open_checkpoint(m["checkpoint"]["source"])
+    start = time.perf_counter()
+    cells: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="publisher-conformance-") as tmp:
+        requests = prepare_requests(
+            folder / m["model"], ckpt.voices, ckpt.config["vocab"], Path(tmp)
+        )
+        for rt in runtimes():
+            if not rt.claims(shape, target["min_onnxruntime"]):
+                cells[rt.name] = {"status": "not claimed"}
+                continue
+            cells[rt.name] = _cell(
+                rt, probe(rt, requests[rt.kind], Path(tmp), echo), target["known_failures"]
+            )
+            echo(f"{m['recipe']} in {rt.name}: {cells[rt.name]['status']}")
+    m["conformance"] = {
+        "cells": cells,
+        "seconds": round(time.perf_counter() - start, 1),
+        "host": host(),
+    }
+    write_json_atomic(folder / "manifest.json", m)
+    return m["conformance"]
+
+
+def failures(recipe: str, conformance: dict[str, Any]) -> list[str]:
+    """One line per claimed cell that failed (known failures excluded)."""
+    return [
+        f"{recipe} in {name}: {cell['detail']}"
+        for name, cell in conformance["cells"].items()
+        if cell["status"] == "fails"
+    ]
+
+
+def check_floor(model: Path, min_onnxruntime: str, voices, vocab, echo: Echo | None = None) -> dict:
+    """Load and run ``model`` once in the onnxruntime of ``target.min_onnxruntime``; a
+    failure is one line with onnxruntime's own reason (the op or opset it lacks)."""
+    runtime = floor_runtime(min_onnxruntime)
+    with tempfile.TemporaryDirectory(prefix="publisher-floor-") as tmp:
+        requests = prepare_requests(model, voices, vocab, Path(tmp))
+        out = probe(runtime, requests["onnxruntime"], Path(tmp), echo or (lambda line: None))
+    if not out["ok"]:
+        raise PublisherError(
+            f"{Path(model).name} does not run in {runtime.name} (target.min_onnxruntime): "
+            f"{out['error']}; raise target.min_onnxruntime or drop what needs a newer runtime"
+        )
+    return {"runtime": runtime.name, "seconds": out["seconds"]}

@@ -1,0 +1,71 @@
+"""The runtimes of the conformance matrix and which files each is said to serve."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from publisher.runtime.constants import ONNXRUNTIME_FLOORS
+
+
+@dataclass(frozen=True)
+class Runtime:
+    name: str  # also the column name and the key of target.known_failures
+    kind: str  # the probe that runs it (probe.py)
+    packages: tuple[str, ...]  # pip requirements of its isolated environment
+    onnxruntime: str | None = None  # the onnxruntime release, for the plain sessions
+
+    def claims(self, shape: str, min_onnxruntime: str) -> bool:
+        """Whether a file of this export shape and onnxruntime floor is said to run here:
+        every onnxruntime at or above the floor; kokoro-onnx the dynamic-shape files (it
+        feeds token ids of any length); fastkokoro the fixed-bucket files."""
+        if self.onnxruntime:
+            return _version(self.onnxruntime) >= _version(min_onnxruntime)
+        return {"kokoro-onnx": shape == "dynamic", "fastkokoro": shape == "bucket"}[self.kind]
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in text.split(".")[:3] if p.isdigit())
+
+
+def current_onnxruntime() -> str:
+    """The onnxruntime this publisher builds and verifies with (its current release)."""
+    from publisher.provenance import package_version
+
+    return package_version("onnxruntime")
+
+
+def runtimes() -> tuple[Runtime, ...]:
+    floors = [
+        # onnxruntime before 1.19 was built against numpy 1.x
+        Runtime(f"onnxruntime {v}", "onnxruntime", (f"onnxruntime=={v}", "numpy<2"), v)
+        for v in ONNXRUNTIME_FLOORS
+    ]
+    current = current_onnxruntime()
+    if current not in ONNXRUNTIME_FLOORS:
+        floors.append(
+            Runtime(f"onnxruntime {current}", "onnxruntime", (f"onnxruntime=={current}",), current)
+        )
+    return (
+        *floors,
+        Runtime("kokoro-onnx 0.6.1", "kokoro-onnx", ("kokoro-onnx==0.6.1",)),
+        Runtime("fastkokoro 0.7.0", "fastkokoro", ("fastkokoro==0.7.0",)),
+    )
+
+
+def runtime_names() -> list[str]:
+    return [r.name for r in runtimes()]
+
+
+def floor_runtime(min_onnxruntime: str) -> Runtime:
+    return next(r for r in runtimes() if r.onnxruntime == min_onnxruntime)
+
+
+def target_of(resolved_recipe: dict[str, Any]) -> dict[str, Any]:
+    """A built manifest's target section (builds made before it existed: the defaults)."""
+    target = resolved_recipe.get("target") or {}
+    return {
+        "min_onnxruntime": target.get("min_onnxruntime", ONNXRUNTIME_FLOORS[0]),
+        "opset": target.get("opset"),
+        "known_failures": target.get("known_failures") or {},
+    }

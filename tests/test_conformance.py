@@ -1,0 +1,176 @@
+"""Runtime conformance (issue 17): opset imports, the onnxruntime floor, the matrix and its
+claims. The floor checks run real onnxruntime releases in isolated environments (created
+once from PyPI, cached in $PUBLISHER_ENVS); the whole matrix on tiny builds runs in
+.ci/run (scripts/conformance_matrix.py), not here, to keep this suite short."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from publisher.conformance import matrix
+from publisher.conformance.runtimes import runtimes
+from publisher.passes import PassContext
+from publisher.passes.opsets import opsets_pass
+from publisher.recipe.loader import load_recipe
+from publisher.recipe.schema import Target
+from publisher.runtime.errors import PublisherError
+
+
+def _tiny_graph(opsets: list[tuple[str, int]]) -> onnx.ModelProto:
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid(d, v) for d, v in opsets])
+
+
+def test_the_build_strips_opset_imports_no_node_uses():
+    ctx = PassContext(config={})
+    model = _tiny_graph([("", 17), ("ai.onnx.ml", 5), ("com.microsoft", 1)])
+    out = opsets_pass(model, load_recipe("fp32"), ctx)
+    assert [(o.domain, o.version) for o in out.opset_import] == [("", 17)]
+    assert ctx.notes["opset_imports_removed"] == ["ai.onnx.ml 5", "com.microsoft 1"]
+
+
+def test_a_file_above_target_opset_fails_in_one_line():
+    recipe = load_recipe("fp32").model_copy(update={"target": Target(opset=17)})
+    with pytest.raises(PublisherError, match=r"needs ai\.onnx opset 18, above target\.opset 17"):
+        opsets_pass(_tiny_graph([("", 18)]), recipe, PassContext(config={}))
+
+
+def test_onnxruntime_opset_refusals_become_one_short_line():
+    raw = (
+        "[ONNXRuntimeError] : 1 : FAIL : Load model from m.onnx failed:/onnxruntime_src/"
+        "onnxruntime/core/graph/model_load_utils.h:46 void onnxruntime::f(const std::string&, "
+        "int) ONNX Runtime only *guarantees* support for models stamped with official released "
+        "onnx opset versions. Opset 5 is under development and support for this is limited. "
+        "Current official support for domain ai.onnx.ml is till opset 3."
+    )
+    assert matrix.readable(raw) == (
+        "the file imports ai.onnx.ml opset 5; this onnxruntime supports ai.onnx.ml up to opset 3"
+    )
+    other = "[ONNXRuntimeError] : 9 : NOT_IMPLEMENTED : /onnxruntime_src/x.cc:12 void f(int) Nope"
+    assert matrix.readable(other) == "[ONNXRuntimeError] : 9 : NOT_IMPLEMENTED : Nope"
+
+
+def test_claims_follow_the_floor_and_the_export_shape():
+    by_name = {r.name: r for r in runtimes()}
+    assert by_name["onnxruntime 1.16.3"].claims("dynamic", "1.16.3")
+    assert not by_name["onnxruntime 1.16.3"].claims("dynamic", "1.20.1")
+    assert by_name["onnxruntime 1.20.1"].claims("bucket", "1.20.1")
+    assert by_name["kokoro-onnx 0.6.1"].claims("dynamic", "1.16.3")
+    assert not by_name["kokoro-onnx 0.6.1"].claims("bucket", "1.16.3")
+    assert by_name["fastkokoro 0.7.0"].claims("bucket", "1.16.3")
+
+
+@pytest.fixture(scope="module")
+def ml5_file(tiny_dist, tmp_path_factory) -> Path:
+    """The tiny fp32 build with an unused ai.onnx.ml opset 5 import added, as some
+    converters leave it (sherpa-onnx 1791, kokoro-onnx 181)."""
+    model = onnx.load(str(tiny_dist / "fp32" / "onnx" / "model.onnx"))
+    model.opset_import.append(helper.make_opsetid("ai.onnx.ml", 5))
+    path = tmp_path_factory.mktemp("ml5") / "model.onnx"
+    onnx.save(model, str(path))
+    return path
+
+
+def test_a_newer_ml_import_fails_the_1_16_3_floor_and_passes_1_20_1(ml5_file, tiny):
+    vocab = tiny.config["vocab"]
+    with pytest.raises(PublisherError) as err:
+        matrix.check_floor(ml5_file, "1.16.3", tiny.voices, vocab)
+    assert str(err.value) == (
+        "model.onnx does not run in onnxruntime 1.16.3 (target.min_onnxruntime): the file "
+        "imports ai.onnx.ml opset 5; this onnxruntime supports ai.onnx.ml up to opset 3; "
+        "raise target.min_onnxruntime or drop what needs a newer runtime"
+    )
+    assert matrix.check_floor(ml5_file, "1.20.1", tiny.voices, vocab)["runtime"] == (
+        "onnxruntime 1.20.1"
+    )
+
+
+def test_every_build_ran_in_its_floor_and_carries_no_unused_import(tiny_dist):
+    for name in ("fp32", "quantized", "kokoro-v1.0"):
+        manifest = json.loads((tiny_dist / name / "manifest.json").read_text())
+        assert manifest["verification"]["floor"]["runtime"] == "onnxruntime 1.16.3"
+        model = onnx.load(str(tiny_dist / name / manifest["model"]), load_external_data=False)
+        used = {n.domain for n in model.graph.node}
+        assert {o.domain for o in model.opset_import} <= used | {""}
+
+
+def _fake_probe(outcomes: dict[str, dict]):
+    def probe(runtime, request, scratch, echo):
+        return outcomes.get(runtime.name, {"ok": True, "samples": 100, "peak": 0.5}) | {
+            "seconds": 0.1,
+            "env_seconds": 0.0,
+        }
+
+    return probe
+
+
+def test_the_matrix_marks_failures_known_failures_and_unclaimed_cells(dist_copy, monkeypatch):
+    folder = dist_copy / "quantized"
+    manifest_path = folder / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["resolved_recipe"]["target"] = {
+        "min_onnxruntime": "1.17.3",
+        "opset": None,
+        "known_failures": {"kokoro-onnx 0.6.1": "documented: issue 123"},
+    }
+    manifest_path.write_text(json.dumps(manifest))
+    bad = {"ok": False, "error": "the runtime crashed (signal 11)"}
+    monkeypatch.setattr(
+        matrix, "probe", _fake_probe({"onnxruntime 1.20.1": bad, "kokoro-onnx 0.6.1": bad})
+    )
+    result = matrix.run_matrix(folder)
+    cells = result["cells"]
+    assert cells["onnxruntime 1.16.3"] == {"status": "not claimed"}
+    assert cells["onnxruntime 1.17.3"]["status"] == "ok"
+    assert cells["onnxruntime 1.20.1"] == {
+        "status": "fails",
+        "detail": "the runtime crashed (signal 11)",
+        "seconds": 0.1,
+    }
+    assert cells["kokoro-onnx 0.6.1"]["status"] == "known failure"
+    assert cells["fastkokoro 0.7.0"] == {"status": "not claimed"}
+    assert matrix.failures("quantized", result) == [
+        "quantized in onnxruntime 1.20.1: the runtime crashed (signal 11)"
+    ]
+    assert json.loads(manifest_path.read_text())["conformance"]["cells"] == cells
+
+
+def test_the_card_shows_the_matrix_each_build_recorded(dist_copy, monkeypatch, tmp_path):
+    from huggingface_hub import ModelCard
+
+    from publisher.hub.stage import stage
+
+    bad = {"ok": False, "error": "Could not find an implementation for ConvInteger(10)"}
+    monkeypatch.setattr(matrix, "probe", _fake_probe({"kokoro-onnx 0.6.1": bad}))
+    matrix.run_matrix(dist_copy / "quantized")
+    staged = stage([dist_copy / "fp32", dist_copy / "quantized"], tmp_path / "repo")
+    text = ModelCard((staged.folder / "README.md").read_text()).text
+    names = [r.name for r in runtimes()]
+    assert "## Works in" in text and f"| file | {' | '.join(names)} |" in text
+    quantized = ["ok"] * (len(names) - 2) + ["fails", "-"]
+    assert f"| `onnx/model_quantized.onnx` | {' | '.join(quantized)} |" in text
+    assert f"| `onnx/model.onnx` | {' | '.join(['not run'] * len(names))} |" in text
+    row = next(line for line in text.splitlines() if line.startswith("| kokoro-onnx (Python)"))
+    assert "`onnx/model.onnx`" in row  # the file that fails in kokoro-onnx is not offered
+
+
+def test_a_missing_env_is_one_line_naming_pypi(monkeypatch, tmp_path):
+    from publisher.conformance.envs import env_python
+
+    monkeypatch.setenv("PUBLISHER_ENVS", str(tmp_path / "envs"))
+    with pytest.raises(PublisherError, match=r"cannot create the nope environment \(.*PyPI"):
+        env_python("nope", ("publisher-no-such-package-0123==9.9.9",))
+    assert [p.name for p in (tmp_path / "envs").iterdir()] == []  # nothing half-made
+
+
+def test_probe_needs_nothing_of_publisher():
+    lines = Path(matrix.PROBE).read_text().splitlines()
+    imports = [ln.strip() for ln in lines if ln.strip().startswith(("import ", "from "))]
+    assert imports and not [ln for ln in imports if "publisher" in ln]
