@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The runtime matrix (`publisher conformance`) on tiny synthetic builds: a dynamic int8 file
+# (onnxruntime floors and current, kokoro-onnx) and a fixed-bucket file (onnxruntime,
+# fastkokoro). Each runtime runs in its own environment, created once from PyPI and cached
+# in $PUBLISHER_ENVS (default ~/.cache/kokoro-publisher-envs). .ci/run runs it after pytest.
+set -euo pipefail
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+export PUBLISHER_CACHE="$work/cache"
+start=$SECONDS
+for recipe in quantized b48; do
+  publisher build --recipe "$recipe" --checkpoint synthetic:tiny --out "$work/dist" \
+    --no-speech-gates
+done
+publisher conformance --all --out "$work/dist"
+echo "conformance_tiny: $((SECONDS - start)) s (builds, environments not cached yet, matrix)"
