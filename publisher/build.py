@@ -197,6 +197,8 @@ def build(
             echo(line)
         enforce_gates(report)
         with timer.step("write", str(final)):
+            if recipe.output.sherpa_onnx:
+                _sherpa_bundle(recipe, p, model_path, built)
             manifest = write_manifest(
                 built, p, public(report) | {"passed": passed(report)}, timer.seconds
             )
@@ -214,6 +216,15 @@ def _floor(recipe, p: Prepared, model_path: Path, timer, echo) -> dict[str, Any]
     version = recipe.target.min_onnxruntime
     with timer.step("floor", f"load and run in onnxruntime {version}"):
         return check_floor(model_path, version, p.ckpt.voices, p.ckpt.config["vocab"], echo)
+
+
+def _sherpa_bundle(recipe, p: Prepared, model_path: Path, built: Path) -> None:
+    """sherpa-onnx/<recipe>/ beside the model (see publisher.hub.sherpa)."""
+    from publisher.hub.sherpa import bundle_folder, write_bundle
+
+    write_bundle(
+        model_path, p.ckpt.voices, p.ckpt.config["vocab"], built / bundle_folder(recipe.name)
+    )
 
 
 def check_target(final: Path) -> None:
@@ -246,6 +257,7 @@ def write_manifest(folder: Path, p: Prepared, verification: dict, steps: dict) -
             "note": p.ckpt.provenance.get("note", ""),
         },
         "io": p.recipe.io_names(),
+        "sherpa_onnx": _bundle_or_none(p.recipe),
         "passes": {"applied": [*p.recipe.passes], "notes": p.notes},
         "verification": verification,
         "versions": versions(),
@@ -255,6 +267,12 @@ def write_manifest(folder: Path, p: Prepared, verification: dict, steps: dict) -
     manifest["files"] = file_index(folder)
     write_json_atomic(folder / MANIFEST, manifest)
     return manifest
+
+
+def _bundle_or_none(recipe) -> str | None:
+    from publisher.hub.sherpa import bundle_folder
+
+    return bundle_folder(recipe.name) if recipe.output.sherpa_onnx else None
 
 
 def file_index(folder: Path) -> dict[str, dict[str, Any]]:

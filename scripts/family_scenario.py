@@ -152,7 +152,9 @@ def check(hub) -> None:
     files = hub.files(REPO)
     manifest = json.loads(files["manifest.json"])
     onnx = {p for p in files if p.endswith(".onnx")}
-    described = {v["path"] for v in manifest["variants"] + manifest["stale"]}
+    entries = manifest["variants"] + manifest["stale"]
+    described = {v["path"] for v in entries}
+    described |= {f"{v['sherpa_onnx']}/model.onnx" for v in entries if v.get("sherpa_onnx")}
     assert onnx == described, (onnx, described)
     card = files["README.md"].decode()
     for v in manifest["variants"]:

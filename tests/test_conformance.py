@@ -136,6 +136,7 @@ def test_the_matrix_marks_failures_known_failures_and_unclaimed_cells(dist_copy,
     }
     assert cells["kokoro-onnx 0.6.1"]["status"] == "known failure"
     assert cells["fastkokoro 0.7.0"] == {"status": "not claimed"}
+    assert cells["sherpa-onnx 2.0.1"]["status"] == "ok"  # quantized carries a bundle
     assert matrix.failures("quantized", result) == [
         "quantized in onnxruntime 1.20.1: the runtime crashed (signal 11)"
     ]
@@ -154,7 +155,8 @@ def test_the_card_shows_the_matrix_each_build_recorded(dist_copy, monkeypatch, t
     text = ModelCard((staged.folder / "README.md").read_text()).text
     names = [r.name for r in runtimes()]
     assert "## Works in" in text and f"| file | {' | '.join(names)} |" in text
-    quantized = ["ok"] * (len(names) - 2) + ["fails", "-"]
+    special = {"kokoro-onnx 0.6.1": "fails", "fastkokoro 0.7.0": "-"}
+    quantized = [special.get(n, "ok") for n in names]
     assert f"| `onnx/model_quantized.onnx` | {' | '.join(quantized)} |" in text
     assert f"| `onnx/model.onnx` | {' | '.join(['not run'] * len(names))} |" in text
     row = next(line for line in text.splitlines() if line.startswith("| kokoro-onnx (Python)"))
@@ -174,3 +176,49 @@ def test_probe_needs_nothing_of_publisher():
     lines = Path(matrix.PROBE).read_text().splitlines()
     imports = [ln.strip() for ln in lines if ln.strip().startswith(("import ", "from "))]
     assert imports and not [ln for ln in imports if "publisher" in ln]
+
+
+# ------------------------------------------------------------------ sherpa-onnx bundle
+def test_the_sherpa_bundle_has_what_sherpa_onnx_2_0_1_reads(tiny_dist, tiny):
+    """Checked against shared/reference/client-contracts.md, not against our writer."""
+    import numpy as np
+
+    manifest = json.loads((tiny_dist / "fp32" / "manifest.json").read_text())
+    bundle = tiny_dist / "fp32" / manifest["sherpa_onnx"]
+    assert manifest["sherpa_onnx"] == "sherpa-onnx/fp32"
+    meta = {
+        p.key: p.value
+        for p in onnx.load(str(bundle / "model.onnx"), load_external_data=False).metadata_props
+    }
+    speakers = sorted(tiny.voices)
+    assert meta["sample_rate"] == "24000" and meta["has_espeak"] == "1"
+    assert meta["style_dim"] == "510,1,256" and meta["version"] == "2"
+    assert meta["n_speakers"] == str(len(speakers))
+    assert meta["speaker_names"].split(",") == speakers
+    raw = np.fromfile(bundle / "voices.bin", dtype="<f4")
+    assert raw.size == len(speakers) * 510 * 256
+    k = speakers.index("af_heart")
+    np.testing.assert_array_equal(raw.reshape(-1, 510, 256)[k], tiny.voices["af_heart"][:, 0])
+    tokens = (bundle / "tokens.txt").read_text(encoding="utf-8").splitlines()
+    vocab = tiny.config["vocab"]
+    assert len(tokens) == len(vocab)
+    for line in tokens:
+        sym, _, idx = line.rpartition(" ")
+        assert vocab[sym if sym.strip() else " "] == int(idx), line
+    for name in ("phontab", "phonindex", "phondata", "intonations"):
+        assert (bundle / "espeak-ng-data" / name).is_file()
+    us = (bundle / "lexicon-us-en.txt").read_text(encoding="utf-8").splitlines()
+    word, *phones = next(line for line in us if line.startswith("hello ")).split(" ")
+    assert word == "hello" and all(len(p) == 1 and p in vocab for p in phones)
+    assert len(us) > 100_000
+
+
+def test_sherpa_onnx_2_0_1_synthesizes_from_the_bundle(tiny_dist, tmp_path):
+    """PyPI sherpa-onnx 2.0.1 in its own environment, offline (synthetic weights: samples
+    come out, they do not speak)."""
+    manifest = json.loads((tiny_dist / "quantized" / "manifest.json").read_text())
+    runtime = next(r for r in runtimes() if r.kind == "sherpa-onnx")
+    request = {"bundle": str(tiny_dist / "quantized" / manifest["sherpa_onnx"])}
+    out = matrix.probe(runtime, request | {"text": "Hello there.", "sid": 0}, tmp_path, print)
+    assert out["ok"], out
+    assert out["sample_rate"] == 24000 and out["samples"] > 0

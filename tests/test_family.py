@@ -72,10 +72,15 @@ def test_a_variant_from_another_checkpoint_is_stale():
 
 
 def test_prune_deletes_the_files_of_recipes_that_no_longer_exist():
-    old = _entry("gone", "g.onnx", "1" * 64, spectrogram="figures/gone_spectrogram.png")
-    remote = _remote(old, files={"g.onnx": "1" * 64, "figures/gone_spectrogram.png": None})
+    extra = ["figures/gone_spectrogram.png", "sherpa-onnx/gone/model.onnx"]
+    old = _entry("gone", "g.onnx", "1" * 64, extra_files=extra)
+    remote = _remote(old, files={"g.onnx": "1" * 64, **dict.fromkeys(extra)})
     fam = merge([_entry("q", "q.onnx", "2" * 64)], remote, CKPT, existing_recipes={"q"})
-    assert fam.deletions == ["figures/gone_spectrogram.png", "g.onnx"]
+    assert fam.deletions == [
+        "figures/gone_spectrogram.png",
+        "g.onnx",
+        "sherpa-onnx/gone/model.onnx",
+    ]
     assert [v["recipe"] for v in fam.variants] == ["q"]
     kept = merge([_entry("q", "q.onnx", "2" * 64)], remote, CKPT)  # without prune: kept
     assert [v["recipe"] for v in kept.variants] == ["gone", "q"] and kept.deletions == []
@@ -155,7 +160,11 @@ def _card_and_manifest(hub) -> tuple[ModelCard, dict]:
 
 
 def _described(manifest: dict) -> set[str]:
-    return {v["path"] for v in manifest["variants"] + manifest["stale"]}
+    """Every model file the manifest accounts for: each variant's, and its sherpa-onnx
+    bundle's model.onnx."""
+    entries = manifest["variants"] + manifest["stale"]
+    bundles = {f"{v['sherpa_onnx']}/model.onnx" for v in entries if v.get("sherpa_onnx")}
+    return {v["path"] for v in entries} | bundles
 
 
 def _onnx_files(hub) -> set[str]:
@@ -173,6 +182,8 @@ def test_publishing_one_variant_after_another_keeps_both_in_the_card(dist_copy, 
         == {
             "onnx/model.onnx",
             "onnx/model_quantized.onnx",
+            "sherpa-onnx/fp32/model.onnx",
+            "sherpa-onnx/quantized/model.onnx",
         }
     )
     assert "| `onnx/model.onnx` | fp32 |" in card.text
@@ -232,7 +243,13 @@ def test_prune_deletes_a_removed_recipes_file_in_one_commit(dist_copy, hub, tmp_
     assert len(hub.commits(REPO)) == commits + 1
     _, manifest = _card_and_manifest(hub)
     assert "onnx/model_quantized.onnx" not in hub.files(REPO)
-    assert _described(manifest) == _onnx_files(hub) == {"onnx/model.onnx", "kokoro-v1.0.onnx"}
+    assert _described(manifest) == _onnx_files(hub)
+    assert _onnx_files(hub) == {
+        "onnx/model.onnx",
+        "kokoro-v1.0.onnx",
+        "sherpa-onnx/fp32/model.onnx",
+    }
+    assert not [p for p in hub.files(REPO) if p.startswith("sherpa-onnx/quantized/")]
 
 
 def test_a_file_changed_by_hand_on_the_hub_is_listed_as_stale(dist_copy, hub):

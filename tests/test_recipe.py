@@ -152,6 +152,11 @@ INVALID_CASES = {
     ),
     "precision_without_pass": (None, "precision.fp16.mode: 'all' needs 'fp16' in passes"),
     "bucket_check_on_dynamic": (None, "passes: 'bucket-check' needs export.shape 'bucket'"),
+    "sherpa_on_bucket": (
+        None,
+        "output.sherpa_onnx: sherpa-onnx feeds exactly three inputs; a bucket graph cannot "
+        "run there",
+    ),
     "target_floor_unknown": (
         None,
         "target.min_onnxruntime: expected one of '1.16.3', '1.17.3', '1.20.1', got '1.15.0'",

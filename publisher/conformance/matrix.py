@@ -28,7 +28,13 @@ VOICE = "af_heart"
 Echo = Callable[[str], None]
 
 
-def prepare_requests(model: Path, voices: dict[str, Any], vocab: dict[str, int], scratch: Path):
+def prepare_requests(
+    model: Path,
+    voices: dict[str, Any],
+    vocab: dict[str, int],
+    scratch: Path,
+    bundle: Path | None = None,
+):
     """What each probe kind reads: the feeds of one call (onnxruntime, prepared here with
     this environment's onnxruntime), voices.npz and the text (kokoro-onnx, fastkokoro)."""
     import numpy as np
@@ -52,6 +58,8 @@ def prepare_requests(model: Path, voices: dict[str, Any], vocab: dict[str, int],
         "kokoro-onnx": common | {"voices": str(scratch / "voices.npz")},
         "fastkokoro": common
         | {"voices": str(scratch / "voices.npz"), "scratch": str(scratch / "fastkokoro")},
+        "sherpa-onnx": {"bundle": str(bundle.resolve()) if bundle else "", "text": TEXT}
+        | {"sid": sorted(voices).index(voice)},
     }
 
 
@@ -137,11 +145,12 @@ def run_matrix(folder: Path, echo: Echo | None = None) -> dict[str, Any]:
     start = time.perf_counter()
     cells: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="publisher-conformance-") as tmp:
+        bundle = folder / m["sherpa_onnx"] if m.get("sherpa_onnx") else None
         requests = prepare_requests(
-            folder / m["model"], ckpt.voices, ckpt.config["vocab"], Path(tmp)
+            folder / m["model"], ckpt.voices, ckpt.config["vocab"], Path(tmp), bundle
         )
         for rt in runtimes():
-            if not rt.claims(shape, target["min_onnxruntime"]):
+            if not rt.claims(shape, target["min_onnxruntime"], bundle is not None):
                 cells[rt.name] = {"status": "not claimed"}
                 continue
             cells[rt.name] = _cell(

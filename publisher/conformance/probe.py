@@ -17,6 +17,9 @@ def _first_line(exc):
     return (text[0] if text else type(exc).__name__)[:2000]
 
 
+_SAVE = {}  # "path": where to keep the waveform (.npy), when the request names one
+
+
 def _samples(audio):
     import numpy as np
 
@@ -25,6 +28,8 @@ def _samples(audio):
         raise ValueError("no samples came out")
     if not np.isfinite(audio).all():
         raise ValueError("the output has NaN or infinite samples")
+    if _SAVE.get("path"):
+        np.save(_SAVE["path"], audio)
     return {"samples": int(audio.size), "peak": float(np.abs(audio).max())}
 
 
@@ -107,6 +112,7 @@ KINDS = {
 def main():
     with open(sys.argv[1], encoding="utf-8") as fh:
         req = json.load(fh)
+    _SAVE["path"] = req.get("save")
     try:
         out = {"ok": True, **KINDS[req["kind"]](req)}
     except BaseException as exc:  # the runtime's own error, reported, never a traceback

@@ -15,13 +15,18 @@ class Runtime:
     packages: tuple[str, ...]  # pip requirements of its isolated environment
     onnxruntime: str | None = None  # the onnxruntime release, for the plain sessions
 
-    def claims(self, shape: str, min_onnxruntime: str) -> bool:
+    def claims(self, shape: str, min_onnxruntime: str, sherpa_bundle: bool = False) -> bool:
         """Whether a file of this export shape and onnxruntime floor is said to run here:
         every onnxruntime at or above the floor; kokoro-onnx the dynamic-shape files (it
-        feeds token ids of any length); fastkokoro the fixed-bucket files."""
+        feeds token ids of any length); fastkokoro the fixed-bucket files; sherpa-onnx the
+        builds that carry a sherpa-onnx bundle."""
         if self.onnxruntime:
             return _version(self.onnxruntime) >= _version(min_onnxruntime)
-        return {"kokoro-onnx": shape == "dynamic", "fastkokoro": shape == "bucket"}[self.kind]
+        return {
+            "kokoro-onnx": shape == "dynamic",
+            "fastkokoro": shape == "bucket",
+            "sherpa-onnx": sherpa_bundle,
+        }[self.kind]
 
 
 def _version(text: str) -> tuple[int, ...]:
@@ -50,6 +55,7 @@ def runtimes() -> tuple[Runtime, ...]:
         *floors,
         Runtime("kokoro-onnx 0.6.1", "kokoro-onnx", ("kokoro-onnx==0.6.1",)),
         Runtime("fastkokoro 0.7.0", "fastkokoro", ("fastkokoro==0.7.0",)),
+        Runtime("sherpa-onnx 2.0.1", "sherpa-onnx", ("sherpa-onnx==2.0.1", "numpy<2")),
     )
 
 

@@ -165,6 +165,12 @@ def usage(variants: list[dict[str, Any]], voices: list[str]) -> dict[str, Any]:
         "kokoro_onnx": [v["path"] for v in dynamic],
         "kokoro_js": js,
         "fastkokoro": [v["path"] for v in variants if v["shape"] == "bucket"],
+        "sherpa_onnx": [
+            {"recipe": v["recipe"], "folder": v["sherpa_onnx"]}
+            for v in variants
+            if v.get("sherpa_onnx")
+        ],
+        "sherpa_sid": sorted(voices).index("af_heart" if "af_heart" in voices else voices[0]),
     }
 
 

@@ -70,7 +70,8 @@ def merge(
     variants, stale, deletions, notes = list(built), [], [], []
     for entry in recorded_entries(remote.manifest):
         name, path = entry["recipe"], entry["path"]
-        own_files = [p for p in (path, entry.get("spectrogram")) if p and p in remote.files]
+        owned = [path, entry.get("spectrogram"), *entry.get("extra_files", [])]
+        own_files = sorted({p for p in owned if p and p in remote.files})
         if name in by_recipe:
             if path not in built_paths and path in remote.files:
                 deletions.append(path)

@@ -88,10 +88,22 @@ def variant_entry(folder: Path, m: dict[str, Any]) -> dict[str, Any]:
         "versions": m["versions"],
         "tensors": _tensors(model),
         "spectrogram": f"figures/{m['recipe']}_spectrogram.png" if has_picture else None,
+        "sherpa_onnx": m.get("sherpa_onnx"),
+        "extra_files": _extra_files(m, m["recipe"] if has_picture else None),
         "floor": m["verification"].get("floor"),
         "conformance": (m.get("conformance") or {}).get("cells"),
     }
     return entry | display_columns(entry)
+
+
+def _extra_files(m: dict[str, Any], picture_of: str | None) -> list[str]:
+    """Repo paths a variant owns besides its model: its spectrogram and its sherpa-onnx
+    bundle (a prune deletes them with the model)."""
+    out = [f"figures/{picture_of}_spectrogram.png"] if picture_of else []
+    bundle = m.get("sherpa_onnx")
+    if bundle:
+        out += sorted(p for p in m["files"] if p.startswith(bundle + "/"))
+    return out
 
 
 def _speech(speech: dict[str, Any]) -> dict[str, Any]:
@@ -240,6 +252,8 @@ def _copy_build(folder: Path, m: dict[str, Any], tmp: Path, echo) -> dict[str, A
     if entry["spectrogram"]:
         (tmp / "figures").mkdir(exist_ok=True)
         shutil.copy2(folder / SPECTROGRAM, tmp / entry["spectrogram"])
+    if entry["sherpa_onnx"]:
+        shutil.copytree(folder / entry["sherpa_onnx"], tmp / entry["sherpa_onnx"])
     echo(f"staged {m['recipe']} -> {m['model']}")
     return entry
 

@@ -247,6 +247,9 @@ class Io(_Section):
 
 class Output(_Section):
     path: Annotated[str, BeforeValidator(_check_output_path)] = "onnx/model.onnx"
+    # also write a sherpa-onnx bundle (sherpa-onnx/<recipe>/: model with sherpa's
+    # metadata, voices.bin, tokens.txt, espeak-ng-data, lexicons); dynamic shape only
+    sherpa_onnx: Bool = False
 
 
 class RealWeightGates(_Section):
@@ -333,6 +336,9 @@ class Recipe(_Section):
         if self.target.opset is not None and e.opset > self.target.opset:
             msg = f"export.opset {e.opset} is above target.opset {self.target.opset}"
             raise _fail(msg, "target.opset")
+        if self.output.sherpa_onnx and e.shape == "bucket":
+            msg = "sherpa-onnx feeds exactly three inputs; a bucket graph cannot run there"
+            raise _fail(msg, "output.sherpa_onnx")
         if e.shape == "bucket" and e.bucket is None:
             raise _fail("required when export.shape is 'bucket'", "export.bucket")
         for key in ("bucket", "alignment_frames", "output_samples"):

@@ -1,0 +1,113 @@
+"""A sherpa-onnx bundle (k2-fsa/sherpa-onnx's Kokoro runtime: C, C++, Python, Java, Swift,
+Go, .NET, Node, Rust) around a dynamic-shape file, as sherpa-onnx 2.0.1 reads it (see
+shared/reference/client-contracts.md):
+
+- ``model.onnx``: the file with sherpa's metadata (sample_rate, n_speakers, has_espeak,
+  style_dim, version 2, voice, speaker_names, model_type); sherpa feeds the three inputs by
+  position and reads output 0;
+- ``voices.bin``: n_speakers x 510 x 256 raw float32, in ``speaker_names`` order;
+- ``tokens.txt``: ``symbol id`` per line from the vocab (the space's line is " id");
+- ``espeak-ng-data/``: from PyPI espeakng-loader (the copy kokoro-onnx uses);
+- ``lexicon-us-en.txt`` / ``lexicon-gb-en.txt``: misaki's gold then silver dictionaries,
+  one lowercase word then its phoneme characters separated by spaces (a dictionary entry
+  with parts of speech gives its DEFAULT); version 2 needs a lexicon to speak English.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from publisher.runtime.constants import SAMPLE_RATE, VOICE_SHAPE
+from publisher.runtime.errors import PublisherError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+BUNDLE_DIR = "sherpa-onnx"
+LEXICONS = {"us": "lexicon-us-en.txt", "gb": "lexicon-gb-en.txt"}
+
+
+def bundle_folder(recipe_name: str) -> str:
+    """Where a recipe's bundle sits, in the build folder and in the repo."""
+    return f"{BUNDLE_DIR}/{recipe_name}"
+
+
+def sherpa_metadata(speakers: list[str]) -> dict[str, str]:
+    return {
+        "model_type": "kokoro",
+        "sample_rate": str(SAMPLE_RATE),
+        "n_speakers": str(len(speakers)),
+        "has_espeak": "1",
+        "style_dim": ",".join(str(d) for d in VOICE_SHAPE),
+        "version": "2",
+        "voice": "en-us",
+        "speaker_names": ",".join(speakers),
+        "language": "English",
+    }
+
+
+def write_bundle(
+    model_path: Path, voices: dict[str, np.ndarray], vocab: dict[str, int], dest: Path
+) -> list[Path]:
+    """Write the bundle into ``dest`` (see module doc); returns the files written."""
+    import numpy as np
+    import onnx
+
+    from publisher.hub.repo_files import check_voices
+
+    check_voices(voices)
+    speakers = sorted(voices)
+    dest.mkdir(parents=True, exist_ok=True)
+    model = onnx.load(str(model_path))
+    kept = [p for p in model.metadata_props if p.key not in sherpa_metadata(speakers)]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    for key, value in sherpa_metadata(speakers).items():
+        model.metadata_props.add(key=key, value=value)
+    onnx.save(model, str(dest / "model.onnx"))
+    stack = np.stack([voices[s].reshape(VOICE_SHAPE[0], VOICE_SHAPE[2]) for s in speakers])
+    (dest / "voices.bin").write_bytes(stack.astype("<f4").tobytes())
+    (dest / "tokens.txt").write_text(
+        "".join(f"{sym} {i}\n" for sym, i in sorted(vocab.items(), key=lambda x: x[1])),
+        encoding="utf-8",
+    )
+    shutil.copytree(_espeak_data(), dest / "espeak-ng-data", dirs_exist_ok=True)
+    for accent, name in LEXICONS.items():
+        (dest / name).write_text(lexicon(accent, vocab), encoding="utf-8")
+    return sorted(p for p in dest.rglob("*") if p.is_file())
+
+
+def _espeak_data() -> Path:
+    try:
+        import espeakng_loader
+    except ImportError:
+        raise PublisherError(
+            "a sherpa-onnx bundle needs espeak-ng-data from PyPI espeakng-loader; "
+            "pip install espeakng-loader"
+        ) from None
+    return Path(espeakng_loader.get_data_path())
+
+
+def lexicon(accent: str, vocab: dict[str, int]) -> str:
+    """misaki's ``{accent}_gold`` then ``{accent}_silver`` as sherpa lexicon lines; a word
+    is kept once (gold wins), phonemes outside the vocab are dropped."""
+    import misaki
+
+    data = Path(misaki.__file__).parent / "data"
+    seen: set[str] = set()
+    lines = []
+    for part in ("gold", "silver"):
+        entries: dict[str, Any] = json.loads((data / f"{accent}_{part}.json").read_text())
+        for word, value in entries.items():
+            phonemes = value.get("DEFAULT") if isinstance(value, dict) else value
+            key = word.lower()
+            if not phonemes or key in seen or any(c.isspace() for c in key):
+                continue
+            kept = [c for c in phonemes if c in vocab and not c.isspace()]
+            if kept:
+                seen.add(key)
+                lines.append(f"{key} {' '.join(kept)}\n")
+    return "".join(lines)
