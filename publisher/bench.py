@@ -50,7 +50,7 @@ class TargetResult:
 
 
 def targets_from_builds(folders: list[Path]) -> list[Target]:
-    from publisher.build import read_manifest
+    from publisher.manifest import read_manifest
 
     targets = []
     for folder in folders:
@@ -95,7 +95,7 @@ def external_targets(files: list[Path], ckpt, *, listen: bool, echo=None) -> lis
 
 
 def torch_target(folders: list[Path]) -> Target:
-    from publisher.build import read_manifest
+    from publisher.manifest import read_manifest
 
     source = read_manifest(folders[0])["checkpoint"]["source"]
     return Target("torch (cpu)", f"torch:{source}")
@@ -261,7 +261,7 @@ def write_outputs(
     results: list[TargetResult], targets: list[Target], report_dir: Path, settings: dict[str, Any]
 ) -> dict[str, Path]:
     """bench.json, bench.md, bench.png in report_dir; each variant's manifest gets its row."""
-    from publisher.build import MANIFEST
+    from publisher.manifest import MANIFEST
     from publisher.workspace import write_json_atomic
 
     report_dir.mkdir(parents=True, exist_ok=True)
@@ -308,7 +308,7 @@ def benchmark(
 ) -> BenchRun:
     """The ``publisher bench`` job over built variant folders (plus torch if asked, plus
     ``external`` ONNX files, heard on the speech set when ``listen``)."""
-    from publisher.build import read_manifest
+    from publisher.manifest import read_manifest
     from publisher.model.sources import open_checkpoint
     from publisher.runtime.synth import style_row
     from publisher.verify.gates import verification_items

@@ -12,10 +12,9 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
-
+from publisher.manifest import MANIFEST, read_manifest
 from publisher.runtime.errors import PublisherError
 from publisher.workspace import (
     check_writable_folder,
@@ -25,7 +24,6 @@ from publisher.workspace import (
     write_json_atomic,
 )
 
-MANIFEST = "manifest.json"
 RESOLVED_RECIPE = "recipe.json"
 Echo = Callable[[str], None]
 
@@ -284,55 +282,6 @@ def file_index(folder: Path) -> dict[str, dict[str, Any]]:
         for f in sorted(folder.rglob("*"))
         if f.is_file() and f.name != MANIFEST
     }
-
-
-def read_manifest(folder: Path) -> dict[str, Any]:
-    """A build's manifest.json, checked for the fields the commands read (one line
-    naming the first wrong field, never a KeyError later)."""
-    path = folder / MANIFEST
-    if not path.is_file():
-        raise PublisherError(
-            f"{folder}: no {MANIFEST}; build it first with `publisher build --recipe {folder.name}`"
-        )
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        ManifestCore.model_validate(data)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise PublisherError(f"{path}: not valid JSON ({exc}); rebuild it") from None
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(part) for part in err["loc"]) or "top level"
-        raise PublisherError(
-            f"{path}: not a build manifest ({where}: {err['msg']}); rebuild it"
-        ) from None
-    return data
-
-
-def _model_path(v: str) -> str:
-    if v.startswith("/") or ".." in v.split("/") or "\\" in v:
-        raise ValueError("must be a relative path inside the build folder")
-    return v
-
-
-class _Checkpoint(BaseModel):
-    source: str
-    sha256: str
-
-
-class _File(BaseModel):
-    sha256: str
-    bytes: int
-
-
-class ManifestCore(BaseModel):
-    """The fields of a build's manifest.json that stage, verify and bench read."""
-
-    model_config = ConfigDict(extra="allow")
-    recipe: str
-    model: Annotated[str, AfterValidator(_model_path)]
-    checkpoint: _Checkpoint
-    files: dict[str, _File]
-    verification: dict[str, Any]  # re-made by verify; stage reads "passed" (absent: no)
 
 
 def verify_built(

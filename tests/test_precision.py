@@ -36,7 +36,7 @@ def variants(tmp_path_factory, tiny_dist) -> dict[str, Path]:
 
 
 def _model(folder: Path) -> onnx.ModelProto:
-    from publisher.build import read_manifest
+    from publisher.manifest import read_manifest
 
     return onnx.load(str(folder / read_manifest(folder)["model"]))
 
@@ -72,7 +72,7 @@ def _out_of_order(graph: onnx.GraphProto) -> list[str]:
 
 @pytest.mark.parametrize("name", [*BUILT_HERE, "quantized"])
 def test_every_precision_recipe_builds_on_tiny_passes_its_gates_and_keeps_the_io(name, variants):
-    from publisher.build import read_manifest
+    from publisher.manifest import read_manifest
 
     manifest = read_manifest(variants[name])
     assert manifest["verification"]["passed"] is True

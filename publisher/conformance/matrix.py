@@ -132,7 +132,7 @@ def _cell(runtime: Runtime, out: dict[str, Any], known: dict[str, str]) -> dict[
 
 def run_matrix(folder: Path, echo: Echo | None = None) -> dict[str, Any]:
     """Every runtime's cell for the build in ``folder``; recorded in its manifest."""
-    from publisher.build import read_manifest
+    from publisher.manifest import read_manifest
     from publisher.model.sources import open_checkpoint
     from publisher.provenance import host
     from publisher.workspace import write_json_atomic

@@ -206,7 +206,7 @@ def publish_card(
 
 
 def _recipe(folder: Path) -> str:
-    from publisher.build import read_manifest
+    from publisher.manifest import read_manifest
 
     return read_manifest(folder)["recipe"]
 
@@ -221,7 +221,7 @@ def _stage(folders, dest, repo_id, remote, existing_recipes, echo):
 
 def _build_checkpoints(folders: list[Path]) -> dict[str, bool]:
     """Whether any of the builds is synthetic / recovered (their manifests, no network)."""
-    from publisher.build import read_manifest
+    from publisher.manifest import read_manifest
 
     checkpoints = [read_manifest(f)["checkpoint"] for f in folders]
     return {

@@ -146,7 +146,7 @@ def _tensors(variant_path: Path) -> list[dict[str, str]]:
 
 
 def _passed_builds(folders: list[Path], echo) -> list[tuple[Path, dict[str, Any]]]:
-    from publisher.build import read_manifest
+    from publisher.manifest import read_manifest
 
     manifests = []
     for folder in folders:
