@@ -47,12 +47,14 @@ def test_build_writes_model_manifest_and_resolved_recipe(built):
     assert manifest["checkpoint"]["synthetic"] is True
     for rel, entry in manifest["files"].items():
         assert (folder / rel).stat().st_size == entry["bytes"]
-    assert set(manifest["files"]) == {
+    bundle = {p for p in manifest["files"] if p.startswith("sherpa-onnx/fp32/")}
+    assert set(manifest["files"]) - bundle == {
         "onnx/model.onnx",
         "recipe.json",
         "verify.md",
         "verify_spectrogram.png",
     }
+    assert manifest["sherpa_onnx"] == "sherpa-onnx/fp32" and "sherpa-onnx/fp32/model.onnx" in bundle
     assert {"torch", "onnx", "onnxruntime", "kokoro", "publisher", "python"} <= set(
         manifest["versions"]
     )
@@ -133,7 +135,14 @@ def test_cli_dry_run_prints_the_plan_without_building(tmp_path):
     )
     assert result.exit_code == 0, result.output
     plan = json.loads(result.output)
-    assert plan["passes"] == ["simplify", "io-names", "topo-sort", "strip-shapes", "metadata"]
+    assert plan["passes"] == [
+        "simplify",
+        "io-names",
+        "topo-sort",
+        "opsets",
+        "strip-shapes",
+        "metadata",
+    ]
     assert plan["resolved_recipe"]["output"]["path"] == "onnx/model.onnx"
     assert list(tmp_path.iterdir()) == []
 
@@ -194,7 +203,7 @@ def test_subprocess_build_end_to_end(tmp_path):
         cwd=Path(__file__).parent.parent,
     )
     assert proc.returncode == 0, proc.stderr
-    assert "[1/6] checkpoint" in proc.stderr  # progress goes to stderr
+    assert "[1/7] checkpoint" in proc.stderr  # progress goes to stderr
     assert (tmp_path / "fp32" / "manifest.json").is_file()
 
 

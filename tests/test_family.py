@@ -326,3 +326,20 @@ def test_the_card_embeds_the_figures_it_uploads(dist_copy, hub):
         assert files[path][:8] == b"\x89PNG\r\n\x1a\n" and f"]({path})" in card.text
     sha = hashlib.sha256(files["onnx/model.onnx"]).hexdigest()
     assert manifest["variants"][0]["sha256"] == sha
+
+
+def test_a_repo_that_keeps_moving_ends_in_one_line_and_no_commit(dist_copy, monkeypatch):
+    from publisher.hub import publish as module
+    from publisher.runtime.errors import PublisherError
+
+    commits: list[int] = []
+    monkeypatch.setattr(module._Hub, "read", lambda self, quiet=False: (RemoteState(), True))
+    monkeypatch.setattr(module._Hub, "commit", lambda self, *a: commits.append(1))  # 412 each
+    notes: list[str] = []
+    with pytest.raises(PublisherError, match=r"kept moving \(3 attempts.*no commit was made"):
+        module.publish([dist_copy / "fp32"], REPO, allow_synthetic=True, echo=notes.append)
+    assert len(commits) == 3
+    assert [n for n in notes if "moved while publishing" in n] == [
+        f"{REPO} moved while publishing; re-reading it (attempt 2 of 3)",
+        f"{REPO} moved while publishing; re-reading it (attempt 3 of 3)",
+    ]

@@ -99,7 +99,7 @@ def _run_until(cmd: list[str], marker: str, sig: int) -> tuple[int, str]:
 
 def test_sigterm_mid_build_cleans_up_and_keeps_the_previous_build(dist_copy):
     before = (dist_copy / "fp32" / "manifest.json").read_bytes()
-    code, err = _run_until(_build_cmd("fp32", dist_copy), "[5/6] verify", signal.SIGTERM)
+    code, err = _run_until(_build_cmd("fp32", dist_copy), "[6/7] verify", signal.SIGTERM)
     assert code == 143, err
     assert "terminated" in err and "Traceback" not in err
     assert (dist_copy / "fp32" / "manifest.json").read_bytes() == before
@@ -114,7 +114,7 @@ def test_a_killed_build_and_a_damaged_cache_are_repaired_by_the_next_build(
     the damaged cache entry, names it, rebuilds it, and a recipe whose output is named
     like the build's scratch twin still ships its model."""
     out = tmp_path / "out"
-    code, _ = _run_until(_build_cmd("fp32", out), "[5/6] verify", signal.SIGKILL)
+    code, _ = _run_until(_build_cmd("fp32", out), "[6/7] verify", signal.SIGKILL)
     assert code == -signal.SIGKILL
     assert any(p.name.endswith(".partial") for p in out.iterdir())
     from publisher.export.cache import cache_root, export_key
@@ -153,7 +153,7 @@ def test_out_that_is_a_file_is_refused_before_any_work(tmp_path):
         )
         assert result.exit_code == 1
         assert "is a file" in _one_error_line(result)
-        assert "[1/6]" not in result.stderr  # refused before the checkpoint was opened
+        assert "[1/7]" not in result.stderr  # refused before the checkpoint was opened
     assert afile.read_text() == "mine"
 
 
@@ -164,7 +164,7 @@ def test_out_name_that_is_a_file_is_refused_before_any_work(tmp_path):
     )
     assert result.exit_code == 1
     assert "is not a folder" in _one_error_line(result)
-    assert "[1/6]" not in result.stderr
+    assert "[1/7]" not in result.stderr
 
 
 def test_a_full_disk_is_one_line_before_the_build_writes(tmp_path, monkeypatch):
@@ -227,7 +227,7 @@ def test_a_read_only_out_is_refused_before_any_work(small_fs):
     )
     assert result.exit_code == 1
     assert "read-only" in _one_error_line(result)
-    assert "[1/6]" not in result.stderr
+    assert "[1/7]" not in result.stderr
 
 
 # ------------------------------------------------------------------ the shipped graph

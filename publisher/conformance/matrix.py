@@ -26,6 +26,7 @@ PROBE_TIMEOUT_S = 600
 TEXT = "Hello from Kokoro."
 VOICE = "af_heart"
 Echo = Callable[[str], None]
+_FLOOR_PASSED: set[tuple[str, str]] = set()  # (runtime, file sha256) that ran ok here
 
 
 def prepare_requests(
@@ -178,7 +179,12 @@ def failures(recipe: str, conformance: dict[str, Any]) -> list[str]:
 def check_floor(model: Path, min_onnxruntime: str, voices, vocab, echo: Echo | None = None) -> dict:
     """Load and run ``model`` once in the onnxruntime of ``target.min_onnxruntime``; a
     failure is one line with onnxruntime's own reason (the op or opset it lacks)."""
+    from publisher.model.checkpoint import file_sha256
+
     runtime = floor_runtime(min_onnxruntime)
+    key = (runtime.name, file_sha256(Path(model)))
+    if key in _FLOOR_PASSED:  # the same bytes already ran there in this process
+        return {"runtime": runtime.name, "seconds": 0.0, "same_file_as_before": True}
     with tempfile.TemporaryDirectory(prefix="publisher-floor-") as tmp:
         requests = prepare_requests(model, voices, vocab, Path(tmp))
         out = probe(runtime, requests["onnxruntime"], Path(tmp), echo or (lambda line: None))
@@ -187,4 +193,5 @@ def check_floor(model: Path, min_onnxruntime: str, voices, vocab, echo: Echo | N
             f"{Path(model).name} does not run in {runtime.name} (target.min_onnxruntime): "
             f"{out['error']}; raise target.min_onnxruntime or drop what needs a newer runtime"
         )
+    _FLOOR_PASSED.add(key)
     return {"runtime": runtime.name, "seconds": out["seconds"]}

@@ -117,7 +117,8 @@ def publish(
     if not dry_run:  # refuse before any network call
         _refuse(*_blocked(_build_checkpoints(folders), allow_synthetic, allow_recovered))
     hub = _Hub(repo_id, token, revision, echo)
-    for attempt in range(1, ATTEMPTS + 1):
+
+    def attempt() -> PublishResult | None:
         remote, read = hub.read(quiet=dry_run)
         with tempfile.TemporaryDirectory(prefix="publisher-stage-") as tmp:
             staged = _stage(folders, Path(tmp) / "repo", repo_id, remote, existing_recipes, echo)
@@ -147,17 +148,9 @@ def publish(
             done = hub.commit(
                 staged.folder, staged.deletions, summary, description, remote, create_pr, private
             )
-        if done is not None:
-            result.commit_url, result.pr_url, result.tag = done
-            result.changed = result.commit_url is not None
-            return result
-        echo(
-            f"{repo_id} moved while publishing; re-reading it (attempt {attempt + 1} of {ATTEMPTS})"
-        )
-    raise PublisherError(
-        f"{repo_id}: the repo kept moving ({ATTEMPTS} attempts, each refused because another "
-        "commit landed first); no commit was made; run the publish again"
-    )
+        return _finished(result, done)
+
+    return _retrying(repo_id, echo, attempt)
 
 
 def publish_card(
@@ -176,7 +169,8 @@ def publish_card(
     check_repo_id(repo_id)
     echo = echo or (lambda line: None)
     hub = _Hub(repo_id, token, revision, echo)
-    for attempt in range(1, ATTEMPTS + 1):
+
+    def attempt() -> PublishResult | None:
         remote, _ = hub.read()
         if not remote.manifest:
             raise PublisherError(
@@ -193,15 +187,31 @@ def publish_card(
             if dry_run:
                 return result
             done = hub.commit(folder, [], summary, "", remote, create_pr, private=False)
-        if done is not None:
-            result.commit_url, result.pr_url, result.tag = done
-            result.changed = result.commit_url is not None
+        return _finished(result, done)
+
+    return _retrying(repo_id, echo, attempt)
+
+
+def _finished(result: PublishResult, done) -> PublishResult | None:
+    """The result with what the commit gave; None when the repo moved (try again)."""
+    if done is None:
+        return None
+    result.commit_url, result.pr_url, result.tag = done
+    result.changed = result.commit_url is not None
+    return result
+
+
+def _retrying(repo_id: str, echo: Echo, attempt) -> PublishResult:
+    """``attempt()`` until it returns a result, at most ``ATTEMPTS`` times."""
+    for n in range(1, ATTEMPTS + 1):
+        result = attempt()
+        if result is not None:
             return result
-        echo(
-            f"{repo_id} moved while publishing; re-reading it (attempt {attempt + 1} of {ATTEMPTS})"
-        )
+        if n < ATTEMPTS:
+            echo(f"{repo_id} moved while publishing; re-reading it (attempt {n + 1} of {ATTEMPTS})")
     raise PublisherError(
-        f"{repo_id}: the repo kept moving ({ATTEMPTS} attempts); no commit was made"
+        f"{repo_id}: the repo kept moving ({ATTEMPTS} attempts, each refused because another "
+        "commit landed first); no commit was made; run the publish again"
     )
 
 

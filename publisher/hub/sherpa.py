@@ -7,7 +7,7 @@ shared/reference/client-contracts.md):
   position and reads output 0;
 - ``voices.bin``: n_speakers x 510 x 256 raw float32, in ``speaker_names`` order;
 - ``tokens.txt``: ``symbol id`` per line from the vocab (the space's line is " id");
-- ``espeak-ng-data/``: from PyPI espeakng-loader (the copy kokoro-onnx uses);
+- ``espeak-ng-data/``: the English part of PyPI espeakng-loader's copy (kokoro-onnx's);
 - ``lexicon-us-en.txt`` / ``lexicon-gb-en.txt``: misaki's gold then silver dictionaries,
   one lowercase word then its phoneme characters separated by spaces (a dictionary entry
   with parts of speech gives its DEFAULT); version 2 needs a lexicon to speak English.
@@ -15,6 +15,7 @@ shared/reference/client-contracts.md):
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 from pathlib import Path
@@ -74,10 +75,26 @@ def write_bundle(
         "".join(f"{sym} {i}\n" for sym, i in sorted(vocab.items(), key=lambda x: x[1])),
         encoding="utf-8",
     )
-    shutil.copytree(_espeak_data(), dest / "espeak-ng-data", dirs_exist_ok=True)
+    _copy_espeak_english(_espeak_data(), dest / "espeak-ng-data")
+    phonemes = "".join(sorted(vocab))
     for accent, name in LEXICONS.items():
-        (dest / name).write_text(lexicon(accent, vocab), encoding="utf-8")
+        (dest / name).write_text(_lexicon(accent, phonemes), encoding="utf-8")
     return sorted(p for p in dest.rglob("*") if p.is_file())
+
+
+# What espeak-ng needs to speak English (en-us, en-gb): the phoneme tables, intonations,
+# the English dictionary and the English language files; the other 120 languages' data
+# (19 MB, 370 files) is left out.
+ESPEAK_ENGLISH = ("phontab", "phonindex", "phondata", "intonations", "en_dict")
+
+
+def _copy_espeak_english(src: Path, dest: Path) -> None:
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ESPEAK_ENGLISH:
+        shutil.copy2(src / name, dest / name)
+    (dest / "lang" / "gmw").mkdir(parents=True, exist_ok=True)
+    for lang in (src / "lang" / "gmw").glob("en*"):
+        shutil.copy2(lang, dest / "lang" / "gmw" / lang.name)
 
 
 def _espeak_data() -> Path:
@@ -89,6 +106,11 @@ def _espeak_data() -> Path:
             "pip install espeakng-loader"
         ) from None
     return Path(espeakng_loader.get_data_path())
+
+
+@functools.lru_cache(maxsize=4)
+def _lexicon(accent: str, phonemes: str) -> str:
+    return lexicon(accent, dict.fromkeys(phonemes, 0))
 
 
 def lexicon(accent: str, vocab: dict[str, int]) -> str:

@@ -91,7 +91,8 @@ PASSES: dict[str, PassSpec] = {
     "opsets": PassSpec("publisher.passes.opsets:opsets_pass", ("target",)),
     "metadata": PassSpec("publisher.passes.metadata:metadata_pass"),
 }
-FINAL_PASSES = ("io-names", "topo-sort", "strip-shapes", "opsets", "metadata")
+# opsets before strip-shapes: onnx_ir writes value_info back when it serializes
+FINAL_PASSES = ("io-names", "topo-sort", "opsets", "strip-shapes", "metadata")
 
 
 def check_recipe(recipe: Recipe) -> Problem | None:
