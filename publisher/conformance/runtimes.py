@@ -54,7 +54,7 @@ def runtimes() -> tuple[Runtime, ...]:
     return (
         *floors,
         Runtime("kokoro-onnx 0.6.1", "kokoro-onnx", ("kokoro-onnx==0.6.1",)),
-        Runtime("fastkokoro 0.7.0", "fastkokoro", ("fastkokoro==0.7.0",)),
+        Runtime("fastkokoro 0.7.0", "fastkokoro", ("fastkokoro[cpu]==0.7.0",)),
         Runtime("sherpa-onnx 2.0.1", "sherpa-onnx", ("sherpa-onnx==2.0.1", "numpy<2")),
     )
 
