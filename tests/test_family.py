@@ -141,9 +141,7 @@ def test_which_file_says_when_nothing_was_measured():
 # ------------------------------------------------------------------ against the local Hub
 @pytest.fixture
 def hub(monkeypatch, tmp_path, request):
-    hub = local_hub_env(monkeypatch, tmp_path, request=request, tokens={SECRET})
-    monkeypatch.setenv("HF_TOKEN", SECRET)
-    return hub
+    return local_hub_env(monkeypatch, tmp_path, request=request, login=SECRET)
 
 
 def _publish(dist: Path, *args: str):
@@ -343,3 +341,20 @@ def test_a_repo_that_keeps_moving_ends_in_one_line_and_no_commit(dist_copy, monk
         f"{REPO} moved while publishing; re-reading it (attempt 2 of 3)",
         f"{REPO} moved while publishing; re-reading it (attempt 3 of 3)",
     ]
+
+
+def test_card_only_on_a_repo_without_a_manifest_is_one_line(hub):
+    result = CliRunner().invoke(main, ["publish", "--repo", REPO, "--card-only"])
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (
+        f"error: {REPO}: no manifest.json at main; publish variants first (publisher publish --all)"
+    )
+
+
+def test_a_failed_tag_warns_and_the_commit_stands(dist_copy, hub):
+    hub.fail_next("tag", status=500)
+    result = _publish(dist_copy, "--recipe", "fp32")
+    assert "published: " in result.stdout and "tagged:" not in result.stdout
+    warning = [ln for ln in result.stderr.splitlines() if ln.startswith("warning:")]
+    assert len(warning) == 1 and "the commit stands, untagged" in warning[0]
+    assert "onnx/model.onnx" in hub.files(REPO) and hub.tags(REPO) == {}

@@ -24,9 +24,7 @@ def dist(dist_copy):
 
 @pytest.fixture
 def hub(monkeypatch, tmp_path, request):
-    hub = local_hub_env(monkeypatch, tmp_path, request=request, tokens={SECRET})
-    monkeypatch.setenv("HF_TOKEN", SECRET)
-    return hub
+    return local_hub_env(monkeypatch, tmp_path, request=request, login=SECRET)
 
 
 def _publish(dist: Path, *extra: str):

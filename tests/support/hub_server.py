@@ -1238,17 +1238,23 @@ def local_hub_env(
     *,
     request: Any = None,
     tokens: Iterable[str] | None = None,
+    login: str | None = None,
 ) -> LocalHub:
     """Start a ``LocalHub`` and point huggingface_hub (imported or not) at it for one test.
 
     ``hf_home`` is ``tmp_path / "hf_home"``. Pass pytest's ``request`` to stop the server at
-    teardown (otherwise its daemon thread lives until the process exits). No token is set:
-    pass ``token=hub.token`` to the client, or ``monkeypatch.setenv("HF_TOKEN", hub.token)``.
+    teardown (otherwise its daemon thread lives until the process exits). ``login``: a token
+    the server accepts and ``HF_TOKEN`` is set to; otherwise no token is set: pass
+    ``token=hub.token`` to the client, or ``monkeypatch.setenv("HF_TOKEN", hub.token)``.
     """
+    if login is not None:
+        tokens = {*(tokens or ()), login}
     hub = LocalHub(tokens=tokens).start()
     if request is not None:
         request.addfinalizer(hub.stop)
     hf_home = Path(tmp_path) / "hf_home"
     hf_home.mkdir(parents=True, exist_ok=True)
-    patch_huggingface_hub(monkeypatch, hub.endpoint, hf_home)
+    patch_huggingface_hub(monkeypatch, hub.endpoint, hf_home)  # unsets HF_TOKEN
+    if login is not None:
+        monkeypatch.setenv("HF_TOKEN", login)
     return hub
