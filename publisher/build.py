@@ -213,7 +213,7 @@ def _floor(recipe, p: Prepared, model_path: Path, timer, echo) -> dict[str, Any]
 
     version = recipe.target.min_onnxruntime
     with timer.step("floor", f"load and run in onnxruntime {version}"):
-        return check_floor(model_path, version, p.ckpt.voices, p.ckpt.config["vocab"], echo)
+        return check_floor(model_path, version, p.ckpt.voices, p.ckpt.config, echo)
 
 
 def _sherpa_bundle(recipe, p: Prepared, model_path: Path, built: Path) -> None:

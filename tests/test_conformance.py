@@ -6,6 +6,7 @@ once from PyPI, cached in $PUBLISHER_ENVS); the whole matrix on tiny builds runs
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import onnx
@@ -58,13 +59,44 @@ def test_onnxruntime_opset_refusals_become_one_short_line():
 
 
 def test_claims_follow_the_floor_and_the_export_shape():
+    from publisher.conformance.runtimes import Claim
+
     by_name = {r.name: r for r in runtimes()}
-    assert by_name["onnxruntime 1.16.3"].claims("dynamic", "1.16.3")
-    assert not by_name["onnxruntime 1.16.3"].claims("dynamic", "1.20.1")
-    assert by_name["onnxruntime 1.20.1"].claims("bucket", "1.20.1")
-    assert by_name["kokoro-onnx 0.6.1"].claims("dynamic", "1.16.3")
-    assert not by_name["kokoro-onnx 0.6.1"].claims("bucket", "1.16.3")
-    assert by_name["fastkokoro 0.7.0"].claims("bucket", "1.16.3")
+    assert by_name["onnxruntime 1.16.3"].claims(Claim("dynamic", "1.16.3"))
+    assert not by_name["onnxruntime 1.16.3"].claims(Claim("dynamic", "1.20.1"))
+    assert by_name["onnxruntime 1.20.1"].claims(Claim("bucket", "1.20.1"))
+    assert by_name["kokoro-onnx 0.6.1"].claims(Claim("dynamic", "1.16.3"))
+    assert not by_name["kokoro-onnx 0.6.1"].claims(Claim("bucket", "1.16.3"))
+    assert by_name["fastkokoro 0.7.0"].claims(Claim("bucket", "1.16.3"))
+    assert not by_name["sherpa-onnx 2.0.1"].claims(Claim("dynamic", "1.16.3"))
+    for browser in ("kokoro-js 1.2.1", "onnxruntime-web 1.30.0"):
+        assert by_name[browser].claims(Claim("dynamic", "1.16.3", kokoro_js_dtype="q8"))
+        assert not by_name[browser].claims(Claim("dynamic", "1.16.3"))
+
+
+NAMES = {"input_ids": "input_ids", "style": "style", "speed": "speed", "waveform": "waveform"}
+
+
+@pytest.mark.parametrize(
+    ("shape", "io", "path", "dtype"),
+    [
+        ("dynamic", NAMES, "onnx/model.onnx", "fp32"),
+        ("dynamic", NAMES, "onnx/model_quantized.onnx", "q8"),
+        ("dynamic", NAMES, "onnx/model_q4f16.onnx", "q4f16"),
+        # client-contracts.md: q8f16 and uint8f16 have no dtype that reaches them
+        ("dynamic", NAMES, "onnx/model_q8f16.onnx", None),
+        ("dynamic", NAMES, "onnx/model_uint8f16.onnx", None),
+        ("bucket", NAMES, "onnx/model_b48.onnx", None),
+        ("dynamic", NAMES | {"input_ids": "tokens"}, "onnx/model.onnx", None),
+        ("dynamic", NAMES | {"waveform": "audio"}, "onnx/model.onnx", None),
+        ("dynamic", NAMES, "kokoro-v1.0.onnx", None),
+        ("dynamic", NAMES, "onnx/sub/model.onnx", None),
+    ],
+)
+def test_kokoro_js_reaches_a_file_only_through_its_dtype_names(shape, io, path, dtype):
+    from publisher.conformance.runtimes import kokoro_js_dtype
+
+    assert kokoro_js_dtype(shape, io, path) == dtype
 
 
 @pytest.fixture(scope="module")
@@ -79,15 +111,14 @@ def ml5_file(tiny_dist, tmp_path_factory) -> Path:
 
 
 def test_a_newer_ml_import_fails_the_1_16_3_floor_and_passes_1_20_1(ml5_file, tiny):
-    vocab = tiny.config["vocab"]
     with pytest.raises(PublisherError) as err:
-        matrix.check_floor(ml5_file, "1.16.3", tiny.voices, vocab)
+        matrix.check_floor(ml5_file, "1.16.3", tiny.voices, tiny.config)
     assert str(err.value) == (
         "model.onnx does not run in onnxruntime 1.16.3 (target.min_onnxruntime): the file "
         "imports ai.onnx.ml opset 5; this onnxruntime supports ai.onnx.ml up to opset 3; "
         "raise target.min_onnxruntime or drop what needs a newer runtime"
     )
-    assert matrix.check_floor(ml5_file, "1.20.1", tiny.voices, vocab)["runtime"] == (
+    assert matrix.check_floor(ml5_file, "1.20.1", tiny.voices, tiny.config)["runtime"] == (
         "onnxruntime 1.20.1"
     )
 
@@ -137,6 +168,8 @@ def test_the_matrix_marks_failures_known_failures_and_unclaimed_cells(dist_copy,
     assert cells["kokoro-onnx 0.6.1"]["status"] == "known failure"
     assert cells["fastkokoro 0.7.0"] == {"status": "not claimed"}
     assert cells["sherpa-onnx 2.0.1"]["status"] == "ok"  # quantized carries a bundle
+    assert cells["kokoro-js 1.2.1"]["status"] == "ok"  # dtype q8 reaches it
+    assert cells["onnxruntime-web 1.30.0"]["status"] == "ok"
     assert matrix.failures("quantized", result) == [
         "quantized in onnxruntime 1.20.1: the runtime crashed (signal 11)"
     ]
@@ -172,10 +205,30 @@ def test_a_missing_env_is_one_line_naming_pypi(monkeypatch, tmp_path):
     assert [p.name for p in (tmp_path / "envs").iterdir()] == []  # nothing half-made
 
 
-def test_probe_needs_nothing_of_publisher():
+def test_a_missing_npm_package_is_one_line_and_leaves_nothing(monkeypatch, tmp_path):
+    from publisher.conformance.envs import environment
+
+    monkeypatch.setenv("PUBLISHER_ENVS", str(tmp_path / "envs"))
+    with pytest.raises(PublisherError, match=r"cannot create the nope environment \(npm"):
+        environment("nope", ("publisher-no-such-package-0123@9.9.9",), npm=True)
+    assert [p.name for p in (tmp_path / "envs").iterdir()] == []
+
+
+def test_the_browser_cell_without_chromium_is_one_line(dist_copy, monkeypatch, tmp_path):
+    monkeypatch.setenv("PUBLISHER_CHROMIUM", str(tmp_path / "no-chromium"))
+    monkeypatch.setattr(matrix, "probe", _fake_probe({}))
+    with pytest.raises(PublisherError, match=r"headless Chromium and there is none at .*"):
+        matrix.run_matrix(dist_copy / "quantized")
+
+
+def test_the_probes_need_nothing_of_publisher():
     lines = Path(matrix.PROBE).read_text().splitlines()
     imports = [ln.strip() for ln in lines if ln.strip().startswith(("import ", "from "))]
     assert imports and not [ln for ln in imports if "publisher" in ln]
+    node = Path(matrix.PROBE_NODE).read_text()
+    found = re.findall(r'(?:from|import\()\s*"([^"]+)"', node)
+    assert "kokoro-js" in found and "onnxruntime-web" not in found  # served, not imported
+    assert not [m for m in found if "publisher" in m or m.startswith(".")]
 
 
 # ------------------------------------------------------------------ sherpa-onnx bundle

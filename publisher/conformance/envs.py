@@ -1,10 +1,12 @@
-"""Isolated Python environments, one per runtime, created once and cached.
+"""Isolated environments, one per runtime, created once and cached.
 
-``$PUBLISHER_ENVS`` (default ``~/.cache/kokoro-publisher-envs``) holds one virtual
-environment per runtime (``python -m venv --without-pip``, then this interpreter's pip
-installs the runtime's pinned packages into it with ``--python``). A marker records what
-was installed; an environment whose marker does not match is rebuilt. Each is built in a
-scratch folder and moved into place whole, so an interrupted install leaves nothing.
+``$PUBLISHER_ENVS`` (default ``~/.cache/kokoro-publisher-envs``) holds one environment
+per runtime: a virtual environment (``python -m venv --without-pip``, then this
+interpreter's pip installs the runtime's pinned packages into it with ``--python``), or
+for the npm runtimes (kokoro-js, onnxruntime-web) a folder of pinned ``node_modules``. A
+marker records what was installed; an environment whose marker does not match is
+rebuilt. Each is built in a scratch folder and moved into place whole, so an interrupted
+install leaves nothing.
 """
 
 from __future__ import annotations
@@ -31,60 +33,97 @@ def envs_root() -> Path:
     return Path(raw) if raw else Path.home() / ".cache" / "kokoro-publisher-envs"
 
 
-def _wanted(packages: tuple[str, ...]) -> dict[str, object]:
-    return {"packages": list(packages), "python": sys.version.split()[0]}
+def _wanted(packages: tuple[str, ...], npm: bool) -> dict[str, object]:
+    tool = {"node": _node_version()} if npm else {"python": sys.version.split()[0]}
+    return {"packages": list(packages), **tool}
+
+
+def environment(
+    name: str,
+    packages: tuple[str, ...],
+    echo: Callable[[str], None] | None = None,
+    npm: bool = False,
+) -> tuple[Path, float]:
+    """The root of ``name``'s environment (created now if missing or different) and the
+    seconds creating it took (0.0 when it was cached): a Python venv (``bin/python``),
+    or with ``npm`` a folder whose ``node_modules`` holds the npm packages."""
+    root = envs_root() / name.replace(" ", "-")
+    ready = root / ("node_modules" if npm else "bin/python")
+    try:
+        mark = json.loads((root / MARK).read_text())
+    except (OSError, ValueError):
+        mark = None
+    wanted = _wanted(packages, npm)
+    if mark and {k: mark.get(k) for k in wanted} == wanted and ready.exists():
+        return root, 0.0
+    return _create(root, name, packages, echo or (lambda line: None), npm)
 
 
 def env_python(
     name: str, packages: tuple[str, ...], echo: Callable[[str], None] | None = None
 ) -> tuple[Path, float]:
-    """The interpreter of ``name``'s environment (created now if missing or different)
-    and the seconds creating it took (0.0 when it was cached)."""
-    root = envs_root() / name.replace(" ", "-")
-    python = root / "bin" / "python"
-    try:
-        mark = json.loads((root / MARK).read_text())
-    except (OSError, ValueError):
-        mark = None
-    same = bool(mark) and {k: mark.get(k) for k in ("packages", "python")} == _wanted(packages)
-    if same and python.exists():
-        return python, 0.0
-    return _create(root, name, packages, echo or (lambda line: None))
+    """The interpreter of ``name``'s Python environment and its creation seconds."""
+    root, seconds = environment(name, packages, echo)
+    return root / "bin" / "python", seconds
 
 
-def _create(root: Path, name: str, packages, echo) -> tuple[Path, float]:
+def _create(root: Path, name: str, packages, echo, npm: bool) -> tuple[Path, float]:
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = scratch_dir(root.parent, root.name)
     start = time.perf_counter()
     echo(f"creating the {name} environment (once; cached in {root}) ...")
     try:
-        _run([sys.executable, "-m", "venv", "--without-pip", str(tmp)], name, 120)
-        pip = [sys.executable, "-m", "pip", "--python", str(tmp / "bin" / "python")]
-        _run([*pip, "install", "--quiet", "--disable-pip-version-check", *packages], name)
+        (_install_npm if npm else _install_pip)(tmp, name, packages)
         seconds = round(time.perf_counter() - start, 1)
-        (tmp / MARK).write_text(json.dumps(_wanted(packages) | {"seconds": seconds}))
+        (tmp / MARK).write_text(json.dumps(_wanted(packages, npm) | {"seconds": seconds}))
         replace_folder(tmp, root)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     echo(f"created the {name} environment in {seconds:.0f} s")
-    return root / "bin" / "python", seconds
+    return root, seconds
 
 
-def _run(cmd: list[str], name: str, timeout: float = INSTALL_TIMEOUT_S) -> None:
+def _install_pip(folder: Path, name: str, packages: tuple[str, ...]) -> None:
+    _run([sys.executable, "-m", "venv", "--without-pip", str(folder)], name, 120)
+    pip = [sys.executable, "-m", "pip", "--python", str(folder / "bin" / "python")]
+    _run([*pip, "install", "--quiet", "--disable-pip-version-check", *packages], name)
+
+
+def _install_npm(folder: Path, name: str, packages: tuple[str, ...]) -> None:
+    """``npm install`` of the pinned packages into ``folder`` (onnxruntime-node's CUDA
+    download skipped: the CPU binaries ship in its package)."""
+    (folder / "package.json").write_text(json.dumps({"private": True, "name": "env"}))
+    env = os.environ | {"ONNXRUNTIME_NODE_INSTALL_CUDA": "skip"}
+    cmd = ["npm", "install", "--no-audit", "--no-fund", "--save-exact", *packages]
+    _run(cmd, name, cwd=folder, env=env)
+
+
+def _node_version() -> str:
+    if not shutil.which("node") or not shutil.which("npm"):
+        raise PublisherError(
+            "the kokoro-js and onnxruntime-web cells need node and npm on PATH "
+            "(apt-get install nodejs npm)"
+        )
+    out = subprocess.run(["node", "--version"], capture_output=True, text=True, timeout=30)
+    return out.stdout.strip()
+
+
+def _run(cmd: list[str], name: str, timeout: float = INSTALL_TIMEOUT_S, **kwargs: object) -> None:
     try:
-        subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=timeout)
+        subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=timeout, **kwargs)
     except subprocess.CalledProcessError as exc:
-        lines = [ln for ln in (exc.stderr or exc.stdout or "").splitlines() if ln.strip()]
+        text = (exc.stderr or exc.stdout or "").splitlines()
+        lines = [ln for ln in text if ln.strip() and "complete log of this run" not in ln]
         why = lines[-1].strip() if lines else f"exit {exc.returncode}"
         raise PublisherError(
-            f"cannot create the {name} environment ({why[:300]}); it needs PyPI (or a pip "
-            f"index) once, then it is cached in {envs_root()}"
+            f"cannot create the {name} environment ({why[:300]}); it needs PyPI or npm's "
+            f"registry once, then it is cached in {envs_root()}"
         ) from None
     except subprocess.TimeoutExpired:
         raise PublisherError(
             f"creating the {name} environment took over {timeout:.0f} s; check the network "
-            "to PyPI and try again"
+            "to PyPI (or npm's registry) and try again"
         ) from None
     except OSError as exc:
         raise PublisherError(f"cannot create the {name} environment: {first_line(exc)}") from None

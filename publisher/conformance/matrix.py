@@ -17,11 +17,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from publisher.conformance.envs import env_python
-from publisher.conformance.runtimes import Runtime, floor_runtime, runtimes, target_of
+from publisher.conformance.envs import environment
+from publisher.conformance.runtimes import (
+    Claim,
+    Runtime,
+    claim_of,
+    floor_runtime,
+    runtimes,
+    target_of,
+)
 from publisher.runtime.errors import PublisherError
 
 PROBE = Path(__file__).with_name("probe.py")
+PROBE_NODE = Path(__file__).with_name("probe.mjs")
+CHROMIUM_ENV = "PUBLISHER_CHROMIUM"  # the browser of the onnxruntime-web cell
+REPO_NAME = "me/kokoro"  # the staged repo kokoro-js loads, offline
 PROBE_TIMEOUT_S = 600
 TEXT = "Hello from Kokoro."
 VOICE = "af_heart"
@@ -32,12 +42,14 @@ _FLOOR_PASSED: set[tuple[str, str]] = set()  # (runtime, file sha256) that ran o
 def prepare_requests(
     model: Path,
     voices: dict[str, Any],
-    vocab: dict[str, int],
+    config: dict[str, Any],
     scratch: Path,
     bundle: Path | None = None,
+    claim: Claim | None = None,
 ):
-    """What each probe kind reads: the feeds of one call (onnxruntime, prepared here with
-    this environment's onnxruntime), voices.npz and the text (kokoro-onnx, fastkokoro)."""
+    """What each probe kind reads: the feeds of one call (onnxruntime and onnxruntime-web,
+    prepared here with this environment's onnxruntime), voices.npz and the text
+    (kokoro-onnx, fastkokoro), the bundle (sherpa-onnx), a staged repo (kokoro-js)."""
     import numpy as np
 
     from publisher.hub.repo_files import write_voices
@@ -47,44 +59,87 @@ def prepare_requests(
     write_voices(voices, scratch)
     voice = VOICE if VOICE in voices else sorted(voices)[0]
     session = open_session(model)
-    ids = load_corpus().eval[0].ids(vocab)
+    ids = load_corpus().eval[0].ids(config["vocab"])
     info = bucket_info(session)
     if info is not None:
         ids = ids[: info.bucket - 2]
     feeds = feeds_for(session, ids, style_row(voices[voice], len(ids)))
     np.savez(scratch / "feeds.npz", **feeds)
+    (scratch / "feeds.json").write_text(json.dumps({k: _tensor(v) for k, v in feeds.items()}))
     common = {"model": str(Path(model).resolve()), "voice": voice, "text": TEXT}
-    return {
+    requests = {
         "onnxruntime": common | {"feeds": str(scratch / "feeds.npz")},
+        "onnxruntime-web": common
+        | {"feeds": str(scratch / "feeds.json"), "chromium": chromium_path()},
         "kokoro-onnx": common | {"voices": str(scratch / "voices.npz")},
         "fastkokoro": common
         | {"voices": str(scratch / "voices.npz"), "scratch": str(scratch / "fastkokoro")},
         "sherpa-onnx": {"bundle": str(bundle.resolve()) if bundle else "", "text": TEXT}
         | {"sid": sorted(voices).index(voice)},
     }
+    if claim is not None and claim.kokoro_js_dtype:
+        requests["kokoro-js"] = common | _stage_for_kokoro_js(model, config, scratch, claim)
+    return requests
+
+
+def _tensor(array) -> dict[str, Any]:
+    return {"type": str(array.dtype), "dims": list(array.shape), "data": array.ravel().tolist()}
+
+
+def _stage_for_kokoro_js(model: Path, config, scratch: Path, claim: Claim) -> dict[str, Any]:
+    """A repo folder as kokoro-js reads it (config, tokenizer, onnx/<file> linked)."""
+    from publisher.conformance.runtimes import KOKORO_JS_DTYPES
+    from publisher.hub.repo_files import write_model_files
+
+    repo = scratch / "models" / REPO_NAME
+    (repo / "onnx").mkdir(parents=True)
+    write_model_files(config, repo)
+    name = next(n for n, d in KOKORO_JS_DTYPES.items() if d == claim.kokoro_js_dtype)
+    (repo / "onnx" / name).symlink_to(Path(model).resolve())
+    return {"models": str(scratch / "models"), "name": REPO_NAME, "dtype": claim.kokoro_js_dtype}
+
+
+def chromium_path() -> str:
+    """The Chromium the onnxruntime-web cell drives ($PUBLISHER_CHROMIUM, else Debian's)."""
+    return os.environ.get(CHROMIUM_ENV, "").strip() or "/usr/bin/chromium"
 
 
 def probe(runtime: Runtime, request: dict[str, Any], scratch: Path, echo: Echo) -> dict:
     """Run one cell; returns ``ok``, ``error`` or what came out, and the seconds."""
-    python, env_seconds = env_python(runtime.name, runtime.packages, echo)
+    root, env_seconds = environment(runtime.name, runtime.packages, echo, npm=runtime.npm)
     path = scratch / f"request-{runtime.kind}.json"
     path.write_text(json.dumps({"kind": runtime.kind, **request}))
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
     env |= {"HF_HUB_OFFLINE": "1", "PYTHONNOUSERSITE": "1"}
+    if runtime.npm:
+        cmd, cwd = ["node", str(_node_probe(root, scratch / runtime.kind)), str(path)], None
+    else:
+        cmd, cwd = [str(root / "bin" / "python"), str(PROBE), str(path)], scratch
     start = time.perf_counter()
     try:
         proc = subprocess.run(
-            [str(python), str(PROBE), str(path)],
+            cmd,
             capture_output=True,
             text=True,
             timeout=PROBE_TIMEOUT_S,
-            cwd=scratch,
+            cwd=cwd or scratch,
             env=env,
         )
         out = _answer(proc)
     except subprocess.TimeoutExpired:
         out = {"ok": False, "error": f"no answer within {PROBE_TIMEOUT_S} s"}
     return out | {"seconds": round(time.perf_counter() - start, 2), "env_seconds": env_seconds}
+
+
+def _node_probe(root: Path, folder: Path) -> Path:
+    """probe.mjs copied into ``folder`` beside a link to the environment's node_modules,
+    so its imports resolve to that environment's packages and nothing else."""
+    import shutil
+
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(PROBE_NODE, folder / PROBE_NODE.name)
+    (folder / "node_modules").symlink_to(root / "node_modules", target_is_directory=True)
+    return folder / PROBE_NODE.name
 
 
 # onnxruntime's load errors carry the C++ source location and signature, and bury what
@@ -140,23 +195,21 @@ def run_matrix(folder: Path, echo: Echo | None = None) -> dict[str, Any]:
 
     echo = echo or (lambda line: None)
     m = read_manifest(folder)
-    shape = m["resolved_recipe"]["export"]["shape"]
-    target = target_of(m["resolved_recipe"])
+    claim = claim_of(m)
+    known = target_of(m["resolved_recipe"])["known_failures"]
+    claimed = [rt for rt in runtimes() if rt.claims(claim)]
+    if any(rt.kind == "onnxruntime-web" for rt in claimed):
+        _check_chromium()
     ckpt = open_checkpoint(m["checkpoint"]["source"])
     start = time.perf_counter()
-    cells: dict[str, Any] = {}
+    cells: dict[str, Any] = {rt.name: {"status": "not claimed"} for rt in runtimes()}
     with tempfile.TemporaryDirectory(prefix="publisher-conformance-") as tmp:
         bundle = folder / m["sherpa_onnx"] if m.get("sherpa_onnx") else None
         requests = prepare_requests(
-            folder / m["model"], ckpt.voices, ckpt.config["vocab"], Path(tmp), bundle
+            folder / m["model"], ckpt.voices, ckpt.config, Path(tmp), bundle, claim
         )
-        for rt in runtimes():
-            if not rt.claims(shape, target["min_onnxruntime"], bundle is not None):
-                cells[rt.name] = {"status": "not claimed"}
-                continue
-            cells[rt.name] = _cell(
-                rt, probe(rt, requests[rt.kind], Path(tmp), echo), target["known_failures"]
-            )
+        for rt in claimed:
+            cells[rt.name] = _cell(rt, probe(rt, requests[rt.kind], Path(tmp), echo), known)
             echo(f"{m['recipe']} in {rt.name}: {cells[rt.name]['status']}")
     m["conformance"] = {
         "cells": cells,
@@ -165,6 +218,15 @@ def run_matrix(folder: Path, echo: Echo | None = None) -> dict[str, Any]:
     }
     write_json_atomic(folder / "manifest.json", m)
     return m["conformance"]
+
+
+def _check_chromium() -> None:
+    path = chromium_path()
+    if not (Path(path).is_file() and os.access(path, os.X_OK)):
+        raise PublisherError(
+            f"the onnxruntime-web cell runs in headless Chromium and there is none at {path}; "
+            f"install it (apt-get install chromium) or point ${CHROMIUM_ENV} at one"
+        )
 
 
 def failures(recipe: str, conformance: dict[str, Any]) -> list[str]:
@@ -176,7 +238,9 @@ def failures(recipe: str, conformance: dict[str, Any]) -> list[str]:
     ]
 
 
-def check_floor(model: Path, min_onnxruntime: str, voices, vocab, echo: Echo | None = None) -> dict:
+def check_floor(
+    model: Path, min_onnxruntime: str, voices, config, echo: Echo | None = None
+) -> dict:
     """Load and run ``model`` once in the onnxruntime of ``target.min_onnxruntime``; a
     failure is one line with onnxruntime's own reason (the op or opset it lacks)."""
     from publisher.model.checkpoint import file_sha256
@@ -186,7 +250,7 @@ def check_floor(model: Path, min_onnxruntime: str, voices, vocab, echo: Echo | N
     if key in _FLOOR_PASSED:  # the same bytes already ran there in this process
         return {"runtime": runtime.name, "seconds": 0.0, "same_file_as_before": True}
     with tempfile.TemporaryDirectory(prefix="publisher-floor-") as tmp:
-        requests = prepare_requests(model, voices, vocab, Path(tmp))
+        requests = prepare_requests(model, voices, config, Path(tmp))
         out = probe(runtime, requests["onnxruntime"], Path(tmp), echo or (lambda line: None))
     if not out["ok"]:
         raise PublisherError(

@@ -7,25 +7,61 @@ from typing import Any
 
 from publisher.runtime.constants import ONNXRUNTIME_FLOORS
 
+# kokoro-js 1.2.1 reaches a file through its dtype: onnx/model{suffix}.onnx
+KOKORO_JS_DTYPES = {
+    "model.onnx": "fp32",
+    "model_fp16.onnx": "fp16",
+    "model_quantized.onnx": "q8",
+    "model_int8.onnx": "int8",
+    "model_uint8.onnx": "uint8",
+    "model_q4.onnx": "q4",
+    "model_q4f16.onnx": "q4f16",
+    "model_bnb4.onnx": "bnb4",
+}
+KOKORO_JS_NAMES = ("input_ids", "style", "speed", "waveform")  # the names it feeds and reads
+
+
+def kokoro_js_dtype(shape: str, io: dict[str, str], path: str) -> str | None:
+    """The kokoro-js dtype that loads this file, or None when kokoro-js cannot reach it
+    (fixed buckets, renamed tensors, a file name no dtype maps to, outside onnx/)."""
+    if shape != "dynamic" or any(io.get(n) != n for n in KOKORO_JS_NAMES):
+        return None
+    if not path.startswith("onnx/") or path.count("/") != 1:
+        return None
+    return KOKORO_JS_DTYPES.get(path.split("/")[1])
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What decides the runtimes a built file is said to run in."""
+
+    shape: str  # dynamic or bucket
+    min_onnxruntime: str
+    sherpa_bundle: bool = False
+    kokoro_js_dtype: str | None = None
+
 
 @dataclass(frozen=True)
 class Runtime:
     name: str  # also the column name and the key of target.known_failures
-    kind: str  # the probe that runs it (probe.py)
-    packages: tuple[str, ...]  # pip requirements of its isolated environment
+    kind: str  # the probe that runs it (probe.py, or probe.mjs for the npm runtimes)
+    packages: tuple[str, ...]  # pip (or npm) requirements of its isolated environment
     onnxruntime: str | None = None  # the onnxruntime release, for the plain sessions
+    npm: bool = False  # a node environment (npm packages), run through probe.mjs
 
-    def claims(self, shape: str, min_onnxruntime: str, sherpa_bundle: bool = False) -> bool:
-        """Whether a file of this export shape and onnxruntime floor is said to run here:
-        every onnxruntime at or above the floor; kokoro-onnx the dynamic-shape files (it
-        feeds token ids of any length); fastkokoro the fixed-bucket files; sherpa-onnx the
-        builds that carry a sherpa-onnx bundle."""
+    def claims(self, claim: Claim) -> bool:
+        """Whether a file is said to run here: every onnxruntime at or above its floor;
+        kokoro-onnx the dynamic-shape files (it feeds token ids of any length); fastkokoro
+        the fixed-bucket files; sherpa-onnx the builds that carry a sherpa-onnx bundle;
+        kokoro-js, and onnxruntime-web in the browser under it, the files kokoro-js loads."""
         if self.onnxruntime:
-            return _version(self.onnxruntime) >= _version(min_onnxruntime)
+            return _version(self.onnxruntime) >= _version(claim.min_onnxruntime)
         return {
-            "kokoro-onnx": shape == "dynamic",
-            "fastkokoro": shape == "bucket",
-            "sherpa-onnx": sherpa_bundle,
+            "kokoro-onnx": claim.shape == "dynamic",
+            "fastkokoro": claim.shape == "bucket",
+            "sherpa-onnx": claim.sherpa_bundle,
+            "kokoro-js": claim.kokoro_js_dtype is not None,
+            "onnxruntime-web": claim.kokoro_js_dtype is not None,
         }[self.kind]
 
 
@@ -56,6 +92,14 @@ def runtimes() -> tuple[Runtime, ...]:
         Runtime("kokoro-onnx 0.6.1", "kokoro-onnx", ("kokoro-onnx==0.6.1",)),
         Runtime("fastkokoro 0.7.0", "fastkokoro", ("fastkokoro[cpu]==0.7.0",)),
         Runtime("sherpa-onnx 2.0.1", "sherpa-onnx", ("sherpa-onnx==2.0.1", "numpy<2")),
+        Runtime("kokoro-js 1.2.1", "kokoro-js", ("kokoro-js@1.2.1",), npm=True),
+        # WASM in headless Chromium, driven by playwright-core (no browser download)
+        Runtime(
+            "onnxruntime-web 1.30.0",
+            "onnxruntime-web",
+            ("onnxruntime-web@1.30.0", "playwright-core@1.65.2"),
+            npm=True,
+        ),
     )
 
 
@@ -65,6 +109,17 @@ def runtime_names() -> list[str]:
 
 def floor_runtime(min_onnxruntime: str) -> Runtime:
     return next(r for r in runtimes() if r.onnxruntime == min_onnxruntime)
+
+
+def claim_of(manifest: dict[str, Any]) -> Claim:
+    """The claim of a build manifest (its shape, floor, bundle and kokoro-js reach)."""
+    shape = manifest["resolved_recipe"]["export"]["shape"]
+    return Claim(
+        shape=shape,
+        min_onnxruntime=target_of(manifest["resolved_recipe"])["min_onnxruntime"],
+        sherpa_bundle=bool(manifest.get("sherpa_onnx")),
+        kokoro_js_dtype=kokoro_js_dtype(shape, manifest.get("io") or {}, manifest["model"]),
+    )
 
 
 def target_of(resolved_recipe: dict[str, Any]) -> dict[str, Any]:

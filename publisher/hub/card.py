@@ -7,21 +7,11 @@ same data, and every claim in it is a measured figure from the manifest.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
+from publisher.conformance.runtimes import kokoro_js_dtype
 from publisher.runtime.errors import PublisherError
 
-KOKORO_JS_DTYPES = {
-    "model.onnx": "fp32",
-    "model_fp16.onnx": "fp16",
-    "model_quantized.onnx": "q8",
-    "model_int8.onnx": "int8",
-    "model_uint8.onnx": "uint8",
-    "model_q4.onnx": "q4",
-    "model_q4f16.onnx": "q4f16",
-    "model_bnb4.onnx": "bnb4",
-}
 SIZE_SPEED_FIGURE = "figures/size_speed.png"
 GATES_NOTE = "gates per variant are listed in manifest.json"
 
@@ -152,11 +142,7 @@ def usage(variants: list[dict[str, Any]], voices: list[str]) -> dict[str, Any]:
     """Which files each runtime's usage snippet names."""
     dynamic = [v for v in variants if v["shape"] == "dynamic"]
     community = [v for v in dynamic if _community(v)]
-    js = [
-        {"dtype": KOKORO_JS_DTYPES[Path(v["path"]).name], "file": v["path"]}
-        for v in community
-        if _kokoro_js(v)
-    ]
+    js = [{"dtype": _js_dtype(v), "file": v["path"]} for v in community if _kokoro_js(v)]
     first = (community or dynamic or variants)[0]
     return {
         "onnxruntime_file": first["path"],
@@ -179,16 +165,11 @@ def _community(v: dict[str, Any]) -> bool:
 
 
 def _kokoro_js(v: dict[str, Any]) -> bool:
-    return (
-        v["shape"] == "dynamic"
-        and _community(v)
-        and v["path"].startswith("onnx/")
-        and Path(v["path"]).name in KOKORO_JS_DTYPES
-    )
+    return _js_dtype(v) is not None
 
 
-def _js_dtype(v: dict[str, Any]) -> str:
-    return KOKORO_JS_DTYPES[Path(v["path"]).name]
+def _js_dtype(v: dict[str, Any]) -> str | None:
+    return kokoro_js_dtype(v["shape"], v["io"], v["path"])
 
 
 def works_in(variants: list[dict[str, Any]]) -> dict[str, Any]:
@@ -280,7 +261,13 @@ def choices(variants: list[dict[str, Any]]) -> list[dict[str, str]]:
     )
     add(
         "the browser (kokoro-js / transformers.js)",
-        [v for v in variants if _kokoro_js(v) and not _fails_in(v, "onnxruntime-web")],
+        [
+            v
+            for v in variants
+            if _kokoro_js(v)
+            and not _fails_in(v, "kokoro-js")
+            and not _fails_in(v, "onnxruntime-web")
+        ],
         size,
         lambda v: f"smallest file kokoro-js loads (dtype `{_js_dtype(v)}`, {mib(v)})",
         "no file under onnx/ with kokoro-js names",
