@@ -1,4 +1,4 @@
-"""Where the top-level ``recipes/`` and ``templates/`` folders are.
+"""Where things are: the top-level ``recipes/`` and ``templates/`` folders, and the cache.
 
 In a checkout (and an editable install) they sit beside the package; a wheel carries them
 inside it as ``publisher.recipes`` / ``publisher.templates`` (see pyproject.toml).
@@ -6,6 +6,7 @@ inside it as ``publisher.recipes`` / ``publisher.templates`` (see pyproject.toml
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 
@@ -17,3 +18,10 @@ def shipped_dir(name: str) -> Path:
     from importlib import resources
 
     return Path(str(resources.files(f"publisher.{name}")))
+
+
+def cache_root() -> Path:
+    """Where exports, recovered weights and sensitivity graphs are cached:
+    $PUBLISHER_CACHE or ~/.cache/kokoro-publisher."""
+    env = os.environ.get("PUBLISHER_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "kokoro-publisher"

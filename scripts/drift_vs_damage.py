@@ -20,11 +20,12 @@ def main() -> None:
     import numpy as np
     import torch
 
+    from publisher.model.kmodel import run_torch
     from publisher.model.sources import open_checkpoint
     from publisher.runtime.constants import SAMPLES_PER_FRAME
     from publisher.runtime.corpus import load_corpus
     from publisher.runtime.metrics import aligned_spectra, common_spectra, correlation
-    from publisher.runtime.synth import open_session, run_onnx, run_torch, style_row
+    from publisher.runtime.synth import open_session, run_onnx, style_row
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--checkpoint", default="recovered:kokoro-v1.0")

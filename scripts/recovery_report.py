@@ -26,9 +26,10 @@ def main() -> None:
     import numpy as np
     import torch
 
+    from publisher.model.kmodel import run_torch
     from publisher.model.sources import open_checkpoint
     from publisher.runtime.metrics import spectral_correlation
-    from publisher.runtime.synth import open_session, run_onnx, run_torch, style_row
+    from publisher.runtime.synth import open_session, run_onnx, style_row
     from publisher.runtime.text import phonemize, to_ids
 
     ap = argparse.ArgumentParser()

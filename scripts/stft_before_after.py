@@ -58,8 +58,9 @@ def main() -> None:
     import torch
 
     from publisher.export.parity import parity_mode
+    from publisher.model.kmodel import run_torch
     from publisher.model.sources import open_checkpoint
-    from publisher.runtime.synth import open_session, run_onnx, run_torch
+    from publisher.runtime.synth import open_session, run_onnx
     from publisher.verify.gates import _style, verification_items
 
     ap = argparse.ArgumentParser()

@@ -20,11 +20,12 @@ BUCKETS = ("b16", "b24", "b32", "b48", "b64", "b96", "b128")
 
 def main() -> None:
     from publisher.export.bucket.shape import ANCHOR_SAMPLES_PER_FRAME, bucket_shape
+    from publisher.model.kmodel import run_torch
     from publisher.model.sources import open_checkpoint
     from publisher.recipe.loader import load_recipe
     from publisher.runtime.constants import SAMPLE_RATE, SAMPLES_PER_FRAME
     from publisher.runtime.corpus import load_corpus
-    from publisher.runtime.synth import run_torch, style_row
+    from publisher.runtime.synth import style_row
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--checkpoint", default="recovered:kokoro-v1.0")

@@ -18,6 +18,7 @@ import publisher.runtime.synth as synth
 from publisher.export.bucket.shape import bucket_shape, tail_margin_samples
 from publisher.export.fp32 import export_fp32
 from publisher.export.parity import parity_mode
+from publisher.model.kmodel import run_torch
 from publisher.passes import PassContext, run_passes
 from publisher.passes.bucket_check import BANNED_OPS, bucket_check_pass, op_counts
 from publisher.recipe.loader import load_recipe
@@ -25,7 +26,7 @@ from publisher.recipe.schema import Export
 from publisher.runtime.constants import SAMPLES_PER_FRAME
 from publisher.runtime.errors import PublisherError, RecipeError
 from publisher.runtime.metrics import spectral_correlation
-from publisher.runtime.synth import bucket_info, open_session, run_bucket_once, run_onnx, run_torch
+from publisher.runtime.synth import bucket_info, open_session, run_bucket_once, run_onnx
 from publisher.verify.gates import probe_ids
 
 B, F = 16, 40

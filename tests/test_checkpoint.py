@@ -7,10 +7,11 @@ import pytest
 import torch
 
 from publisher.model.checkpoint import state_sha256
+from publisher.model.kmodel import run_torch
 from publisher.model.sources import open_checkpoint
 from publisher.model.synthetic import save_checkpoint
 from publisher.runtime.errors import CheckpointError
-from publisher.runtime.synth import run_torch, style_row
+from publisher.runtime.synth import style_row
 
 
 def test_synthetic_tiny_is_seeded_and_reproducible(tiny):

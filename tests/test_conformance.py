@@ -94,7 +94,7 @@ NAMES = {"input_ids": "input_ids", "style": "style", "speed": "speed", "waveform
     ],
 )
 def test_kokoro_js_reaches_a_file_only_through_its_dtype_names(shape, io, path, dtype):
-    from publisher.conformance.runtimes import kokoro_js_dtype
+    from publisher.runtime.clients import kokoro_js_dtype
 
     assert kokoro_js_dtype(shape, io, path) == dtype
 
@@ -179,6 +179,7 @@ def test_the_matrix_marks_failures_known_failures_and_unclaimed_cells(dist_copy,
 def test_the_card_shows_the_matrix_each_build_recorded(dist_copy, monkeypatch, tmp_path):
     from huggingface_hub import ModelCard
 
+    from publisher.conformance.runtimes import current_onnxruntime
     from publisher.hub.stage import stage
 
     bad = {"ok": False, "error": "Could not find an implementation for ConvInteger(10)"}
@@ -186,7 +187,17 @@ def test_the_card_shows_the_matrix_each_build_recorded(dist_copy, monkeypatch, t
     matrix.run_matrix(dist_copy / "quantized")
     staged = stage([dist_copy / "fp32", dist_copy / "quantized"], tmp_path / "repo")
     text = ModelCard((staged.folder / "README.md").read_text()).text
-    names = [r.name for r in runtimes()]
+    names = [
+        "onnxruntime 1.16.3",
+        "onnxruntime 1.17.3",
+        "onnxruntime 1.20.1",
+        f"onnxruntime {current_onnxruntime()}",
+        "fastkokoro 0.7.0",
+        "kokoro-js 1.2.1",
+        "kokoro-onnx 0.6.1",
+        "onnxruntime-web 1.30.0",
+        "sherpa-onnx 2.0.1",
+    ]
     assert "## Works in" in text and f"| file | {' | '.join(names)} |" in text
     special = {"kokoro-onnx 0.6.1": "fails", "fastkokoro 0.7.0": "-"}
     quantized = [special.get(n, "ok") for n in names]

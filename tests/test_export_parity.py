@@ -104,7 +104,7 @@ def test_voiced_mode_is_deterministic_and_restores_the_random_source(tiny, tiny_
     import torch
 
     from publisher.export.parity import parity_mode
-    from publisher.runtime.synth import run_torch
+    from publisher.model.kmodel import run_torch
     from publisher.verify.gates import probe_ids
 
     ids, style = probe_ids(tiny, 40), tiny.voices[tiny.sample_voice][37]

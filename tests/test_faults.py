@@ -117,7 +117,8 @@ def test_a_killed_build_and_a_damaged_cache_are_repaired_by_the_next_build(
     code, _ = _run_until(_build_cmd("fp32", out), "[6/7] verify", signal.SIGKILL)
     assert code == -signal.SIGKILL
     assert any(p.name.endswith(".partial") for p in out.iterdir())
-    from publisher.export.cache import cache_root, export_key
+    from publisher.export.cache import export_key
+    from publisher.locations import cache_root
     from publisher.recipe.loader import load_recipe
 
     recipes = tmp_path / "recipes"

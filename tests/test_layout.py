@@ -5,6 +5,7 @@ package that imports without torch, onnx or the model side."""
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,69 +14,42 @@ REPO = Path(__file__).resolve().parent.parent
 PACKAGE = REPO / "publisher"
 
 
-def _modules() -> dict[str, Path]:
-    out = {}
-    for path in PACKAGE.rglob("*.py"):
-        parts = path.relative_to(REPO).with_suffix("").parts
-        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-        out[name] = path
-    return out
+def _lint_imports(cwd: Path, *args: str, path: str | None = None):
+    env = dict(os.environ) | ({"PYTHONPATH": path} if path else {})
+    run = "import sys; from importlinter.cli import lint_imports_command as c; sys.exit(c())"
+    cmd = [sys.executable, "-c", run, "--no-cache", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env=env, timeout=120)
 
 
-def _imports(path: Path, modules: dict[str, Path]) -> set[str]:
-    """Every publisher module ``path`` imports, wherever the import statement is."""
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("publisher"):
-            for alias in node.names:
-                sub = f"{node.module}.{alias.name}"
-                found.add(sub if sub in modules else node.module)
-        elif isinstance(node, ast.Import):
-            found |= {a.name for a in node.names if a.name.startswith("publisher")}
-    return {name for name in found if name in modules}
+def test_the_import_contracts_hold():
+    """pyproject.toml's import-linter contracts: no import cycle at any depth (lazy
+    imports inside functions count), and the runtime package never reaches the torch side."""
+    done = _lint_imports(REPO)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Contracts: 2 kept, 0 broken." in done.stdout
 
 
-def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
-    """Strongly connected components with more than one module (Tarjan)."""
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    out: list[list[str]] = []
-
-    def visit(v: str) -> None:
-        index[v] = low[v] = len(index)
-        stack.append(v)
-        for w in graph[v]:
-            if w not in index:
-                visit(w)
-                low[v] = min(low[v], low[w])
-            elif w in stack:
-                low[v] = min(low[v], index[w])
-        if low[v] == index[v]:
-            comp = []
-            while True:
-                w = stack.pop()
-                comp.append(w)
-                if w == v:
-                    break
-            if len(comp) > 1:
-                out.append(sorted(comp))
-
-    for v in graph:
-        if v not in index:
-            visit(v)
-    return out
-
-
-def test_cycle_finder_finds_a_known_cycle():
-    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
-    assert _cycles(graph) == [["a", "b", "c"]]
-
-
-def test_no_import_cycle_between_publisher_modules():
-    modules = _modules()
-    graph = {name: _imports(path, modules) - {name} for name, path in modules.items()}
-    assert _cycles(graph) == []
+def test_the_cycle_contract_catches_a_cycle_made_by_a_lazy_import(tmp_path):
+    pkg = tmp_path / "cyc"
+    (pkg / "a").mkdir(parents=True)
+    (pkg / "b").mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a" / "__init__.py").write_text("from cyc.b import x\n")
+    (pkg / "b" / "__init__.py").write_text("x = 1\n\ndef f():\n    import cyc.a\n")
+    config = tmp_path / "contracts.toml"
+    contract = REPO.joinpath("pyproject.toml").read_text().split("[tool.importlinter]")[1]
+    contract = contract.split("[[tool.importlinter.contracts]]")[1]
+    config.write_text(
+        '[tool.importlinter]\nroot_package = "cyc"\n\n[[tool.importlinter.contracts]]'
+        + contract.replace('"publisher"', '"cyc"')
+    )
+    done = _lint_imports(tmp_path, "--config", str(config), path=str(tmp_path))
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert (
+        "BROKEN" in done.stdout
+        and ".a -> .b" in done.stdout + done.stderr
+        or (".b -> .a" in done.stdout)
+    )
 
 
 def test_no_class_is_defined_inside_a_function():

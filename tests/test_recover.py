@@ -13,11 +13,11 @@ import torch
 
 from publisher.export.parity import parity_mode
 from publisher.model.checkpoint import Checkpoint
-from publisher.model.kmodel import computed_buffers, new_kmodel
+from publisher.model.kmodel import computed_buffers, new_kmodel, run_torch
 from publisher.model.sources import open_checkpoint
 from publisher.model.synthetic import save_checkpoint
 from publisher.runtime.errors import CheckpointError
-from publisher.runtime.synth import run_torch, style_row
+from publisher.runtime.synth import style_row
 
 IDS = [50, 83, 54, 156, 57, 135, 16, 65, 156, 87, 158, 54, 46, 102, 16, 50, 83]
 

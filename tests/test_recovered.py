@@ -138,9 +138,10 @@ SENTENCE = "The quick brown fox jumps over the lazy dog."
 def _wer(ckpt) -> float:
     import torch
 
+    from publisher.model.kmodel import run_torch
     from publisher.runtime.constants import SAMPLE_RATE
     from publisher.runtime.speech import recognize, word_error_rate
-    from publisher.runtime.synth import run_torch, style_row
+    from publisher.runtime.synth import style_row
     from publisher.runtime.text import phonemize, to_ids
 
     ids, _ = to_ids(phonemize(SENTENCE, g2p="misaki.espeak"))

@@ -88,8 +88,8 @@ def _tensor(array) -> dict[str, Any]:
 
 def _stage_for_kokoro_js(model: Path, config, scratch: Path, claim: Claim) -> dict[str, Any]:
     """A repo folder as kokoro-js reads it (config, tokenizer, onnx/<file> linked)."""
-    from publisher.conformance.runtimes import KOKORO_JS_DTYPES
     from publisher.hub.repo_files import write_model_files
+    from publisher.runtime.clients import KOKORO_JS_DTYPES
 
     repo = scratch / "models" / REPO_NAME
     (repo / "onnx").mkdir(parents=True)

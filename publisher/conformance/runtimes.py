@@ -5,30 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from publisher.runtime.clients import kokoro_js_dtype
 from publisher.runtime.constants import ONNXRUNTIME_FLOORS
-
-# kokoro-js 1.2.1 reaches a file through its dtype: onnx/model{suffix}.onnx
-KOKORO_JS_DTYPES = {
-    "model.onnx": "fp32",
-    "model_fp16.onnx": "fp16",
-    "model_quantized.onnx": "q8",
-    "model_int8.onnx": "int8",
-    "model_uint8.onnx": "uint8",
-    "model_q4.onnx": "q4",
-    "model_q4f16.onnx": "q4f16",
-    "model_bnb4.onnx": "bnb4",
-}
-KOKORO_JS_NAMES = ("input_ids", "style", "speed", "waveform")  # the names it feeds and reads
-
-
-def kokoro_js_dtype(shape: str, io: dict[str, str], path: str) -> str | None:
-    """The kokoro-js dtype that loads this file, or None when kokoro-js cannot reach it
-    (fixed buckets, renamed tensors, a file name no dtype maps to, outside onnx/)."""
-    if shape != "dynamic" or any(io.get(n) != n for n in KOKORO_JS_NAMES):
-        return None
-    if not path.startswith("onnx/") or path.count("/") != 1:
-        return None
-    return KOKORO_JS_DTYPES.get(path.split("/")[1])
 
 
 @dataclass(frozen=True)

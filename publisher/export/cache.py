@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -21,12 +20,6 @@ if TYPE_CHECKING:
 
 EXPORT_FORMAT_VERSION = 2  # bump when publisher/export/dynamic.py changes its output
 BUCKET_FORMAT_VERSION = 4  # bump when publisher/export/bucket/ changes its output
-
-
-def cache_root() -> Path:
-    """Where exported graphs are cached: $PUBLISHER_CACHE or ~/.cache/kokoro-publisher."""
-    env = os.environ.get("PUBLISHER_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "kokoro-publisher"
 
 
 def export_key(ckpt: Checkpoint, recipe: Recipe, *, parity: bool, voiced: bool = False) -> str:

@@ -7,9 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from publisher.export.cache import cache_root, cached_entry_ok, export_key, store
+from publisher.export.cache import cached_entry_ok, export_key, store
 from publisher.export.stft import exact_stft
 from publisher.export.torchscript import check_graph
+from publisher.locations import cache_root
 
 if TYPE_CHECKING:
     from publisher.model.checkpoint import Checkpoint

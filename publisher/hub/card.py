@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from publisher.conformance.runtimes import kokoro_js_dtype
+from publisher.runtime.clients import kokoro_js_dtype
 from publisher.runtime.errors import PublisherError
 
 SIZE_SPEED_FIGURE = "figures/size_speed.png"
@@ -173,13 +173,10 @@ def _js_dtype(v: dict[str, Any]) -> str | None:
 
 
 def works_in(variants: list[dict[str, Any]]) -> dict[str, Any]:
-    """The runtime matrix: one column per runtime any variant was run in (in the matrix's
-    own order), one row per variant; "not run" where its build has no matrix."""
-    from publisher.conformance.runtimes import runtime_names
-
-    seen = {n for v in variants for n in (v.get("conformance") or {})}
-    order = runtime_names()
-    names = [n for n in order if n in seen] + sorted(seen - set(order))
+    """The runtime matrix: one column per runtime any variant was run in (the onnxruntime
+    releases oldest first, then the others by name), one row per variant; "not run" where
+    its build has no matrix."""
+    names = sorted({n for v in variants for n in (v.get("conformance") or {})}, key=_column)
     shown = {"ok": "ok", "fails": "fails", "known failure": "known failure", "not claimed": "-"}
     rows = [
         {
@@ -192,6 +189,12 @@ def works_in(variants: list[dict[str, Any]]) -> dict[str, Any]:
         for v in variants
     ]
     return {"runtimes": names, "rows": rows if names else []}
+
+
+def _column(name: str) -> tuple:
+    if name.startswith("onnxruntime "):
+        return (0, tuple(int(p) for p in name.split()[1].split(".") if p.isdigit()))
+    return (1, name)
 
 
 def _fails_in(v: dict[str, Any], runtime_prefix: str) -> bool:

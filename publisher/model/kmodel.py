@@ -17,7 +17,10 @@ from typing import TYPE_CHECKING, Any
 from publisher.runtime.errors import CheckpointError
 
 if TYPE_CHECKING:
+    import numpy as np
     from kokoro.model import KModel
+
+    from publisher.runtime.synth import Synthesis
 
 TOP_LEVEL_MODULES = ("bert", "bert_encoder", "predictor", "text_encoder", "decoder")
 
@@ -130,3 +133,17 @@ def apply_tiny_decoder(model: KModel, config: dict[str, Any]) -> None:
         + [AdainResBlk1d(width + 2 + 64, last, style, upsample=True)]
     )
     dec.asr_res = nn.Sequential(weight_norm(nn.Conv1d(hidden, 64, kernel_size=1)))
+
+
+def run_torch(model: Any, ids: list[int], style: np.ndarray, speed: float = 1.0) -> Synthesis:
+    """Run upstream Kokoro's KModel on phoneme ids (pads added) with one style row."""
+    import numpy as np
+    import torch
+
+    from publisher.runtime.synth import Synthesis, padded_ids
+
+    with torch.no_grad():
+        wave, dur = model.forward_with_tokens(
+            torch.from_numpy(padded_ids(ids)), torch.from_numpy(style.reshape(1, -1)), speed
+        )
+    return Synthesis(wave.numpy().reshape(-1).astype(np.float32), dur.numpy().reshape(-1))

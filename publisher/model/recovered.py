@@ -61,7 +61,7 @@ SOURCES = {
 
 
 def _cache_dir(*parts: str) -> Path:
-    from publisher.export.cache import cache_root
+    from publisher.locations import cache_root
 
     return cache_root().joinpath("recovered", *parts)
 

@@ -232,14 +232,3 @@ def run_onnx(
     wave, *rest = session.run(None, feeds_for(session, ids, style, speed))
     dur = rest[0] if rest else np.zeros(0, dtype=np.int64)
     return Synthesis(np.asarray(wave, dtype=np.float32).reshape(-1), np.asarray(dur).reshape(-1))
-
-
-def run_torch(model: Any, ids: list[int], style: np.ndarray, speed: float = 1.0) -> Synthesis:
-    import numpy as np
-    import torch
-
-    with torch.no_grad():
-        wave, dur = model.forward_with_tokens(
-            torch.from_numpy(padded_ids(ids)), torch.from_numpy(style.reshape(1, -1)), speed
-        )
-    return Synthesis(wave.numpy().reshape(-1).astype(np.float32), dur.numpy().reshape(-1))

@@ -59,8 +59,8 @@ def ranked_graph(ckpt: Checkpoint, recipe: Recipe) -> Path:
     import onnx
     import onnxruntime as ort
 
-    from publisher.export.cache import cache_root
     from publisher.export.fp32 import export_fp32
+    from publisher.locations import cache_root
     from publisher.passes import PassContext, plan
 
     graph = export_fp32(ckpt, recipe, parity=True)

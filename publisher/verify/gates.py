@@ -228,7 +228,8 @@ def check_parity(
 ) -> list[ParityResult]:
     """Parity of a parity-mode graph on fixed-length probes (a quick check for tests)."""
     from publisher.export.parity import parity_mode
-    from publisher.runtime.synth import open_session, run_onnx, run_torch
+    from publisher.model.kmodel import run_torch
+    from publisher.runtime.synth import open_session, run_onnx
 
     session = open_session(graph)
     results = []
@@ -249,7 +250,7 @@ def torch_reference(
     import json
 
     from publisher.export.parity import parity_mode
-    from publisher.runtime.synth import run_torch
+    from publisher.model.kmodel import run_torch
 
     config = json.dumps(ckpt.config, sort_keys=True, default=str)
     key = (ckpt.sha256, config, item.ids, item.speed, style.tobytes(), voiced)
@@ -280,7 +281,8 @@ def evaluate(
     sample; ``twin_graph``: the variant's voiced deterministic twin (the fp32 voiced
     export when no pass changes numbers), whose fidelity is measured against torch in the
     same mode. Returns the report dict (gates not enforced)."""
-    from publisher.runtime.synth import open_session, run_onnx, run_torch
+    from publisher.model.kmodel import run_torch
+    from publisher.runtime.synth import open_session, run_onnx
     from publisher.verify.worker import ModelWorker
 
     echo = echo or (lambda line: None)

@@ -35,9 +35,10 @@ def listen(ckpt: Checkpoint, model: Any, graph: str, echo=None) -> dict[str, Any
     """Speak the speech set with upstream torch and ``graph``; WER and DNSMOS of both."""
     import torch
 
+    from publisher.model.kmodel import run_torch
     from publisher.runtime.constants import SAMPLE_RATE
     from publisher.runtime.corpus import load_corpus
-    from publisher.runtime.synth import run_torch, style_row
+    from publisher.runtime.synth import style_row
     from publisher.verify.worker import ModelWorker
 
     echo = echo or (lambda line: None)

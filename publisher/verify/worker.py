@@ -65,7 +65,8 @@ def _serve(conn: Any, kind: str, target: str, threads: int) -> None:
     import os
 
     os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
-    from publisher.runtime.synth import run_onnx, run_torch
+    from publisher.model.kmodel import run_torch
+    from publisher.runtime.synth import run_onnx
 
     start = time.perf_counter()
     try:

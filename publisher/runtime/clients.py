@@ -1,0 +1,27 @@
+"""What the client runtimes need of a file, where a fact decides which files they reach
+(read from their sources and confirmed by running them; see the conformance matrix)."""
+
+from __future__ import annotations
+
+# kokoro-js 1.2.1 reaches a file through its dtype: onnx/model{suffix}.onnx
+KOKORO_JS_DTYPES = {
+    "model.onnx": "fp32",
+    "model_fp16.onnx": "fp16",
+    "model_quantized.onnx": "q8",
+    "model_int8.onnx": "int8",
+    "model_uint8.onnx": "uint8",
+    "model_q4.onnx": "q4",
+    "model_q4f16.onnx": "q4f16",
+    "model_bnb4.onnx": "bnb4",
+}
+KOKORO_JS_NAMES = ("input_ids", "style", "speed", "waveform")  # the names it feeds and reads
+
+
+def kokoro_js_dtype(shape: str, io: dict[str, str], path: str) -> str | None:
+    """The kokoro-js dtype that loads this file, or None when kokoro-js cannot reach it
+    (fixed buckets, renamed tensors, a file name no dtype maps to, outside onnx/)."""
+    if shape != "dynamic" or any(io.get(n) != n for n in KOKORO_JS_NAMES):
+        return None
+    if not path.startswith("onnx/") or path.count("/") != 1:
+        return None
+    return KOKORO_JS_DTYPES.get(path.split("/")[1])
