@@ -100,7 +100,7 @@ def _v(recipe, path, mib, rtf=None, wer=None, corr=None, shape="dynamic", io_nam
         "path": path,
         "bytes": int(mib * 2**20),
         "shape": shape,
-        "io": {"input_ids": io_names, "waveform": "waveform"},
+        "io": {"input_ids": io_names, "style": "style", "speed": "speed", "waveform": "waveform"},
         "bench": {"rtf": rtf} if rtf else None,
         "speech": {"ran": True, "wer": wer, "dnsmos": 3.2} if wer is not None else {"ran": False},
         "worst_spectral_correlation": corr,
@@ -349,6 +349,25 @@ def test_card_only_on_a_repo_without_a_manifest_is_one_line(hub):
     assert result.stderr.strip() == (
         f"error: {REPO}: no manifest.json at main; publish variants first (publisher publish --all)"
     )
+
+
+def test_card_only_on_a_manifest_publisher_did_not_write_is_one_line(dist_copy, hub):
+    from huggingface_hub import HfApi
+
+    _publish(dist_copy, "--recipe", "fp32")
+    _, manifest = _card_and_manifest(hub)
+    del manifest["variants"][0]["sha256"]
+    HfApi().upload_file(
+        path_or_fileobj=json.dumps(manifest).encode(), path_in_repo="manifest.json", repo_id=REPO
+    )
+    before = hub.files(REPO)["README.md"]
+    result = CliRunner().invoke(main, ["publish", "--repo", REPO, "--card-only"])
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (
+        f"error: {REPO}: its manifest.json is not one this publisher reads (variants.0.sha256: "
+        "Field required); publish the variants again (publisher publish --all)"
+    )
+    assert hub.files(REPO)["README.md"] == before
 
 
 def test_a_failed_tag_warns_and_the_commit_stands(dist_copy, hub):

@@ -347,12 +347,30 @@ def test_unsafe_manifest_entries_are_skipped(staged, tmp_path):
 
     assert "evil" not in catalog.variants and list(catalog.variants) == list(VARIANTS)
     assert any("evil" in s for s in catalog.skipped)
+
     assert [safe_relpath(p) for p in ("onnx/model.onnx", "../x.onnx", "/etc/passwd", "a\\b")] == [
         "onnx/model.onnx",
         None,
         None,
         None,
     ]
+
+
+def test_an_entry_that_is_not_a_variant_entry_is_skipped_naming_the_field(staged, tmp_path):
+    repo = tmp_path / "repo"
+    shutil.copytree(staged, repo)
+    manifest = json.loads((repo / "manifest.json").read_text())
+    broken = {k: v for k, v in manifest["variants"][0].items() if k != "bytes"}
+    manifest["variants"].append(broken | {"recipe": "nobytes", "shape": "dynamic"})
+    manifest["variants"].append(manifest["variants"][0] | {"recipe": "odd", "shape": "ragged"})
+    (repo / "manifest.json").write_text(json.dumps(manifest))
+
+    catalog = make_engine(repo).catalog()
+
+    assert list(catalog.variants) == list(VARIANTS)
+    assert "entry 2 ('nobytes'): not a variant entry (bytes: Field required)" in catalog.skipped
+    odd = "entry 3 ('odd'): not a variant entry (shape:"
+    assert any(s.startswith(odd) for s in catalog.skipped)
 
 
 def test_sessions_are_cached_one_per_variant_in_a_bounded_lru(staged):

@@ -164,7 +164,10 @@ def publish_card(
 ) -> PublishResult:
     """Re-render README.md from the repo's own manifest.json with the current templates and
     commit it alone (nothing is built; no model file is touched)."""
+    from pydantic import ValidationError
+
     from publisher.hub.card import render_card
+    from publisher.runtime.artifacts import RepoManifest, first_error
 
     check_repo_id(repo_id)
     echo = echo or (lambda line: None)
@@ -177,11 +180,16 @@ def publish_card(
                 f"{repo_id}: no manifest.json at {hub.revision}; publish variants first "
                 "(publisher publish --all)"
             )
+        try:
+            manifest = RepoManifest.model_validate(remote.manifest).model_dump(mode="json")
+        except ValidationError as exc:
+            raise PublisherError(
+                f"{repo_id}: its manifest.json is not one this publisher reads "
+                f"({first_error(exc)}); publish the variants again (publisher publish --all)"
+            ) from None
         with tempfile.TemporaryDirectory(prefix="publisher-card-") as tmp:
             folder = Path(tmp)
-            (folder / "README.md").write_text(
-                render_card(remote.manifest, repo_id), encoding="utf-8"
-            )
+            (folder / "README.md").write_text(render_card(manifest, repo_id), encoding="utf-8")
             summary = "publisher: model card from the current templates"
             result = PublishResult(repo_id, None, None, summary, plan(folder), dry_run)
             if dry_run:

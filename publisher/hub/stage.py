@@ -19,6 +19,7 @@ from publisher.hub.family import MANIFEST_FORMAT, RemoteState, merge
 from publisher.hub.figures import size_speed_figure
 from publisher.hub.repo_files import write_model_files, write_voices
 from publisher.provenance import versions
+from publisher.runtime.artifacts import RepoManifest, VariantEntry
 from publisher.runtime.errors import PublisherError
 from publisher.verify.gates import PICTURE as SPECTROGRAM
 from publisher.workspace import (
@@ -93,7 +94,7 @@ def variant_entry(folder: Path, m: dict[str, Any]) -> dict[str, Any]:
         "floor": m["verification"].get("floor"),
         "conformance": (m.get("conformance") or {}).get("cells"),
     }
-    return entry | display_columns(entry)
+    return VariantEntry.write(**entry, **display_columns(entry))
 
 
 def _extra_files(m: dict[str, Any], picture_of: str | None) -> list[str]:
@@ -221,19 +222,19 @@ def stage(
             write_model_files(ckpt.config, tmp)
             write_voices(ckpt.voices, tmp)
         old = (remote.manifest if remote else None) or {}
-        manifest = {
-            "format": MANIFEST_FORMAT,
-            "checkpoint": ckpt_info,
-            "synthetic": synthetic,
-            "recovered": recovered,
-            "recovered_note": note,
-            "origin": ckpt.origin if ckpt is not None else old["origin"],
-            "voices": sorted(ckpt.voices) if ckpt is not None else old["voices"],
-            "variants": family.variants,
-            "stale": family.stale,
-            "figures": {"size_speed": size_speed_figure(family.variants, tmp)},
-            "versions": versions(),
-        }
+        manifest = RepoManifest.write(
+            format=MANIFEST_FORMAT,
+            checkpoint=ckpt_info,
+            synthetic=synthetic,
+            recovered=recovered,
+            recovered_note=note,
+            origin=ckpt.origin if ckpt is not None else old["origin"],
+            voices=sorted(ckpt.voices) if ckpt is not None else old["voices"],
+            variants=family.variants,
+            stale=family.stale,
+            figures={"size_speed": size_speed_figure(family.variants, tmp)},
+            versions=versions(),
+        )
         (tmp / "README.md").write_text(render_card(manifest, repo_id), encoding="utf-8")
         write_json_atomic(tmp / "manifest.json", manifest)
         write_json_atomic(tmp / STAGE_MARK, {"written_by": "publisher stage"})

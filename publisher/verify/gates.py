@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from publisher.runtime.artifacts import Gate
 from publisher.runtime.errors import PublisherError, ShapeMismatchError, VerificationError
 from publisher.runtime.metrics import (
     aligned_spectra,
@@ -81,14 +82,17 @@ class FidelityResult:
     frame_correlation: float
 
 
-@dataclass
-class GateResult:
-    gate: str
-    measured: float
-    threshold: float
-    passed: bool
-    item: str
-    higher_is_better: bool
+def _gate(
+    gate: str, measured: float, threshold: float, passed: bool, item: str, higher: bool
+) -> Gate:
+    return Gate(
+        gate=gate,
+        measured=measured,
+        threshold=threshold,
+        passed=passed,
+        item=item,
+        higher_is_better=higher,
+    )
 
 
 def probe_ids(ckpt: Checkpoint, tokens: int) -> list[int]:
@@ -355,7 +359,7 @@ def evaluate(
         "fidelity": [asdict(f) for f in fidelity],
         "shipped": shipped,
         "speech": speech,
-        "gates": [asdict(g) for g in gates],
+        "gates": [g.model_dump() for g in gates],
         "fidelity_mode": "voiced" if voiced_mode else "noise-only",
         "picture_item": pic_item.id,
         **({"bucket": bucket_report} if bucket_report else {}),
@@ -414,7 +418,7 @@ def gate_results(
     bucket: dict | None = None,
     speech: dict | None = None,
     real: bool = False,
-) -> list[GateResult]:
+) -> list[Gate]:
     """Worst value per gate over all items, compared with the recipe's threshold (its
     ``real_weights`` values when ``real``)."""
     g = recipe.gates.for_weights(real)
@@ -437,10 +441,10 @@ def gate_results(
             continue
         value, item = worst(rows, key, higher)
         ok = value >= threshold if higher else value <= threshold
-        out.append(GateResult(gate, float(value), float(threshold), bool(ok), item, higher))
+        out.append(_gate(gate, float(value), float(threshold), bool(ok), item, higher))
     bad = next((p for p in parity if not p.durations_equal), None)
     out.append(
-        GateResult(
+        _gate(
             "parity_durations_equal",
             0.0 if bad else 1.0,
             1.0,
@@ -453,11 +457,11 @@ def gate_results(
         row = max(bucket["items"], key=lambda r: r["tail_max_abs"])
         silent = row["tail_max_abs"] == 0.0
         out.append(
-            GateResult("bucket_tail_silent", row["tail_max_abs"], 0.0, silent, row["item"], False)
+            _gate("bucket_tail_silent", row["tail_max_abs"], 0.0, silent, row["item"], False)
         )
         short = [r for r in bucket["items"] if r["content_samples"] != r["expected_samples"]]
         out.append(
-            GateResult(
+            _gate(
                 "bucket_content_complete",
                 0.0 if short else 1.0,
                 1.0,
@@ -468,10 +472,10 @@ def gate_results(
         )
     for gate, value, threshold, higher in speech_gates(g, speech or {}):
         ok = value >= threshold if higher else value <= threshold
-        out.append(GateResult(gate, float(value), float(threshold), ok, "speech set", higher))
+        out.append(_gate(gate, float(value), float(threshold), ok, "speech set", higher))
     finite = shipped["ran"] and all(r["finite"] for r in shipped["items"])
     out.append(
-        GateResult(
+        _gate(
             "shipped_graph_runs",
             1.0 if finite else 0.0,
             1.0,
@@ -484,7 +488,7 @@ def gate_results(
         row = min(shipped["items"], key=lambda r: r["matches_twin"])
         value = row["matches_twin"]
         out.append(
-            GateResult(
+            _gate(
                 "shipped_matches_twin",
                 value,
                 SHIPPED_MATCH,

@@ -123,42 +123,45 @@ class Catalog:
 
 
 def parse_manifest(manifest: dict[str, Any]) -> tuple[list[Variant], list[str]]:
-    """Variants from manifest.json; entries with unsafe names or paths are skipped."""
+    """Variants from manifest.json, each checked against the ``VariantEntry`` type stage
+    writes; entries that are not one, or have unsafe names or paths, are skipped."""
+    from pydantic import ValidationError
+
+    from publisher.runtime.artifacts import VariantEntry, first_error
+
     variants: list[Variant] = []
     skipped: list[str] = []
     seen: set[str] = set()
     entries = manifest.get("variants")
     if not isinstance(entries, list):
         raise SourceError("manifest.json has no list of variants")
-    for i, entry in enumerate(entries):
-        if not isinstance(entry, dict):
-            skipped.append(f"entry {i}: not an object")
+    for i, raw in enumerate(entries):
+        try:
+            entry = VariantEntry.model_validate(raw)
+        except ValidationError as exc:
+            name = raw.get("recipe") if isinstance(raw, dict) else None
+            skipped.append(f"entry {i} ({name!r}): not a variant entry ({first_error(exc)})")
             continue
-        name, path = entry.get("recipe"), safe_relpath(entry.get("path"))
-        if not isinstance(name, str) or not _NAME.match(name) or name in seen:
+        name, path = entry.recipe, safe_relpath(entry.path)
+        if not _NAME.match(name) or name in seen:
             skipped.append(f"entry {i}: bad or repeated recipe name {name!r}")
             continue
         if path is None or not path.endswith(".onnx"):
-            skipped.append(f"{name}: unusable path {entry.get('path')!r}")
+            skipped.append(f"{name}: unusable path {entry.path!r}")
             continue
         seen.add(name)
-        try:
-            size = int(entry.get("bytes") or round(float(entry.get("size_mib", 0)) * 2**20))
-        except (TypeError, ValueError):
-            size = 0
-        params = entry.get("params") if isinstance(entry.get("params"), dict) else {}
         variants.append(
             Variant(
                 name=name,
                 path=path,
-                shape=str(entry.get("shape") or "dynamic"),
-                bytes=size,
-                description=str(entry.get("description") or ""),
-                spectral_correlation=str(entry.get("spectral_correlation", "-")),
-                log_mel_distance=str(entry.get("log_mel_distance", "-")),
-                params_by_dtype=str(entry.get("params_by_dtype") or ""),
-                params={str(k): int(v) for k, v in params.items() if isinstance(v, int | float)},
-                latency=str(entry.get("latency") or "not measured"),
+                shape=entry.shape,
+                bytes=entry.bytes,
+                description=entry.description,
+                spectral_correlation=entry.spectral_correlation,
+                log_mel_distance=entry.log_mel_distance,
+                params_by_dtype=entry.params_by_dtype,
+                params=dict(entry.params),
+                latency=entry.latency,
             )
         )
     return variants, skipped
