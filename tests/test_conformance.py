@@ -216,6 +216,45 @@ def test_a_missing_env_is_one_line_naming_pypi(monkeypatch, tmp_path):
     assert [p.name for p in (tmp_path / "envs").iterdir()] == []  # nothing half-made
 
 
+def _speechlike(seed: int, n: int = 24000):
+    """A 1 s harmonic tone with a slow envelope and a little noise (a fixed melody)."""
+    import numpy as np
+
+    t = np.arange(n) / 24000
+    pitch = 120 + 40 * np.sin(2 * np.pi * 1.5 * t)
+    phase = 2 * np.pi * np.cumsum(pitch) / 24000
+    tone = sum(np.sin(k * phase) / k for k in range(1, 8)) * (0.6 + 0.4 * np.sin(2 * np.pi * 3 * t))
+    noise = np.random.default_rng(seed).normal(0, 0.02, n)
+    return (0.2 * tone + noise).astype("float32")
+
+
+@pytest.mark.parametrize("npm", [False, True])
+def test_a_runtime_that_runs_but_garbles_fails_its_cell(tmp_path, npm):
+    import numpy as np
+
+    from publisher.conformance.runtimes import Runtime
+
+    rt = Runtime(
+        "onnxruntime-web 1.30.0" if npm else "onnxruntime 9.9.9", "onnxruntime", (), npm=npm
+    )
+    reference, again = _speechlike(1), _speechlike(2)  # two runs of a graph with noise
+    np.save(tmp_path / "reference.npy", reference)
+    floor = float(np.corrcoef(np.abs(np.fft.rfft(reference)), np.abs(np.fft.rfft(again)))[0, 1])
+    (tmp_path / "reference.json").write_text(json.dumps({"floor": floor}))
+    saved = matrix._saved(rt, tmp_path)
+    ran = {"ok": True, "samples": 24000, "peak": 0.5, "seconds": 1.0, "env_seconds": 0.0}
+
+    def write(wave):
+        wave.astype("<f4").tofile(saved) if npm else np.save(saved, wave)
+
+    write(_speechlike(3))  # the same melody, other noise: the same audio
+    assert matrix.heard(rt, ran, tmp_path)["match"] >= 0.9
+    write(np.random.default_rng(4).normal(0, 0.2, 24000).astype("float32"))  # garbled
+    out = matrix.heard(rt, ran, tmp_path)
+    assert out["ok"] is False and out["match"] < 0.5
+    assert "it runs but does not sound like onnxruntime" in out["error"]
+
+
 def test_a_missing_npm_package_is_one_line_and_leaves_nothing(monkeypatch, tmp_path):
     from publisher.conformance.envs import environment
 

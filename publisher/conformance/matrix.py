@@ -22,6 +22,7 @@ from publisher.conformance.runtimes import (
     Claim,
     Runtime,
     claim_of,
+    current_onnxruntime,
     floor_runtime,
     runtimes,
     target_of,
@@ -32,6 +33,7 @@ PROBE = Path(__file__).with_name("probe.py")
 PROBE_NODE = Path(__file__).with_name("probe.mjs")
 CHROMIUM_ENV = "PUBLISHER_CHROMIUM"  # the browser of the onnxruntime-web cell
 REPO_NAME = "me/kokoro"  # the staged repo kokoro-js loads, offline
+FEEDS_KINDS = ("onnxruntime", "onnxruntime-web")  # run our feeds: heard against our run
 PROBE_TIMEOUT_S = 600
 TEXT = "Hello from Kokoro."
 VOICE = "af_heart"
@@ -54,6 +56,7 @@ def prepare_requests(
 
     from publisher.hub.repo_files import write_voices
     from publisher.runtime.corpus import load_corpus
+    from publisher.runtime.metrics import spectral_correlation
     from publisher.runtime.synth import bucket_info, feeds_for, open_session, style_row
 
     write_voices(voices, scratch)
@@ -65,6 +68,11 @@ def prepare_requests(
         ids = ids[: info.bucket - 2]
     feeds = feeds_for(session, ids, style_row(voices[voice], len(ids)))
     np.savez(scratch / "feeds.npz", **feeds)
+    first, second = (np.asarray(session.run(None, feeds)[0]).reshape(-1) for _ in range(2))
+    np.save(scratch / "reference.npy", first)
+    (scratch / "reference.json").write_text(
+        json.dumps({"floor": spectral_correlation(first, second)})
+    )
     (scratch / "feeds.json").write_text(json.dumps({k: _tensor(v) for k, v in feeds.items()}))
     common = {"model": str(Path(model).resolve()), "voice": voice, "text": TEXT}
     requests = {
@@ -108,6 +116,8 @@ def probe(runtime: Runtime, request: dict[str, Any], scratch: Path, echo: Echo) 
     """Run one cell; returns ``ok``, ``error`` or what came out, and the seconds."""
     root, env_seconds = environment(runtime.name, runtime.packages, echo, npm=runtime.npm)
     path = scratch / f"request-{runtime.kind}.json"
+    if runtime.kind in FEEDS_KINDS:  # keep the waveform, to hear it against the reference
+        request = request | {"save": str(_saved(runtime, scratch))}
     path.write_text(json.dumps({"kind": runtime.kind, **request}))
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
     env |= {"HF_HUB_OFFLINE": "1", "PYTHONNOUSERSITE": "1"}
@@ -174,15 +184,51 @@ def _answer(proc: subprocess.CompletedProcess) -> dict[str, Any]:
     return {"ok": False, "error": lines[-1][:400] if lines else f"exit {proc.returncode}"}
 
 
+def _saved(runtime: Runtime, scratch: Path) -> Path:
+    """Where a feeds probe keeps its waveform: .npy from Python, raw float32 from node."""
+    name = re.sub(r"[^A-Za-z0-9.]+", "-", runtime.name)
+    return scratch / f"{name}.{'f32' if runtime.npm else 'npy'}"
+
+
+def heard(runtime: Runtime, out: dict[str, Any], scratch: Path) -> dict[str, Any]:
+    """A feeds cell that ran, held to the reference (this environment's onnxruntime on
+    the same feeds): ``match`` is their spectral correlation over the reference's own
+    run-to-run correlation; below SAME_AUDIO_MATCH the cell fails (garbled output)."""
+    import numpy as np
+
+    from publisher.runtime.constants import SAME_AUDIO_MATCH
+    from publisher.runtime.metrics import spectral_correlation
+
+    saved = _saved(runtime, scratch)
+    if not out["ok"] or runtime.kind not in FEEDS_KINDS or not saved.is_file():
+        return out
+    wave = np.fromfile(saved, dtype="<f4") if runtime.npm else np.load(saved)
+    reference = np.load(scratch / "reference.npy")
+    floor = json.loads((scratch / "reference.json").read_text())["floor"]
+    match = round(spectral_correlation(reference, wave) / max(floor, 1e-6), 4)
+    if match >= SAME_AUDIO_MATCH:
+        return out | {"match": match}
+    return out | {
+        "ok": False,
+        "match": match,
+        "error": f"it runs but does not sound like onnxruntime {current_onnxruntime()} on the "
+        f"same inputs (match {match:.3f} < {SAME_AUDIO_MATCH})",
+    }
+
+
 def _cell(runtime: Runtime, out: dict[str, Any], known: dict[str, str]) -> dict[str, Any]:
     if out["ok"]:
         status, detail = "ok", f"{out['samples']} samples, peak {out['peak']:.3g}"
+        if "match" in out:
+            detail += f", match {out['match']:.3f}"
     elif runtime.name in known:
         status, detail = "known failure", f"{known[runtime.name]} ({out['error']})"
     else:
         status, detail = "fails", out["error"]
-    return {"status": status, "detail": detail, "seconds": out["seconds"]} | (
-        {"env_seconds": out["env_seconds"]} if out["env_seconds"] else {}
+    return (
+        {"status": status, "detail": detail, "seconds": out["seconds"]}
+        | ({"env_seconds": out["env_seconds"]} if out["env_seconds"] else {})
+        | ({"match": out["match"]} if "match" in out else {})
     )
 
 
@@ -209,7 +255,8 @@ def run_matrix(folder: Path, echo: Echo | None = None) -> dict[str, Any]:
             folder / m["model"], ckpt.voices, ckpt.config, Path(tmp), bundle, claim
         )
         for rt in claimed:
-            cells[rt.name] = _cell(rt, probe(rt, requests[rt.kind], Path(tmp), echo), known)
+            out = heard(rt, probe(rt, requests[rt.kind], Path(tmp), echo), Path(tmp))
+            cells[rt.name] = _cell(rt, out, known)
             echo(f"{m['recipe']} in {rt.name}: {cells[rt.name]['status']}")
     m["conformance"] = {
         "cells": cells,

@@ -108,7 +108,9 @@ async function onnxruntimeWeb(req) {
       throw new Error(String(err.message).replace(/^page\.evaluate: (Error: )?/, ""));
     });
     if (out.type !== "float32") throw new Error(`output 0 is ${out.type}, not float32`);
-    return summary(out.data, { version: out.version });
+    const result = summary(out.data, { version: out.version });
+    if (req.save) fs.writeFileSync(req.save, Buffer.from(Float32Array.from(out.data).buffer));
+    return result;
   } finally {
     await browser.close();
     server.close();

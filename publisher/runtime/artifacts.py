@@ -104,6 +104,7 @@ class Cell(Artifact):
     detail: str | None = None
     seconds: float | None = None
     env_seconds: float | None = None
+    match: float | None = None  # feeds cells: how much it sounds like our onnxruntime's run
 
 
 class VariantEntry(Artifact):

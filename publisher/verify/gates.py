@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from publisher.runtime.artifacts import Gate
+from publisher.runtime.constants import SAME_AUDIO_MATCH
 from publisher.runtime.errors import PublisherError, ShapeMismatchError, VerificationError
 from publisher.runtime.metrics import (
     aligned_spectra,
@@ -39,7 +40,6 @@ PROBE_TOKENS = (40, 400)  # fixed-length parity probes (token counts, pads inclu
 SHIPPED_ITEMS = 2  # corpus items the noisy shipped graph is run on
 # The shipped graph against its deterministic twin, relative to torch against its own
 # deterministic mode (see _shipped): the file is the graph that was verified.
-SHIPPED_MATCH = 0.9
 REPORT = "verify.md"
 # The deterministic torch reference depends on the checkpoint and the input only, not on
 # the variant: remembered per process, so building several recipes (``build --all``, the
@@ -491,8 +491,8 @@ def gate_results(
             _gate(
                 "shipped_matches_twin",
                 value,
-                SHIPPED_MATCH,
-                value >= SHIPPED_MATCH,
+                SAME_AUDIO_MATCH,
+                value >= SAME_AUDIO_MATCH,
                 row["item"],
                 True,
             )
