@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The runtime matrix (`publisher conformance`) on tiny synthetic builds: a dynamic int8 file
-# (onnxruntime floors and current, kokoro-onnx) and a fixed-bucket file (onnxruntime,
-# fastkokoro). Each runtime runs in its own environment, created once from PyPI and cached
-# in $PUBLISHER_ENVS (default ~/.cache/kokoro-publisher-envs). .ci/run runs it after pytest.
+# with a sherpa-onnx bundle (onnxruntime floors and current, kokoro-onnx, sherpa-onnx,
+# kokoro-js in node, onnxruntime-web in headless Chromium) and a fixed-bucket file
+# (onnxruntime, fastkokoro). Each runtime runs in its own environment, created once from
+# PyPI or npm and cached in $PUBLISHER_ENVS (default ~/.cache/kokoro-publisher-envs).
+# .ci/run runs it after pytest.
 set -euo pipefail
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
