@@ -118,6 +118,27 @@ def test_hub_source_fails_fast_offline_and_names_other_sources(monkeypatch, tmp_
     assert "\n" not in str(err.value)
 
 
+def test_hub_download_failures_are_one_line_from_the_shared_translator(
+    monkeypatch, tmp_path, request
+):
+    from huggingface_hub import HfApi
+    from support.hub_server import local_hub_env
+
+    hub = local_hub_env(monkeypatch, tmp_path, request=request)
+    with pytest.raises(CheckpointError) as err:
+        open_checkpoint("hub:me/missing")
+    assert str(err.value).startswith(
+        "hub:me/missing: model repo me/missing was not found on the Hub (or it is private"
+    )
+    assert str(err.value).endswith("or synthetic:tiny|synthetic:full")
+    api = HfApi(token=hub.token)
+    api.create_repo("me/empty")
+    api.upload_file(path_or_fileobj=b"{}", path_in_repo="config.json", repo_id="me/empty")
+    with pytest.raises(CheckpointError) as err:  # no weights in the repo
+        open_checkpoint("hub:me/empty")
+    assert str(err.value).startswith("hub:me/empty: ") and "\n" not in str(err.value)
+
+
 def test_hub_source_in_offline_mode_fails_without_network(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HOME", str(tmp_path))
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)

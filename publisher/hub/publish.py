@@ -285,7 +285,7 @@ class _Hub:
         self.echo = echo
 
     def _error(self, exc: Exception, undone: str = "no commit was made") -> PublisherError:
-        from publisher.hub.errors import hub_error
+        from publisher.runtime.hub_errors import hub_error
 
         return hub_error(self.repo_id, exc, token=self.token, seconds=self.seconds, undone=undone)
 

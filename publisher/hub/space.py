@@ -119,8 +119,8 @@ def upload(folder: Path, repo_id: str, model_repo: str, *, private: bool = False
     """Create (or reuse) the Space repo and upload ``folder`` as one commit; the commit URL."""
     from huggingface_hub import HfApi
 
-    from publisher.hub.errors import hub_error
     from publisher.hub.session import use_hub_timeouts
+    from publisher.runtime.hub_errors import hub_error
 
     seconds = use_hub_timeouts()
     api = HfApi()

@@ -154,6 +154,8 @@ def from_hub(repo_id: str) -> Checkpoint:
     """config.json, the weights and voices/*.pt: from the local cache, else downloaded."""
     from huggingface_hub import snapshot_download
 
+    from publisher.runtime.hub_errors import download_error
+
     source = f"hub:{repo_id}"
     weights_name = HUB_WEIGHTS.get(repo_id, "kokoro-v1_0.pth")
     patterns = ["config.json", weights_name, "voices/*.pt"]
@@ -164,9 +166,8 @@ def from_hub(repo_id: str) -> Checkpoint:
         try:
             folder = snapshot_download(repo_id, allow_patterns=patterns)
         except Exception as exc:  # HTTP, connection and cache errors alike
-            raise CheckpointError(
-                f"{source}: download failed ({first_line(exc)}); offline, use {OTHER_SOURCES}"
-            ) from None
+            why = download_error(repo_id, "the weights", exc)
+            raise CheckpointError(f"{source}: {why}; offline, use {OTHER_SOURCES}") from None
     # The snapshot folder has the repo layout, so it reads like a local path.
     ckpt = from_path(Path(folder) / weights_name, source)
     ckpt.source = source

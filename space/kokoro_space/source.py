@@ -128,42 +128,13 @@ class HubSource(ModelSource):
 
     def _fetch(self, relpath: str) -> Path:
         from huggingface_hub import hf_hub_download
-        from huggingface_hub.errors import (
-            EntryNotFoundError,
-            GatedRepoError,
-            HfHubHTTPError,
-            LocalEntryNotFoundError,
-            RepositoryNotFoundError,
-            RevisionNotFoundError,
-        )
 
-        repo = self.label
+        from publisher.runtime.hub_errors import download_error
+
         try:
             return Path(hf_hub_download(self.repo_id, relpath, revision=self.revision))
-        except GatedRepoError:
-            msg = f"model repo {repo} is gated: accept its terms and set HF_TOKEN"
-        except RepositoryNotFoundError:
-            msg = (
-                f"model repo {repo} was not found on the Hub "
-                "(or it is private and no HF_TOKEN with access is set)"
-            )
-        except RevisionNotFoundError:
-            msg = f"model repo {self.repo_id} has no revision {self.revision!r}"
-        except LocalEntryNotFoundError:
-            msg = f"cannot reach the Hub to fetch {relpath} from {repo}, and it is not cached"
-        except EntryNotFoundError:
-            msg = f"model repo {repo} has no file {relpath}"
-        except HfHubHTTPError as exc:
-            status = getattr(getattr(exc, "response", None), "status_code", None)
-            msg = f"the Hub answered HTTP {status} for {relpath} in {repo}"
-        except Exception as exc:  # network stacks raise their own types
-            msg = f"cannot fetch {relpath} from {repo}: {type(exc).__name__}: {_first(exc)}"
-        raise SourceError(msg)
-
-
-def _first(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:200]
+        except Exception as exc:  # HTTP, connection and cache errors alike: one line
+            raise SourceError(download_error(self.label, relpath, exc)) from None
 
 
 def source_from_env(

@@ -1,6 +1,9 @@
-"""The one place Hub failures become our errors: HTTP answers (401/403 with or without a
-token, other statuses) and transport failures (timeouts, no connection), each one line
-that names the repo, what went wrong, that nothing was changed, and what to do."""
+"""The one place Hub failures become our messages (torch-free: publish, the checkpoint
+loader and the Space all use it). ``hub_error``: a write (commit, tag, Space upload) that
+failed, on HTTP (401/403 with or without a token, other statuses) or in transport
+(timeouts, no connection). ``download_error``: a read (a file or a snapshot) that failed.
+Each is one line that names the repo, what went wrong, what did not happen and what to
+do; huggingface_hub is imported only when a failure is translated."""
 
 from __future__ import annotations
 
@@ -51,3 +54,34 @@ def _http_error(repo_id: str, exc, token: str | None, undone: str) -> str:
             "with write access or run `hf auth login`"
         )
     return f"{repo_id}: the Hub answered HTTP {status} ({first_line(exc, 200)}); {undone}"
+
+
+def download_error(repo: str, what: str, exc: Exception) -> str:
+    """One line for a failed download of ``what`` (a file, or "the weights") from
+    ``repo`` (ORG/NAME, with @REVISION when one was asked for)."""
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        GatedRepoError,
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    if isinstance(exc, GatedRepoError):
+        return f"model repo {repo} is gated: accept its terms and set HF_TOKEN"
+    if isinstance(exc, RepositoryNotFoundError):
+        return (
+            f"model repo {repo} was not found on the Hub "
+            "(or it is private and no HF_TOKEN with access is set)"
+        )
+    if isinstance(exc, RevisionNotFoundError):
+        return f"model repo {repo}: no such revision"
+    if isinstance(exc, LocalEntryNotFoundError):
+        return f"cannot reach the Hub to fetch {what} from {repo}, and it is not cached"
+    if isinstance(exc, EntryNotFoundError):
+        return f"model repo {repo} has no {what}"
+    if isinstance(exc, HfHubHTTPError):
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+        return f"the Hub answered HTTP {status} for {what} in {repo}"
+    return f"cannot fetch {what} from {repo}: {type(exc).__name__}: {first_line(exc, 200)}"
