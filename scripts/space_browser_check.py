@@ -23,16 +23,9 @@ import time
 import urllib.request
 from pathlib import Path
 
+from publisher.runtime.clients import CHROMIUM, CHROMIUM_ARGS
+
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 TEXT = (
     "The quick brown fox jumps over the lazy dog. Kokoro speaks this sentence with each "
     "variant, so you can hear what precision does to the voice."

@@ -11,18 +11,13 @@ from pathlib import Path
 
 import pytest
 
+from publisher.runtime.clients import CHROMIUM as CHROMIUM_PATH
+from publisher.runtime.clients import CHROMIUM_ARGS
+
 # gradio's queue calls pandas APIs that pandas 3 deprecates; not ours to fix
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:gradio.queueing")
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+CHROMIUM = Path(CHROMIUM_PATH)
 
 if not CHROMIUM.exists():
     pytest.skip(

@@ -27,6 +27,7 @@ from publisher.conformance.runtimes import (
     runtimes,
     target_of,
 )
+from publisher.runtime.clients import CHROMIUM, CHROMIUM_ARGS
 from publisher.runtime.errors import PublisherError
 
 PROBE = Path(__file__).with_name("probe.py")
@@ -78,7 +79,8 @@ def prepare_requests(
     requests = {
         "onnxruntime": common | {"feeds": str(scratch / "feeds.npz")},
         "onnxruntime-web": common
-        | {"feeds": str(scratch / "feeds.json"), "chromium": chromium_path()},
+        | {"feeds": str(scratch / "feeds.json"), "chromium": chromium_path()}
+        | {"chromium_args": CHROMIUM_ARGS},
         "kokoro-onnx": common | {"voices": str(scratch / "voices.npz")},
         "fastkokoro": common
         | {"voices": str(scratch / "voices.npz"), "scratch": str(scratch / "fastkokoro")},
@@ -109,7 +111,7 @@ def _stage_for_kokoro_js(model: Path, config, scratch: Path, claim: Claim) -> di
 
 def chromium_path() -> str:
     """The Chromium the onnxruntime-web cell drives ($PUBLISHER_CHROMIUM, else Debian's)."""
-    return os.environ.get(CHROMIUM_ENV, "").strip() or "/usr/bin/chromium"
+    return os.environ.get(CHROMIUM_ENV, "").strip() or CHROMIUM
 
 
 def probe(runtime: Runtime, request: dict[str, Any], scratch: Path, echo: Echo) -> dict:

@@ -18,14 +18,6 @@ const DIST = path.join(
   "onnxruntime-web",
   "dist",
 );
-const CHROMIUM_FLAGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-];
 
 function summary(audio, extra) {
   if (!audio || audio.length === 0) throw new Error("no samples came out");
@@ -100,7 +92,10 @@ async function onnxruntimeWeb(req) {
   const { chromium } = await import("playwright-core");
   const feeds = JSON.parse(fs.readFileSync(req.feeds, "utf8"));
   const server = await serve(req.model);
-  const browser = await chromium.launch({ executablePath: req.chromium, args: CHROMIUM_FLAGS });
+  const browser = await chromium.launch({
+    executablePath: req.chromium,
+    args: req.chromium_args,
+  });
   try {
     const page = await browser.newPage();
     await page.goto(`http://127.0.0.1:${server.address().port}/`);

@@ -25,3 +25,16 @@ def kokoro_js_dtype(shape: str, io: dict[str, str], path: str) -> str | None:
     if not path.startswith("onnx/") or path.count("/") != 1:
         return None
     return KOKORO_JS_DTYPES.get(path.split("/")[1])
+
+
+# Headless Chromium (the Space's browser test, the onnxruntime-web cell): the browser
+# and the flags it runs with here (no sandbox, no GPU, no background traffic).
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
