@@ -32,6 +32,12 @@ from publisher.cli.output import info
     help="Load and run the file in the onnxruntime of target.min_onnxruntime (an isolated "
     "environment, created once from PyPI and cached).",
 )
+@click.option(
+    "--conformance",
+    is_flag=True,
+    help="After the build, run the runtime matrix (as `publisher conformance`); a failing "
+    "claimed cell exits 1 (the build stays, with the matrix in its manifest).",
+)
 def build_command(
     recipe_name: str,
     checkpoint: str | None,
@@ -39,6 +45,7 @@ def build_command(
     dry_run: bool,
     speech: bool,
     floor: bool,
+    conformance: bool,
 ) -> None:
     """Export, transform and verify one variant into OUT/NAME/."""
     from publisher.recipe.loader import load_recipe
@@ -71,6 +78,10 @@ def build_command(
         f"built {result.model_path} ({size:.2f} MiB); parity max abs error {worst:.3g}; "
         f"report {result.folder / 'verify.md'}"
     )
+    if conformance:
+        from publisher.cli.conformance import run_and_report
+
+        run_and_report([result.folder])
 
 
 @click.command("verify")

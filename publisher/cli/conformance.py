@@ -19,6 +19,13 @@ def conformance_command(recipes, all_, out_dir: Path) -> None:
     """Load and run each built file in every runtime it claims, each in its own cached
     environment; record the matrix in its manifest; exit 1 if a claimed cell fails."""
     from publisher.cli.publish import built_folders
+
+    run_and_report(built_folders(out_dir, recipes, all_))
+
+
+def run_and_report(folders: list[Path]) -> None:
+    """The matrix of each build as a table on stdout; one error line per failed cell on
+    stderr and a PublisherError (exit 1) when any claimed cell failed."""
     from publisher.conformance.matrix import failures, run_matrix
     from publisher.conformance.runtimes import runtime_names
 
@@ -26,7 +33,7 @@ def conformance_command(recipes, all_, out_dir: Path) -> None:
     click.echo("| variant | " + " | ".join(names) + " |")
     click.echo("|---" * (len(names) + 1) + "|")
     failed: list[str] = []
-    for folder in built_folders(out_dir, recipes, all_):
+    for folder in folders:
         result = run_matrix(folder, echo=info)
         cells = [result["cells"].get(n, {}).get("status", "-") for n in names]
         click.echo(f"| {folder.name} | " + " | ".join(cells) + " |")
