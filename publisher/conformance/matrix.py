@@ -57,7 +57,6 @@ def prepare_requests(
 
     from publisher.hub.repo_files import write_voices
     from publisher.runtime.corpus import load_corpus
-    from publisher.runtime.metrics import spectral_correlation
     from publisher.runtime.synth import bucket_info, feeds_for, open_session, style_row
 
     write_voices(voices, scratch)
@@ -69,12 +68,8 @@ def prepare_requests(
         ids = ids[: info.bucket - 2]
     feeds = feeds_for(session, ids, style_row(voices[voice], len(ids)))
     np.savez(scratch / "feeds.npz", **feeds)
-    first, second = (np.asarray(session.run(None, feeds)[0]).reshape(-1) for _ in range(2))
-    np.save(scratch / "reference.npy", first)
-    (scratch / "reference.json").write_text(
-        json.dumps({"floor": spectral_correlation(first, second)})
-    )
     (scratch / "feeds.json").write_text(json.dumps({k: _tensor(v) for k, v in feeds.items()}))
+    _reference(session, feeds, scratch)
     common = {"model": str(Path(model).resolve()), "voice": voice, "text": TEXT}
     requests = {
         "onnxruntime": common | {"feeds": str(scratch / "feeds.npz")},
@@ -90,6 +85,19 @@ def prepare_requests(
     if claim is not None and claim.kokoro_js_dtype:
         requests["kokoro-js"] = common | _stage_for_kokoro_js(model, config, scratch, claim)
     return requests
+
+
+def _reference(session, feeds: dict[str, Any], scratch: Path) -> None:
+    """This environment's onnxruntime output for the feeds (reference.npy) and how well two
+    of its runs agree (reference.json "floor"): the graph's random source makes them differ."""
+    import numpy as np
+
+    from publisher.runtime.metrics import spectral_correlation
+
+    first, second = (np.asarray(session.run(None, feeds)[0]).reshape(-1) for _ in range(2))
+    np.save(scratch / "reference.npy", first)
+    floor = spectral_correlation(first, second)
+    (scratch / "reference.json").write_text(json.dumps({"floor": floor}))
 
 
 def _tensor(array) -> dict[str, Any]:
