@@ -92,12 +92,31 @@ def _reference(session, feeds: dict[str, Any], scratch: Path) -> None:
     of its runs agree (reference.json "floor"): the graph's random source makes them differ."""
     import numpy as np
 
-    from publisher.runtime.metrics import spectral_correlation
-
-    first, second = (np.asarray(session.run(None, feeds)[0]).reshape(-1) for _ in range(2))
+    (first, durations), (second, again) = (_wave_and_durations(session, feeds) for _ in range(2))
     np.save(scratch / "reference.npy", first)
-    floor = spectral_correlation(first, second)
-    (scratch / "reference.json").write_text(json.dumps({"floor": floor}))
+    floor = heard_correlation(first, durations, second, again)
+    (scratch / "reference.json").write_text(
+        json.dumps({"floor": floor, "durations": [int(d) for d in durations]})
+    )
+
+
+def _wave_and_durations(session, feeds):
+    import numpy as np
+
+    outputs = session.run(None, feeds)
+    durations = np.asarray(outputs[1]).reshape(-1) if len(outputs) > 1 else np.zeros(0)
+    return np.asarray(outputs[0]).reshape(-1), durations
+
+
+def heard_correlation(ref, ref_durations, test, test_durations) -> float:
+    """Spectral correlation with the test read on the reference's timeline, token by token
+    (a token one frame longer in one runtime shifts nothing after it)."""
+    from publisher.runtime.constants import SAMPLES_PER_FRAME
+    from publisher.runtime.metrics import aligned_spectra, correlation
+
+    return correlation(
+        *aligned_spectra(ref, test, ref_durations, test_durations, SAMPLES_PER_FRAME)
+    )
 
 
 def _tensor(array) -> dict[str, Any]:
@@ -207,15 +226,18 @@ def heard(runtime: Runtime, out: dict[str, Any], scratch: Path) -> dict[str, Any
     import numpy as np
 
     from publisher.runtime.constants import SAME_AUDIO_MATCH
-    from publisher.runtime.metrics import spectral_correlation
 
     saved = _saved(runtime, scratch)
     if not out["ok"] or runtime.kind not in FEEDS_KINDS or not saved.is_file():
         return out
     wave = np.fromfile(saved, dtype="<f4") if runtime.npm else np.load(saved)
+    dur_file = Path(f"{saved}.dur.json")
+    durations = json.loads(dur_file.read_text()) if dur_file.is_file() else []
     reference = np.load(scratch / "reference.npy")
-    floor = json.loads((scratch / "reference.json").read_text())["floor"]
-    match = round(spectral_correlation(reference, wave) / max(floor, 1e-6), 4)
+    record = json.loads((scratch / "reference.json").read_text())
+    ref_durations = record.get("durations", [])
+    heard_as = heard_correlation(reference, ref_durations, wave, durations)
+    match = round(heard_as / max(record["floor"], 1e-6), 4)
     if match >= SAME_AUDIO_MATCH:
         return out | {"match": match}
     return out | {

@@ -85,7 +85,13 @@ async function runInPage(feeds) {
   }
   const out = await session.run(inputs);
   const first = out[session.outputNames[0]];
-  return { type: first.type, data: Array.from(first.data), version: ort.env.versions?.web };
+  const second = session.outputNames.length > 1 ? out[session.outputNames[1]] : null;
+  return {
+    type: first.type,
+    data: Array.from(first.data),
+    durations: second ? Array.from(second.data, Number) : null,
+    version: ort.env.versions?.web,
+  };
 }
 
 async function onnxruntimeWeb(req) {
@@ -104,7 +110,10 @@ async function onnxruntimeWeb(req) {
     });
     if (out.type !== "float32") throw new Error(`output 0 is ${out.type}, not float32`);
     const result = summary(out.data, { version: out.version });
-    if (req.save) fs.writeFileSync(req.save, Buffer.from(Float32Array.from(out.data).buffer));
+    if (req.save) {
+      fs.writeFileSync(req.save, Buffer.from(Float32Array.from(out.data).buffer));
+      if (out.durations) fs.writeFileSync(req.save + ".dur.json", JSON.stringify(out.durations));
+    }
     return result;
   } finally {
     await browser.close();

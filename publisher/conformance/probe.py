@@ -42,7 +42,11 @@ def _onnxruntime(req):
     sess = ort.InferenceSession(req["model"], opts, providers=["CPUExecutionProvider"])
     with np.load(req["feeds"]) as data:
         feeds = {k: data[k] for k in data.files}
-    return _samples(sess.run(None, feeds)[0]) | {"version": ort.__version__}
+    outputs = sess.run(None, feeds)
+    if _SAVE.get("path") and len(outputs) > 1:  # the durations, to align the waveforms
+        with open(_SAVE["path"] + ".dur.json", "w", encoding="utf-8") as fh:
+            json.dump([int(d) for d in np.asarray(outputs[1]).reshape(-1)], fh)
+    return _samples(outputs[0]) | {"version": ort.__version__}
 
 
 def _kokoro_onnx(req):
