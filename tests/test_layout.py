@@ -79,3 +79,12 @@ def test_the_runtime_imports_without_torch_onnx_or_the_model_side():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[] []"
+
+
+def test_the_wheel_lists_every_package_and_the_node_probe():
+    """pyproject.toml names its packages by hand (templates/ and recipes/ are mapped in),
+    so a new subpackage must be added there or a wheel install would lack it."""
+    tool = tomllib.loads(REPO.joinpath("pyproject.toml").read_text())["tool"]["setuptools"]
+    on_disk = {".".join(p.parent.relative_to(REPO).parts) for p in PACKAGE.rglob("__init__.py")}
+    assert on_disk <= set(tool["packages"])
+    assert "probe.mjs" in tool["package-data"]["publisher.conformance"]
