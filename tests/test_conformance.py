@@ -208,11 +208,11 @@ def test_the_card_shows_the_matrix_each_build_recorded(dist_copy, monkeypatch, t
 
 
 def test_a_missing_env_is_one_line_naming_pypi(monkeypatch, tmp_path):
-    from publisher.conformance.envs import env_python
+    from publisher.conformance.envs import environment
 
     monkeypatch.setenv("PUBLISHER_ENVS", str(tmp_path / "envs"))
     with pytest.raises(PublisherError, match=r"cannot create the nope environment \(.*PyPI"):
-        env_python("nope", ("publisher-no-such-package-0123==9.9.9",))
+        environment("nope", ("publisher-no-such-package-0123==9.9.9",))
     assert [p.name for p in (tmp_path / "envs").iterdir()] == []  # nothing half-made
 
 
@@ -262,6 +262,16 @@ def test_a_missing_npm_package_is_one_line_and_leaves_nothing(monkeypatch, tmp_p
     with pytest.raises(PublisherError, match=r"cannot create the nope environment \(npm"):
         environment("nope", ("publisher-no-such-package-0123@9.9.9",), npm=True)
     assert [p.name for p in (tmp_path / "envs").iterdir()] == []
+
+
+def test_the_npm_runtimes_without_node_are_one_line(monkeypatch, tmp_path):
+    from publisher.conformance import envs
+
+    monkeypatch.setenv("PUBLISHER_ENVS", str(tmp_path / "envs"))
+    monkeypatch.setattr(envs.shutil, "which", lambda name: None)
+    with pytest.raises(PublisherError, match=r"need node and npm on PATH \(apt-get install"):
+        envs.environment("kokoro-js 1.2.1", ("kokoro-js@1.2.1",), npm=True)
+    assert not (tmp_path / "envs").exists() or list((tmp_path / "envs").iterdir()) == []
 
 
 def test_the_browser_cell_without_chromium_is_one_line(dist_copy, monkeypatch, tmp_path):

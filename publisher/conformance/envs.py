@@ -59,14 +59,6 @@ def environment(
     return _create(root, name, packages, echo or (lambda line: None), npm)
 
 
-def env_python(
-    name: str, packages: tuple[str, ...], echo: Callable[[str], None] | None = None
-) -> tuple[Path, float]:
-    """The interpreter of ``name``'s Python environment and its creation seconds."""
-    root, seconds = environment(name, packages, echo)
-    return root / "bin" / "python", seconds
-
-
 def _create(root: Path, name: str, packages, echo, npm: bool) -> tuple[Path, float]:
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = scratch_dir(root.parent, root.name)
@@ -105,7 +97,10 @@ def _node_version() -> str:
             "the kokoro-js and onnxruntime-web cells need node and npm on PATH "
             "(apt-get install nodejs npm)"
         )
-    out = subprocess.run(["node", "--version"], capture_output=True, text=True, timeout=30)
+    try:
+        out = subprocess.run(["node", "--version"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise PublisherError(f"cannot run `node --version` ({first_line(exc)})") from None
     return out.stdout.strip()
 
 

@@ -151,9 +151,9 @@ def probe(runtime: Runtime, request: dict[str, Any], scratch: Path, echo: Echo) 
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
     env |= {"HF_HUB_OFFLINE": "1", "PYTHONNOUSERSITE": "1"}
     if runtime.npm:
-        cmd, cwd = ["node", str(_node_probe(root, scratch / runtime.kind)), str(path)], None
+        cmd = ["node", str(_node_probe(root, scratch / runtime.kind)), str(path)]
     else:
-        cmd, cwd = [str(root / "bin" / "python"), str(PROBE), str(path)], scratch
+        cmd = [str(root / "bin" / "python"), str(PROBE), str(path)]
     start = time.perf_counter()
     try:
         proc = subprocess.run(
@@ -161,7 +161,7 @@ def probe(runtime: Runtime, request: dict[str, Any], scratch: Path, echo: Echo) 
             capture_output=True,
             text=True,
             timeout=PROBE_TIMEOUT_S,
-            cwd=cwd or scratch,
+            cwd=scratch,
             env=env,
         )
         out = _answer(proc)
@@ -177,7 +177,9 @@ def _node_probe(root: Path, folder: Path) -> Path:
 
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(PROBE_NODE, folder / PROBE_NODE.name)
-    (folder / "node_modules").symlink_to(root / "node_modules", target_is_directory=True)
+    link = folder / "node_modules"
+    if not link.is_symlink():
+        link.symlink_to(root / "node_modules", target_is_directory=True)
     return folder / PROBE_NODE.name
 
 
