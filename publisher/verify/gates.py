@@ -37,9 +37,9 @@ if TYPE_CHECKING:
     from publisher.recipe.schema import Recipe
 
 PROBE_TOKENS = (40, 400)  # fixed-length parity probes (token counts, pads included)
+# shipped_matches_twin: the shipped graph against its deterministic twin, relative to
+# torch against its own deterministic mode (see _shipped), at least SAME_AUDIO_MATCH
 SHIPPED_ITEMS = 2  # corpus items the noisy shipped graph is run on
-# The shipped graph against its deterministic twin, relative to torch against its own
-# deterministic mode (see _shipped): the file is the graph that was verified.
 REPORT = "verify.md"
 # The deterministic torch reference depends on the checkpoint and the input only, not on
 # the variant: remembered per process, so building several recipes (``build --all``, the
