@@ -304,6 +304,7 @@ def benchmark(
     report_dir: Path | None = None,
     external: list[Path] | None = None,
     listen: bool = False,
+    profile: bool = False,
     echo=None,
 ) -> BenchRun:
     """The ``publisher bench`` job over built variant folders (plus torch if asked, plus
@@ -343,5 +344,21 @@ def benchmark(
         "items": [i.id for i in items],
         "checkpoint": ckpt.source,
     }
-    paths = write_outputs(results, targets, report_dir or folders[0].parent / "bench", settings)
+    report = report_dir or folders[0].parent / "bench"
+    paths = write_outputs(results, targets, report, settings)
+    if profile:
+        paths.update(profile_outputs(targets, items, ckpt, threads, report))
     return BenchRun(results, baseline, paths)
+
+
+def profile_outputs(targets: list[Target], items, ckpt, threads: int, report: Path) -> dict:
+    """``--profile``: every ONNX target through onnxruntime's profiler on the same inputs;
+    profile.json/.md/.png beside the bench report (keys prefixed ``profile_``)."""
+    from publisher import profile
+    from publisher.runtime.synth import style_row
+
+    inputs = [(list(i.ids), style_row(ckpt.voices[i.voice], len(i.ids)), i.speed) for i in items]
+    files = [(t.label, t.target) for t in targets if not t.target.startswith("torch:")]
+    peak, profiles = profile.profile_targets(files, inputs, threads)
+    written = profile.write_outputs(peak, profiles, report)
+    return {f"profile_{k}": v for k, v in written.items()}

@@ -143,8 +143,16 @@ INVALID_CASES = {
     ),
     "pass_unknown": (
         None,
-        "passes: unknown pass 'quantise-dynamic' (available: bucket-check, fp16, "
+        "passes: unknown pass 'quantise-dynamic' (available: bucket-check, fold-snake, fp16, "
         "quantize-dynamic, quantize-int4, quantize-static, simplify)",
+    ),
+    "fold_snake_after_quantize": (
+        None,
+        "passes: 'fold-snake' must come before 'quantize-static'",
+    ),
+    "include_without_quantize": (
+        None,
+        "precision.quantize.include: must be empty when precision.quantize.type is 'none'",
     ),
     "pass_contradicts_precision": (
         None,

@@ -56,6 +56,13 @@ from publisher.cli.output import info
     show_default=True,
     help="Measure WER and DNSMOS of the --onnx files on the speech set (real weights; minutes).",
 )
+@click.option(
+    "--profile/--no-profile",
+    default=False,
+    show_default=True,
+    help="Also profile each ONNX model in onnxruntime: time by op type and module, and the "
+    "fraction of this CPU's measured GEMM peak (profile.md/.json/.png).",
+)
 def bench_command(
     folders: tuple[Path, ...],
     external: tuple[Path, ...],
@@ -68,6 +75,7 @@ def bench_command(
     repeats: int,
     max_phonemes: int | None,
     report_dir: Path | None,
+    profile: bool,
 ) -> None:
     """Time variants interleaved on the corpus: load, median/p90, RTF, memory, size."""
     from publisher.bench import benchmark, markdown_table
@@ -83,7 +91,12 @@ def bench_command(
         report_dir=report_dir,
         external=list(external),
         listen=listen,
+        profile=profile,
         echo=info,
     )
     click.echo(markdown_table(run.results, run.baseline))
     click.echo(f"wrote {run.paths['json']}, {run.paths['md']}, {run.paths['png']}")
+    if profile:
+        click.echo(run.paths["profile_md"].read_text())
+        written = ", ".join(str(run.paths[f"profile_{k}"]) for k in ("json", "md", "png"))
+        click.echo(f"wrote {written}")

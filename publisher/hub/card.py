@@ -109,6 +109,8 @@ def display_columns(v: dict[str, Any]) -> dict[str, str]:
             if speech.get("ran")
             else "-"
         ),
+        "speaker_similarity": _fmt(speech.get("speaker_similarity"), ".3f"),
+        "speed": (f"{bench['ratio_to_baseline']:.2f}x" if bench.get("ratio_to_baseline") else "-"),
     }
 
 

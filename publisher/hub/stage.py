@@ -117,6 +117,7 @@ def _speech(speech: dict[str, Any]) -> dict[str, Any]:
         "reference_wer": speech["reference_wer"],
         "dnsmos": speech["variant_dnsmos"]["overall"],
         "reference_dnsmos": speech["reference_dnsmos"]["overall"],
+        "speaker_similarity": speech.get("speaker_similarity"),
     }
 
 

@@ -61,6 +61,15 @@ def _fp16_mode(recipe: Recipe) -> Problem | None:
     return None
 
 
+def _before_precision(recipe: Recipe) -> Problem | None:
+    """fold-snake rewrites float ops: it must see them before a precision pass converts."""
+    names = list(recipe.passes)
+    later = [p for p in names[: names.index("fold-snake")] if PASSES[p].converts_precision]
+    if later:
+        return "passes", f"'fold-snake' must come before '{later[0]}'"
+    return None
+
+
 def _bucket_shape(recipe: Recipe) -> Problem | None:
     if not recipe.is_bucket:
         return "passes", "'bucket-check' needs export.shape 'bucket'"
@@ -69,6 +78,10 @@ def _bucket_shape(recipe: Recipe) -> Problem | None:
 
 PASSES: dict[str, PassSpec] = {
     "simplify": PassSpec("publisher.passes.simplify:simplify_pass"),
+    # reads the quantize section to know which Convs will be 8-bit (see passes/snake.py)
+    "fold-snake": PassSpec(
+        "publisher.passes.snake:fold_snake_pass", ("precision.quantize",), _before_precision
+    ),
     "fp16": PassSpec(
         "publisher.passes.fp16:fp16_pass", ("precision.fp16",), _fp16_mode, converts_precision=True
     ),

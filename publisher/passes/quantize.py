@@ -39,10 +39,18 @@ def quiet_quantizer() -> Iterator[None]:
         root.setLevel(level)
 
 
-def excluded_nodes(model: onnx.ModelProto, patterns: tuple[str, ...]) -> list[str]:
-    return [
-        n.name for n in model.graph.node if any(fnmatch.fnmatchcase(n.name, p) for p in patterns)
-    ]
+def left_float(name: str, exclude: tuple[str, ...], include: tuple[str, ...] = ()) -> bool:
+    """Whether a node stays float: it matches an ``exclude`` glob, or ``include`` globs are
+    given and it matches none of them."""
+    if any(fnmatch.fnmatchcase(name, p) for p in exclude):
+        return True
+    return bool(include) and not any(fnmatch.fnmatchcase(name, p) for p in include)
+
+
+def excluded_nodes(
+    model: onnx.ModelProto, patterns: tuple[str, ...], include: tuple[str, ...] = ()
+) -> list[str]:
+    return [n.name for n in model.graph.node if left_float(n.name, patterns, include)]
 
 
 def _qtype(name: str):
@@ -120,7 +128,7 @@ def quantize_dynamic_pass(
     """MatMul/Gemm/LSTM with the recipe's weight type, then Conv with uint8 weights."""
     q = recipe.precision.quantize
     ops = list(q.op_types) or [*DYNAMIC_OPS, "Conv"]
-    excluded = excluded_nodes(model, q.exclude)
+    excluded = excluded_nodes(model, q.exclude, q.include)
 
     def run(op_types: list[str], wtype: str):
         def tool(src, dst):
@@ -193,7 +201,7 @@ def quantize_static_pass(
             per_channel=q.per_channel,
             activation_type=_qtype(q.activation_type),
             weight_type=_qtype(q.weight_type),
-            nodes_to_exclude=excluded_nodes(model, q.exclude),
+            nodes_to_exclude=excluded_nodes(model, q.exclude, q.include),
             calibrate_method=CalibrationMethod.MinMax,
             extra_options={
                 "ActivationSymmetric": False,
@@ -259,7 +267,7 @@ def quantize_int4_pass(model: onnx.ModelProto, recipe: Recipe, ctx: PassContext)
         model,
         block_size=q.block_size,
         is_symmetric=q.symmetric,
-        nodes_to_exclude=excluded_nodes(model, q.exclude),
+        nodes_to_exclude=excluded_nodes(model, q.exclude, q.include),
     )
     with quiet_quantizer():
         quantizer.process()

@@ -196,6 +196,8 @@ class Quantize(_Section):
     per_channel: Bool = False
     format: choice("qdq", "qoperator") = "qdq"
     exclude: str_list() = ()
+    # node-name globs: when given, only matching nodes are quantized (exclude still applies)
+    include: str_list() = ()
     calibration_samples: int_range(1, 1000) = 32
     block_size: choice(16, 32, 64, 128, 256) = 32
     op_types: str_list(pattern(r"^[A-Za-z][A-Za-z0-9]*$", "an ONNX op type"), unique=True) = ()
@@ -271,6 +273,8 @@ class Gates(_Section):
     # overall DNSMOS at most this far below upstream's
     wer_margin: float_range(0, 1) | None = None
     dnsmos_drop: float_range(0, 4) | None = None
+    # mean cosine of the variant's and upstream's speaker vectors, same sentence and voice
+    speaker_similarity: float_range(0, 1) | None = None
     real_weights: RealWeightGates = Field(default_factory=RealWeightGates)
 
     def for_weights(self, real: bool) -> "Gates":
@@ -361,7 +365,7 @@ class Recipe(_Section):
                 expected = ", ".join(map(repr, allowed))
                 msg = f"expected one of {expected} {when}" if allowed else f"must be null {when}"
                 raise _fail(f"{msg}, got {value!r}", f"precision.quantize.{key}")
-        for key in ("exclude", "op_types"):
+        for key in ("exclude", "include", "op_types"):
             if q.type == "none" and getattr(q, key):
                 raise _fail(f"must be empty {when}", f"precision.quantize.{key}")
         only = {"format": "static", "calibration_samples": "static", "block_size": "int4"}

@@ -95,6 +95,7 @@ class Speech(Artifact):
     reference_wer: float | None = None
     dnsmos: float | None = None
     reference_dnsmos: float | None = None
+    speaker_similarity: float | None = None  # mean cosine to upstream's speaker vectors
 
 
 class Cell(Artifact):

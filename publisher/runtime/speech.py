@@ -89,7 +89,7 @@ def missing_tools() -> str | None:
     what to install."""
     import importlib.util
 
-    needed = ("pocketsphinx", "jiwer", "scipy", "speechmos", "librosa")
+    needed = ("pocketsphinx", "jiwer", "scipy", "speechmos", "librosa", "resemblyzer")
     absent = [name for name in needed if importlib.util.find_spec(name) is None]
     if absent:
         return f"speech gates need {', '.join(absent)}; {INSTALL_HINT}"

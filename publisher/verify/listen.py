@@ -5,7 +5,9 @@ upstream torch (its random source seeded per sentence) and by the shipped graph 
 random source), in a child process. Each waveform goes through the offline recognizer
 (WER over the whole set) and DNSMOS (mean overall, signal, background). The gates compare
 the variant with upstream on the same run: WER at most the reference's plus
-``gates.wer_margin``; mean overall DNSMOS at most ``gates.dnsmos_drop`` below it.
+``gates.wer_margin``; mean overall DNSMOS at most ``gates.dnsmos_drop`` below it; the mean
+speaker similarity of each sentence's two renderings (``verify/speaker.py``) at least
+``gates.speaker_similarity``.
 
 Synthetic weights do not speak, so they skip these gates (said in the report), as does
 a machine without the ``[quality]`` tools (one line naming what to install).
@@ -69,7 +71,9 @@ def listen(ckpt: Checkpoint, model: Any, graph: str, echo=None) -> dict[str, Any
 
 def _row(item, reference, variant, sample_rate: int) -> dict[str, Any]:
     from publisher.runtime.speech import dnsmos, recognize
+    from publisher.verify.speaker import embedding, similarity
 
+    same_speaker = similarity(embedding(reference, sample_rate), embedding(variant, sample_rate))
     return {
         "item": item.id,
         "voice": item.voice,
@@ -78,6 +82,7 @@ def _row(item, reference, variant, sample_rate: int) -> dict[str, Any]:
         "variant_heard": recognize(variant, sample_rate),
         "reference_dnsmos": dnsmos(reference, sample_rate),
         "variant_dnsmos": dnsmos(variant, sample_rate),
+        "speaker_similarity": same_speaker,
     }
 
 
@@ -90,6 +95,7 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "sentences": len(rows),
         "reference_wer": corpus_wer(texts, [r["reference_heard"] for r in rows]),
         "variant_wer": corpus_wer(texts, [r["variant_heard"] for r in rows]),
+        "speaker_similarity": sum(r["speaker_similarity"] for r in rows) / len(rows),
     }
     for side in ("reference", "variant"):
         out[f"{side}_dnsmos"] = {
@@ -110,6 +116,9 @@ def speech_gates(gates: Any, speech: dict[str, Any]) -> list[tuple[str, float, f
     if gates.dnsmos_drop is not None:
         threshold = speech["reference_dnsmos"]["overall"] - gates.dnsmos_drop
         out.append(("dnsmos_overall", speech["variant_dnsmos"]["overall"], threshold, True))
+    if gates.speaker_similarity is not None and "speaker_similarity" in speech:
+        value = speech["speaker_similarity"]
+        out.append(("speaker_similarity", value, gates.speaker_similarity, True))
     return out
 
 
@@ -126,15 +135,18 @@ def report_lines(speech: dict[str, Any] | None) -> list[str]:
         f"{speech['reference_wer']:.3f}, this variant {speech['variant_wer']:.3f}. "
         f"DNSMOS overall/signal/background: upstream {ref['overall']:.2f}/"
         f"{ref['signal']:.2f}/{ref['background']:.2f}, this variant {var['overall']:.2f}/"
-        f"{var['signal']:.2f}/{var['background']:.2f}.",
+        f"{var['signal']:.2f}/{var['background']:.2f}. Speaker similarity to upstream "
+        f"(resemblyzer, mean cosine): {speech.get('speaker_similarity', float('nan')):.4f}.",
         "",
-        "| item | voice | text | upstream heard | variant heard | DNSMOS upstream | variant |",
-        "|---|---|---|---|---|---|---|",
+        "| item | voice | text | upstream heard | variant heard | DNSMOS upstream | variant "
+        "| same speaker |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in speech["items"]:
+        same = r.get("speaker_similarity")
         lines.append(
             f"| {r['item']} | {r['voice']} | {r['text']} | {r['reference_heard']} | "
             f"{r['variant_heard']} | {r['reference_dnsmos']['overall']:.2f} | "
-            f"{r['variant_dnsmos']['overall']:.2f} |"
+            f"{r['variant_dnsmos']['overall']:.2f} | {'-' if same is None else f'{same:.4f}'} |"
         )
     return lines
