@@ -19,7 +19,7 @@ FLOAT, FLOAT16, INT8, UINT8, INT64 = (
     onnx.TensorProto.UINT8,
     onnx.TensorProto.INT64,
 )
-BUILT_HERE = ("fp16", "q8f16", "uint8", "uint8f16", "q4", "q4f16")  # quantized: tiny_dist
+BUILT_HERE = ("fp16", "q8f16", "uint8", "uint8f16", "q4", "q4f16", "cpu-int8")  # quantized: tiny_dist
 F16_RECIPES = ("fp16", "q8f16", "uint8f16", "q4f16")
 CONV_POST = "/decoder/generator/conv_post/Conv"
 
@@ -197,6 +197,24 @@ def test_static_uint8_is_qdq_with_uint8_activations_int8_weights_and_conv_post_f
     assert weights and {inits[n.input[0]].data_type for n in weights} == {INT8}
     post = _node(model, CONV_POST)
     assert inits[post.input[1]].data_type == FLOAT  # a plain float weight, no DequantizeLinear
+
+
+def test_cpu_int8_quantizes_decoder_convs_only_with_the_snakes_folded(variants):
+    from publisher.manifest import read_manifest
+
+    model = _model(variants["cpu-int8"])
+    inits = _inits(model)
+    dq_of = {n.output[0]: n for n in model.graph.node if n.op_type == "DequantizeLinear"}
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    int8 = [n.name for n in convs if n.input[1] in dq_of]
+    float_ = [n.name for n in convs if n.input[1] in inits]
+    assert int8 and all(name.startswith("/decoder/") for name in int8)
+    assert any(name.startswith("/text_encoder/") for name in float_)  # the text side is float
+    assert CONV_POST in float_ and "/decoder/generator/analysis/Conv" in float_
+    # every Snake folded: no Pow left, and the manifest says how many
+    assert _ops(model)["Pow"] == 0
+    folded = read_manifest(variants["cpu-int8"])["passes"]["notes"]["folded"]
+    assert folded["snake"] == 48 and folded["adain"] > folded["snake"]
 
 
 @pytest.mark.parametrize("name", ["q4", "q4f16"])

@@ -143,7 +143,7 @@ INVALID_CASES = {
     ),
     "pass_unknown": (
         None,
-        "passes: unknown pass 'quantise-dynamic' (available: bucket-check, fold-snake, fp16, "
+        "passes: unknown pass 'quantise-dynamic' (available: bucket-check, equalize-residuals, fold-snake, fp16, "
         "quantize-dynamic, quantize-int4, quantize-static, simplify)",
     ),
     "fold_snake_after_quantize": (

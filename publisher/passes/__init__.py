@@ -61,13 +61,17 @@ def _fp16_mode(recipe: Recipe) -> Problem | None:
     return None
 
 
-def _before_precision(recipe: Recipe) -> Problem | None:
-    """fold-snake rewrites float ops: it must see them before a precision pass converts."""
-    names = list(recipe.passes)
-    later = [p for p in names[: names.index("fold-snake")] if PASSES[p].converts_precision]
-    if later:
-        return "passes", f"'fold-snake' must come before '{later[0]}'"
-    return None
+def _before_precision(name: str) -> Callable[[Recipe], Problem | None]:
+    """A pass that rewrites float ops must see them before a precision pass converts them."""
+
+    def check(recipe: Recipe) -> Problem | None:
+        names = list(recipe.passes)
+        early = [p for p in names[: names.index(name)] if PASSES[p].converts_precision]
+        if early:
+            return "passes", f"'{name}' must come before '{early[0]}'"
+        return None
+
+    return check
 
 
 def _bucket_shape(recipe: Recipe) -> Problem | None:
@@ -80,7 +84,15 @@ PASSES: dict[str, PassSpec] = {
     "simplify": PassSpec("publisher.passes.simplify:simplify_pass"),
     # reads the quantize section to know which Convs will be 8-bit (see passes/snake.py)
     "fold-snake": PassSpec(
-        "publisher.passes.snake:fold_snake_pass", ("precision.quantize",), _before_precision
+        "publisher.passes.snake:fold_snake_pass",
+        ("precision.quantize",),
+        _before_precision("fold-snake"),
+    ),
+    # reads calibration_samples: the calibration inputs set the per-channel scales
+    "equalize-residuals": PassSpec(
+        "publisher.passes.equalize:equalize_pass",
+        ("precision.quantize",),
+        _before_precision("equalize-residuals"),
     ),
     "fp16": PassSpec(
         "publisher.passes.fp16:fp16_pass", ("precision.fp16",), _fp16_mode, converts_precision=True

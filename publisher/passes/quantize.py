@@ -169,6 +169,7 @@ class CorpusReader:
                     "speed": __import__("numpy").array([item.speed], dtype="float32"),
                 }
             )
+        self.feeds = feeds
         self._feeds = iter(feeds)
         self.count = len(feeds)
 
@@ -183,13 +184,26 @@ class CorpusReader:
 def quantize_static_pass(
     model: onnx.ModelProto, recipe: Recipe, ctx: PassContext
 ) -> onnx.ModelProto:
-    """Static (calibrated) quantization, QDQ or QOperator, MinMax ranges."""
+    """Static (calibrated) quantization, QDQ or QOperator, MinMax ranges (Conv outputs:
+    percentile ranges when ``output_percentile`` is set, see ``passes/ranges.py``)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, quantize_static
+
+    from publisher.passes.ranges import output_ranges, overrides
 
     q = recipe.precision.quantize
     reader = CorpusReader(ctx, q.calibration_samples)
     ctx.notes["calibration_items"] = reader.count
     fmt = QuantFormat.QDQ if q.format == "qdq" else QuantFormat.QOperator
+    excluded = excluded_nodes(model, q.exclude, q.include)
+    tensor_overrides = {}
+    if q.output_percentile is not None:
+        skip = set(excluded)
+        outputs = [
+            n.output[0] for n in model.graph.node if n.op_type == "Conv" and n.name not in skip
+        ]
+        ranges = output_ranges(model, outputs, reader.feeds, q.output_percentile)
+        tensor_overrides = overrides(ranges)
+        ctx.notes["percentile_ranges"] = len(ranges)
 
     def tool(src, dst):
         quantize_static(
@@ -201,11 +215,12 @@ def quantize_static_pass(
             per_channel=q.per_channel,
             activation_type=_qtype(q.activation_type),
             weight_type=_qtype(q.weight_type),
-            nodes_to_exclude=excluded_nodes(model, q.exclude, q.include),
+            nodes_to_exclude=excluded,
             calibrate_method=CalibrationMethod.MinMax,
             extra_options={
                 "ActivationSymmetric": False,
                 "WeightSymmetric": weight_symmetric(recipe, "static", q.weight_type),
+                "TensorQuantOverrides": tensor_overrides,
             },
         )
 

@@ -199,6 +199,9 @@ class Quantize(_Section):
     # node-name globs: when given, only matching nodes are quantized (exclude still applies)
     include: str_list() = ()
     calibration_samples: int_range(1, 1000) = 32
+    # static: Conv outputs get this percentile of the calibration data (both tails) as their
+    # range instead of min-max (passes/ranges.py)
+    output_percentile: float_range(90, 100) | None = None
     block_size: choice(16, 32, 64, 128, 256) = 32
     op_types: str_list(pattern(r"^[A-Za-z][A-Za-z0-9]*$", "an ONNX op type"), unique=True) = ()
     symmetric: Bool = True
@@ -368,7 +371,12 @@ class Recipe(_Section):
         for key in ("exclude", "include", "op_types"):
             if q.type == "none" and getattr(q, key):
                 raise _fail(f"must be empty {when}", f"precision.quantize.{key}")
-        only = {"format": "static", "calibration_samples": "static", "block_size": "int4"}
+        only = {
+            "format": "static",
+            "calibration_samples": "static",
+            "output_percentile": "static",
+            "block_size": "int4",
+        }
         for key, kind in only.items():
             if q.type != kind and getattr(q, key) != Quantize.model_fields[key].default:
                 msg = f"only meaningful when precision.quantize.type is {kind!r}"

@@ -1,0 +1,132 @@
+"""Equalize the generator's residual streams per channel before 8-bit quantization.
+
+In each upsampling stage of Kokoro's iSTFTNet generator, every residual block adds the
+second convolution of each pair (``convs2.k``) into a stream that starts at the stage's
+upsampling (``ups.i``) plus its source branch (``noise_convs.i`` -> ``noise_res.i``), and
+the stage's mean goes through a LeakyReLU into the next ``ups`` (or ``conv_post``). A
+QLinearConv writes its output in 8 bits with one range per tensor, and some channels of
+those updates are several times larger than others (real weights: the largest channel
+peak 3-12x the median one), so most channels get a few levels.
+
+Scaling channel c of the whole stream by s_c is exact: InstanceNormalization, which every
+reader inside the blocks applies first, ignores a positive per-channel scale, LeakyReLU
+commutes with it, and the stream's writers (ups, noise_convs, every convs2) take s_c on
+their output channel while the next ups or conv_post takes 1/s_c on its input channel.
+s_c is one over the geometric mean, over the stage's convs2, of channel c's peak on the
+calibration inputs, so every channel of those outputs spans about the same range.
+
+Hand-written: onnxruntime's quantizer has no cross-layer equalization, and this one needs
+to know where Kokoro's residual streams are (node names from the torch export).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import TYPE_CHECKING
+
+from publisher.passes import PassContext
+from publisher.runtime.errors import ExportError
+
+if TYPE_CHECKING:
+    import onnx
+
+    from publisher.recipe.schema import Recipe
+
+log = logging.getLogger(__name__)
+GEN = "/decoder/generator/"
+
+
+def stage_nodes(names: set[str], stage: int, kernels: int, last: bool) -> dict[str, list[str]]:
+    """The writers (output channels scaled), the reader (input channels scaled by the
+    inverse) and the convs2 whose outputs set the scale, for one generator stage."""
+    blocks = [f"resblocks.{stage * kernels + j}" for j in range(kernels)]
+    convs2 = sorted(
+        n
+        for n in names
+        if (
+            m := re.fullmatch(
+                re.escape(GEN) + r"(resblocks\.\d+|noise_res\.\d+)/convs2\.\d+/Conv", n
+            )
+        )
+        and (m.group(1) in blocks or m.group(1) == f"noise_res.{stage}")
+    )
+    reader = f"{GEN}conv_post/Conv" if last else f"{GEN}ups.{stage + 1}/ConvTranspose"
+    plan = {
+        "convs2": convs2,
+        "writers": [*convs2, f"{GEN}noise_convs.{stage}/Conv", f"{GEN}ups.{stage}/ConvTranspose"],
+        "reader": [reader],
+    }
+    missing = [n for group in plan.values() for n in group if n not in names]
+    if missing or not convs2:
+        raise ExportError(
+            f"equalize-residuals: the graph has no node {missing[0] if missing else 'convs2'}; "
+            "this pass knows Kokoro's iSTFTNet generator only (remove it from the recipe's passes)"
+        )
+    return plan
+
+
+def _scale(model: onnx.ModelProto, inits: dict, name: str, factor, axis: int) -> None:
+    """Multiply initializer ``name`` by ``factor`` along ``axis`` (a private copy if shared)."""
+    from onnx import numpy_helper
+
+    array = numpy_helper.to_array(inits[name]).astype("float32")
+    shape = [1] * array.ndim
+    shape[axis] = -1
+    inits[name].CopyFrom(numpy_helper.from_array(array * factor.reshape(shape), name))
+
+
+def equalize(model: onnx.ModelProto, feeds: list[dict], kernels: int, stages: int) -> list[float]:
+    """Equalize every stage in place; the largest/smallest scale ratio of each stage."""
+    import numpy as np
+
+    from publisher.passes.ranges import channel_peaks
+
+    by_name = {n.name: n for n in model.graph.node}
+    inits = {t.name: t for t in model.graph.initializer}
+    readers: dict[str, int] = {}
+    for node in model.graph.node:
+        for i in node.input:
+            readers[i] = readers.get(i, 0) + 1
+    plans = [stage_nodes(set(by_name), i, kernels, i == stages - 1) for i in range(stages)]
+    tensors = [by_name[n].output[0] for p in plans for n in p["convs2"]]
+    peaks = channel_peaks(model, tensors, feeds)
+    spreads = []
+    for plan in plans:
+        logs = np.stack([np.log(peaks[by_name[n].output[0]] + 1e-6) for n in plan["convs2"]])
+        scale = np.exp(-logs.mean(axis=0))
+        scale = scale / np.exp(np.log(scale).mean())  # geometric mean 1: magnitudes stay put
+        spreads.append(float(scale.max() / scale.min()))
+        for name in plan["writers"]:
+            node = by_name[name]
+            out_axis = 1 if node.op_type == "ConvTranspose" else 0
+            _check_private(node, readers, inits)
+            _scale(model, inits, node.input[1], scale, out_axis)
+            if len(node.input) > 2:
+                _scale(model, inits, node.input[2], scale, 0)
+        node = by_name[plan["reader"][0]]
+        _check_private(node, readers, inits)
+        _scale(
+            model, inits, node.input[1], 1.0 / scale, 0 if node.op_type == "ConvTranspose" else 1
+        )
+    return spreads
+
+
+def _check_private(node, readers: dict[str, int], inits: dict) -> None:
+    for name in node.input[1:]:
+        if name not in inits or readers.get(name, 0) != 1:
+            raise ExportError(
+                f"equalize-residuals: {node.name} does not own a constant {name!r}; "
+                "run it right after simplify and fold-snake"
+            )
+
+
+def equalize_pass(model: onnx.ModelProto, recipe: Recipe, ctx: PassContext) -> onnx.ModelProto:
+    from publisher.passes.quantize import CorpusReader
+
+    net = ctx.config["istftnet"]
+    feeds = CorpusReader(ctx, recipe.precision.quantize.calibration_samples).feeds
+    spreads = equalize(model, feeds, len(net["resblock_kernel_sizes"]), len(net["upsample_rates"]))
+    ctx.notes["equalized_stages"] = [round(s, 2) for s in spreads]
+    log.info("equalized %d generator stages (scale spread %s)", len(spreads), spreads)
+    return model
