@@ -57,9 +57,10 @@ def test_corpus_wer_counts_all_errors_over_all_words():
     assert corpus_wer(refs, ["", ""]) == pytest.approx(1.0)
 
 
-def _row(item, ref_heard, var_heard, ref_mos, var_mos):
+def _row(item, ref_heard, var_heard, ref_mos, var_mos, same_speaker=0.99):
     mos = lambda v: {"overall": v, "signal": v, "background": v}  # noqa: E731
     return {
+        "speaker_similarity": same_speaker,
         "item": item,
         "voice": "af_heart",
         "text": "the birch canoe slid on the smooth planks",
@@ -71,7 +72,7 @@ def _row(item, ref_heard, var_heard, ref_mos, var_mos):
 
 
 def test_speech_gates_fail_a_variant_that_loses_words_or_quality():
-    gates = SimpleNamespace(wer_margin=0.05, dnsmos_drop=0.2)
+    gates = SimpleNamespace(wer_margin=0.05, dnsmos_drop=0.2, speaker_similarity=None)
     good = "the birch canoe slid on the smooth planks"
     garbled = "the bird can slid on a move planks"
     rows = [_row("s1", good, good, 3.3, 3.25), _row("s2", good, garbled, 3.3, 2.5)]
@@ -88,8 +89,42 @@ def test_speech_gates_fail_a_variant_that_loses_words_or_quality():
 
 def test_speech_gates_are_skipped_for_synthetic_weights_and_say_so(tiny):
     assert "synthetic weights do not speak" in skip_reason(tiny)
-    gates = SimpleNamespace(wer_margin=0.05, dnsmos_drop=0.2)
+    gates = SimpleNamespace(wer_margin=0.05, dnsmos_drop=0.2, speaker_similarity=0.985)
     assert speech_gates(gates, {"ran": False, "skipped": "x"}) == []
+
+
+def test_the_speaker_gate_fails_a_variant_that_sounds_like_someone_else():
+    gates = SimpleNamespace(wer_margin=None, dnsmos_drop=None, speaker_similarity=0.985)
+    text = "the birch canoe slid on the smooth planks"
+    rows = [_row("s1", text, text, 3.3, 3.3, 0.999), _row("s2", text, text, 3.3, 3.3, 0.95)]
+    [(gate, value, limit, higher)] = speech_gates(gates, {"ran": True, **summarize(rows)})
+    assert gate == "speaker_similarity" and higher
+    assert value == pytest.approx(0.9745) and value < limit == 0.985
+    close = summarize([_row("s1", text, text, 3.3, 3.3, 0.99)])
+    [(_, value, limit, _)] = speech_gates(gates, {"ran": True, **close})
+    assert value >= limit
+
+
+def test_speaker_similarity_hears_the_same_voice_and_not_another():
+    from publisher.verify.speaker import embedding, similarity
+
+    rate = 24000
+    t = np.arange(2 * rate) / rate
+    rng = np.random.default_rng(0)
+
+    # two buzzy "voices": glottal-like pulse trains at different pitches through different
+    # formant-like resonances, with the same envelope
+    def voice(f0: float, formants: tuple[float, ...]) -> np.ndarray:
+        pulses = np.sign(np.sin(2 * np.pi * f0 * t)) * 0.3
+        out = sum(np.sin(2 * np.pi * f * t) * pulses for f in formants)
+        return (out * (0.6 + 0.4 * np.sin(2 * np.pi * 3 * t))).astype(np.float32)
+
+    low = voice(110, (500, 1500, 2500))
+    high = voice(240, (800, 2200, 3300))
+    noisy_low = low + rng.normal(0, 0.002, low.size).astype(np.float32)
+    same = similarity(embedding(low, rate), embedding(noisy_low, rate))
+    other = similarity(embedding(low, rate), embedding(high, rate))
+    assert same > 0.99 and other < same - 0.02
 
 
 def test_the_speech_set_has_20_plus_sentences_in_both_sexes_voices():

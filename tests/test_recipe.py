@@ -150,6 +150,11 @@ INVALID_CASES = {
         None,
         "passes: 'fold-snake' must come before 'quantize-static'",
     ),
+    "percentile_on_dynamic": (
+        None,
+        "precision.quantize.output_percentile: only meaningful when "
+        "precision.quantize.type is 'static'",
+    ),
     "include_without_quantize": (
         None,
         "precision.quantize.include: must be empty when precision.quantize.type is 'none'",

@@ -140,6 +140,9 @@ def _figures(manifest: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+FAST_CPU_RECIPE = "cpu-int8"  # the family's speed file: its own usage snippet
+
+
 def usage(variants: list[dict[str, Any]], voices: list[str]) -> dict[str, Any]:
     """Which files each runtime's usage snippet names."""
     dynamic = [v for v in variants if v["shape"] == "dynamic"]
@@ -159,6 +162,14 @@ def usage(variants: list[dict[str, Any]], voices: list[str]) -> dict[str, Any]:
             if v.get("sherpa_onnx")
         ],
         "sherpa_sid": sorted(voices).index("af_heart" if "af_heart" in voices else voices[0]),
+        "fast_cpu": next(
+            (
+                {"file": v["path"], "speed": display_columns(v)["speed"]}
+                for v in dynamic
+                if v["recipe"] == FAST_CPU_RECIPE
+            ),
+            None,
+        ),
     }
 
 

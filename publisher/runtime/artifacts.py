@@ -144,6 +144,8 @@ class VariantEntry(Artifact):
     latency: str = "not measured"
     wer: str = "-"
     dnsmos: str = "-"
+    speaker_similarity: str = "-"
+    speed: str = "-"  # ratio to the fp32 file in the same bench run
 
 
 class RepoManifest(Artifact):

@@ -25,8 +25,8 @@ if TYPE_CHECKING:
 def _encoder():
     import warnings
 
-    with warnings.catch_warnings():  # webrtcvad imports pkg_resources
-        warnings.simplefilter("ignore")
+    with warnings.catch_warnings():  # webrtcvad imports pkg_resources, resemblyzer an
+        warnings.simplefilter("ignore")  # old scipy path: both warn on every import
         from resemblyzer import VoiceEncoder
 
     return VoiceEncoder("cpu", verbose=False)
@@ -34,9 +34,9 @@ def _encoder():
 
 def embedding(wave: np.ndarray, sample_rate: int) -> np.ndarray:
     """The unit speaker vector of one utterance (silences trimmed by resemblyzer's VAD)."""
+    encoder = _encoder()  # imports resemblyzer (under the warning filter) first
     from resemblyzer import preprocess_wav
 
-    encoder = _encoder()  # imports resemblyzer under the warning filter first
     audio = to_16k(wave, sample_rate).astype("float32") / 32768.0
     return encoder.embed_utterance(preprocess_wav(audio, source_sr=RECOGNIZER_RATE))
 
