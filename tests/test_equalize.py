@@ -38,6 +38,9 @@ def test_equalized_graph_computes_what_it_computed_and_its_stream_writers_change
     before = model.SerializeToString()
     after = equalize_pass(model, load_recipe("cpu-int8"), tiny_ctx)
     assert len(tiny_ctx.notes["equalized_stages"]) == 2
+    # every convs1 of the generator's residual pairs (6 blocks + 2 source blocks, 3 each)
+    # and conv1 of the decoder's 5 blocks: each read by a norm only
+    assert tiny_ctx.notes["equalized_convs_before_a_norm"] == 29
     assert all(spread > 1.0 for spread in tiny_ctx.notes["equalized_stages"])
     original = onnx.ModelProto.FromString(before)
     assert not np.allclose(_weight(original, UPS), _weight(after, UPS))

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from publisher.passes import PassContext
 from publisher.runtime.errors import ExportError
@@ -76,8 +76,40 @@ def _scale(model: onnx.ModelProto, inits: dict, name: str, factor, axis: int) ->
     inits[name].CopyFrom(numpy_helper.from_array(array * factor.reshape(shape), name))
 
 
-def equalize(model: onnx.ModelProto, feeds: list[dict], kernels: int, stages: int) -> list[float]:
-    """Equalize every stage in place; the largest/smallest scale ratio of each stage."""
+def normalized_convs(model: onnx.ModelProto, within: str = "/decoder/") -> list:
+    """Convs whose every reader is an InstanceNormalization: it ignores a positive scale per
+    channel, so their output channels can be equalized on their own (``convs1.k`` of each
+    residual pair, ``conv1`` of the decoder blocks)."""
+    readers: dict[str, list] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            readers.setdefault(name, []).append(node)
+    return [
+        n
+        for n in model.graph.node
+        if n.op_type == "Conv"
+        and n.name.startswith(within)
+        and readers.get(n.output[0])
+        and all(
+            r.op_type == "InstanceNormalization" and r.input[0] == n.output[0]
+            for r in readers[n.output[0]]
+        )
+    ]
+
+
+def _unit_scale(peaks) -> Any:
+    """One over each channel's peak, with geometric mean 1 (magnitudes stay put)."""
+    import numpy as np
+
+    scale = 1.0 / np.maximum(peaks, 1e-6)
+    return scale / np.exp(np.log(scale).mean())
+
+
+def equalize(
+    model: onnx.ModelProto, feeds: list[dict], kernels: int, stages: int
+) -> tuple[list[float], int]:
+    """Equalize every stage's residual stream and every conv that feeds a norm, in place;
+    the largest/smallest scale ratio of each stage, and how many such convs."""
     import numpy as np
 
     from publisher.passes.ranges import channel_peaks
@@ -89,8 +121,14 @@ def equalize(model: onnx.ModelProto, feeds: list[dict], kernels: int, stages: in
         for i in node.input:
             readers[i] = readers.get(i, 0) + 1
     plans = [stage_nodes(set(by_name), i, kernels, i == stages - 1) for i in range(stages)]
+    normed = normalized_convs(model)
     tensors = [by_name[n].output[0] for p in plans for n in p["convs2"]]
-    peaks = channel_peaks(model, tensors, feeds)
+    peaks = channel_peaks(model, tensors + [n.output[0] for n in normed], feeds)
+    for node in normed:  # exact: the norm after it divides the scale out again
+        _check_private(node, readers, inits)
+        scale = _unit_scale(peaks[node.output[0]])
+        for index in range(1, len(node.input)):
+            _scale(model, inits, node.input[index], scale, 0)
     spreads = []
     for plan in plans:
         logs = np.stack([np.log(peaks[by_name[n].output[0]] + 1e-6) for n in plan["convs2"]])
@@ -109,7 +147,7 @@ def equalize(model: onnx.ModelProto, feeds: list[dict], kernels: int, stages: in
         _scale(
             model, inits, node.input[1], 1.0 / scale, 0 if node.op_type == "ConvTranspose" else 1
         )
-    return spreads
+    return spreads, len(normed)
 
 
 def _check_private(node, readers: dict[str, int], inits: dict) -> None:
@@ -126,7 +164,9 @@ def equalize_pass(model: onnx.ModelProto, recipe: Recipe, ctx: PassContext) -> o
 
     net = ctx.config["istftnet"]
     feeds = CorpusReader(ctx, recipe.precision.quantize.calibration_samples).feeds
-    spreads = equalize(model, feeds, len(net["resblock_kernel_sizes"]), len(net["upsample_rates"]))
+    kernels, stages = len(net["resblock_kernel_sizes"]), len(net["upsample_rates"])
+    spreads, normed = equalize(model, feeds, kernels, stages)
     ctx.notes["equalized_stages"] = [round(s, 2) for s in spreads]
-    log.info("equalized %d generator stages (scale spread %s)", len(spreads), spreads)
+    ctx.notes["equalized_convs_before_a_norm"] = normed
+    log.info("equalized %d generator stages and %d convs before a norm", len(spreads), normed)
     return model
