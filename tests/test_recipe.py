@@ -143,8 +143,8 @@ INVALID_CASES = {
     ),
     "pass_unknown": (
         None,
-        "passes: unknown pass 'quantise-dynamic' (available: bucket-check, equalize-residuals, fold-snake, fp16, "
-        "quantize-dynamic, quantize-int4, quantize-static, simplify)",
+        "passes: unknown pass 'quantise-dynamic' (available: bucket-check, equalize-residuals, "
+        "fold-snake, fp16, quantize-dynamic, quantize-int4, quantize-static, simplify)",
     ),
     "fold_snake_after_quantize": (
         None,
