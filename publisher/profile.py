@@ -40,36 +40,41 @@ INT8_OPS = frozenset(
         "QGemm",
     }
 )
-# (prefix, module) pairs, first match wins: Kokoro's modules as torch names them
+# (path fragment, module), first match wins: Kokoro's modules as torch names them. Matched
+# anywhere in the node name, so exports that nest the model (kokoro-onnx's file names its
+# nodes /encoder/bert/..., /decoder/decoder/generator/...) group the same way.
 MODULES = (
+    ("/generator/m_source/", "generator: harmonic source"),
+    ("/generator/analysis/", "generator: source STFT"),
+    ("/generator/stft/", "generator: source STFT"),
+    ("/generator/noise", "generator: source convs"),
+    ("/generator/ups.0/", "generator: stage 1 (x10)"),
+    ("/generator/resblocks.0/", "generator: stage 1 (x10)"),
+    ("/generator/resblocks.1/", "generator: stage 1 (x10)"),
+    ("/generator/resblocks.2/", "generator: stage 1 (x10)"),
+    ("/generator/ups.1/", "generator: stage 2 (x6)"),
+    ("/generator/resblocks", "generator: stage 2 (x6)"),
+    ("/generator/conv_post/", "generator: conv_post + iSTFT"),
+    ("/generator/synthesis/", "generator: conv_post + iSTFT"),
+    ("/generator/", "generator: other"),
+    ("/decode", "decoder: encode/decode blocks"),
+    ("/encode/", "decoder: encode/decode blocks"),
     ("/bert", "text: ALBERT"),
-    ("/text_encoder_1", "predictor: text encoder"),
-    ("/text_encoder", "text encoder"),
-    ("/lstm", "predictor: duration"),
-    ("/duration_proj", "predictor: duration"),
-    ("/shared", "predictor: F0/N"),
-    ("/F0", "predictor: F0/N"),
-    ("/N", "predictor: F0/N"),
-    ("/decoder/generator/m_source", "generator: harmonic source"),
-    ("/decoder/generator/analysis", "generator: source STFT"),
-    ("/decoder/generator/noise", "generator: source convs"),
-    ("/decoder/generator/ups.0", "generator: stage 1 (x10)"),
-    ("/decoder/generator/resblocks.0", "generator: stage 1 (x10)"),
-    ("/decoder/generator/resblocks.1", "generator: stage 1 (x10)"),
-    ("/decoder/generator/resblocks.2", "generator: stage 1 (x10)"),
-    ("/decoder/generator/ups.1", "generator: stage 2 (x6)"),
-    ("/decoder/generator/resblocks", "generator: stage 2 (x6)"),
-    ("/decoder/generator/conv_post", "generator: conv_post + iSTFT"),
-    ("/decoder/generator/synthesis", "generator: conv_post + iSTFT"),
-    ("/decoder/generator", "generator: other"),
-    ("/decoder", "decoder: encode/decode blocks"),
+    ("/text_encoder_1/", "predictor: text encoder"),
+    ("/predictor/text_encoder/", "predictor: text encoder"),
+    ("/text_encoder/", "text encoder"),
+    ("/lstm/", "predictor: duration"),
+    ("/duration_proj/", "predictor: duration"),
+    ("/shared/", "predictor: F0/N"),
+    ("/F0.", "predictor: F0/N"),
+    ("/N.", "predictor: F0/N"),
 )
 
 
 def module_of(node_name: str) -> str:
-    """Kokoro's module for a node name (onnxruntime keeps the prefix when it fuses)."""
-    for prefix, module in MODULES:
-        if node_name.startswith(prefix):
+    """Kokoro's module for a node name (onnxruntime keeps the name's path when it fuses)."""
+    for fragment, module in MODULES:
+        if fragment in node_name:
             return module
     return "other (alignment, shapes)"
 
@@ -214,7 +219,7 @@ def _gemm_model(int8: bool, n: int):
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
 
 
-def measure_peak(threads: int, n: int = 1024, repeats: int = 10) -> Peak:
+def measure_peak(threads: int, n: int = 1024, repeats: int = 20) -> Peak:
     """GMAC/s of an n x n x n GEMM in onnxruntime, float32 and uint8 x int8 (best run)."""
     import numpy as np
 
@@ -329,7 +334,17 @@ def profile_targets(
     for label, path in targets:
         log.info("profiling %s ...", label)
         profiles.append(profile_model(label, path, inputs, threads, peak))
-    return peak, profiles
+    # a busy moment depresses one measurement: measure again after, keep the higher peak
+    again = measure_peak(threads or 0)
+    best = Peak(
+        max(peak.fp32_gmacs, again.fp32_gmacs), max(peak.int8_gmacs, again.int8_gmacs), peak.threads
+    )
+    for p in profiles:
+        for row in p.ops:
+            if row.gmacs_per_s:
+                ref = best.int8_gmacs if row.op in INT8_OPS else best.fp32_gmacs
+                row.peak_fraction = row.gmacs_per_s / ref
+    return best, profiles
 
 
 def markdown(peak: Peak, profiles: list[ModelProfile], top: int = 10) -> str:
