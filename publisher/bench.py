@@ -346,8 +346,9 @@ def benchmark(
     }
     report = report_dir or folders[0].parent / "bench"
     paths = write_outputs(results, targets, report, settings)
-    if profile:
-        paths.update(profile_outputs(targets, items, ckpt, threads, report))
+    if profile:  # the targets that loaded and ran in the timed run
+        ran = [t for t, r in zip(targets, results, strict=True) if r.total_seconds]
+        paths.update(profile_outputs(ran, items, ckpt, threads, report))
     return BenchRun(results, baseline, paths)
 
 

@@ -180,22 +180,6 @@ class Peak:
     threads: int
 
 
-def _session(path: str, threads: int, profile_prefix: str | None = None):
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    if threads:
-        so.intra_op_num_threads = threads
-    if profile_prefix:
-        so.enable_profiling = True
-        so.profile_file_prefix = profile_prefix
-    try:
-        return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
-    except Exception as err:  # onnxruntime raises its own untyped errors
-        raise PublisherError(f"{path}: onnxruntime cannot load it: {str(err)[:200]}") from err
-
-
 def _gemm_model(int8: bool, n: int):
     import numpy as np
     from onnx import TensorProto, helper, numpy_helper
@@ -223,12 +207,14 @@ def measure_peak(threads: int, n: int = 1024, repeats: int = 20) -> Peak:
     """GMAC/s of an n x n x n GEMM in onnxruntime, float32 and uint8 x int8 (best run)."""
     import numpy as np
 
+    from publisher.runtime.synth import open_session
+
     rates = []
     for int8 in (False, True):
         with tempfile.TemporaryDirectory(prefix="publisher-peak-") as tmp:
             path = Path(tmp) / "gemm.onnx"
             path.write_bytes(_gemm_model(int8, n).SerializeToString())
-            sess = _session(str(path), threads)
+            sess = open_session(path, threads)
         rng = np.random.default_rng(1)
         a = rng.integers(0, 255, (n, n), dtype=np.uint8) if int8 else rng.standard_normal((n, n))
         feeds = {"a": a if int8 else a.astype(np.float32)}
@@ -283,10 +269,10 @@ def profile_model(
 ) -> ModelProfile:
     """Run ``inputs`` once to warm up, once profiled; the op and module breakdown. A bucket
     graph takes the inputs that fit its width."""
-    from publisher.runtime.synth import bucket_info, feeds_for
+    from publisher.runtime.synth import bucket_info, feeds_for, open_session
 
     with tempfile.TemporaryDirectory(prefix="publisher-profile-") as tmp:
-        sess = _session(path, threads, str(Path(tmp) / "ort"))
+        sess = open_session(path, threads, str(Path(tmp) / "ort"))
         info = bucket_info(sess)
         feeds = [
             feeds_for(sess, list(ids), style, speed)

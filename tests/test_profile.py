@@ -65,3 +65,18 @@ def test_bench_profile_reports_op_shares_and_the_peak_fraction(dist_copy, tmp_pa
     assert any(r["peak_fraction"] for r in fp32["ops"] if r["op"] == "Conv")
     assert "of peak" in result.output and "generator: stage 2 (x6)" in result.output
     assert (report / "profile.png").stat().st_size > 5000
+
+
+def test_bench_profile_skips_a_file_that_would_not_load_and_profiles_the_rest(dist_copy, tmp_path):
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not an onnx file")
+    report = tmp_path / "report"
+    args = ["bench", "--recipe", "fp32", "--out", str(dist_copy), "--onnx", str(broken)]
+    args += ["--threads", "1", "--repeats", "1", "--warmup", "0", "--max-phonemes", "30"]
+    result = CliRunner().invoke(main, [*args, "--profile", "--report", str(report)])
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output
+    rows = {r["label"]: r for r in json.loads((report / "bench.json").read_text())["results"]}
+    assert "onnxruntime cannot load it" in rows["broken.onnx"]["error"]
+    profiled = json.loads((report / "profile.json").read_text())["models"]
+    assert [m["label"] for m in profiled] == ["fp32"]

@@ -54,14 +54,20 @@ def padded_ids(ids: list[int]) -> np.ndarray:
     return np.array([[0, *ids, 0]], dtype=np.int64)
 
 
-def open_session(path: str | Path, threads: int = 0) -> ort.InferenceSession:
-    """A CPU session; a file onnxruntime refuses is a one-line PublisherError."""
+def open_session(
+    path: str | Path, threads: int = 0, profile_prefix: str | None = None
+) -> ort.InferenceSession:
+    """A CPU session (with onnxruntime's profiler on when ``profile_prefix`` is given); a
+    file onnxruntime refuses is a one-line PublisherError."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     if threads:
         opts.intra_op_num_threads = threads
+    if profile_prefix:
+        opts.enable_profiling = True
+        opts.profile_file_prefix = profile_prefix
     try:
         return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
