@@ -305,6 +305,7 @@ def benchmark(
     external: list[Path] | None = None,
     listen: bool = False,
     profile: bool = False,
+    first_audio: bool = False,
     echo=None,
 ) -> BenchRun:
     """The ``publisher bench`` job over built variant folders (plus torch if asked, plus
@@ -346,10 +347,37 @@ def benchmark(
     }
     report = report_dir or folders[0].parent / "bench"
     paths = write_outputs(results, targets, report, settings)
+    ran = [t for t, r in zip(targets, results, strict=True) if r.total_seconds]
     if profile:  # the targets that loaded and ran in the timed run
-        ran = [t for t, r in zip(targets, results, strict=True) if r.total_seconds]
         paths.update(profile_outputs(ran, items, ckpt, threads, report))
+    if first_audio:
+        paths.update(first_audio_outputs(ran, ckpt, threads, repeats, report))
     return BenchRun(results, baseline, paths)
+
+
+def first_audio_outputs(targets: list[Target], ckpt, threads: int, repeats: int, report: Path):
+    """``--first-audio``: the corpus's 10-word sentence streamed through every ONNX target
+    (first_audio.json/.md/.png, keys prefixed ``first_audio_``)."""
+    from publisher import first_audio
+    from publisher.runtime.corpus import load_corpus
+
+    corpus = load_corpus()
+    sentence = next(c for c in [*corpus.speech, *corpus.eval] if c.id == first_audio.SENTENCE_ID)
+    voice = sentence.voice if sentence.voice in ckpt.voices else ckpt.sample_voice
+    ids = sentence.ids(ckpt.config["vocab"])
+    results = first_audio.run_first_audio(
+        targets, ids, ckpt.voices[voice], sentence.speed, threads=threads, repeats=max(repeats, 3)
+    )
+    settings = {
+        "threads": threads,
+        "repeats": max(repeats, 3),
+        "sentence": sentence.text,
+        "voice": voice,
+        "phonemes": len(ids),
+        "checkpoint": ckpt.source,
+    }
+    written = first_audio.write_outputs(results, targets, report, settings)
+    return {f"first_audio_{k}": v for k, v in written.items()}
 
 
 def profile_outputs(targets: list[Target], items, ckpt, threads: int, report: Path) -> dict:

@@ -76,3 +76,31 @@ def test_bench_with_a_missing_external_file_is_one_line(dist_copy, tmp_path):
     assert result.exit_code == 1
     assert "nope.onnx: no such file" in result.stderr
     assert "Traceback" not in result.output
+
+
+def test_bench_first_audio_writes_its_report_the_manifest_row_and_the_card_table(
+    dist_copy, tmp_path
+):
+    from publisher.hub.stage import stage
+
+    report = tmp_path / "report"
+    args = ["bench", "--recipe", "fp32", "--recipe", "quantized", "--out", str(dist_copy)]
+    args += ["--threads", "1", "--repeats", "1", "--warmup", "0", "--max-phonemes", "25"]
+    result = CliRunner().invoke(main, [*args, "--first-audio", "--report", str(report)])
+    assert result.exit_code == 0, result.output
+    data = json.loads((report / "first_audio.json").read_text())
+    assert data["settings"]["sentence"] == "The source of the huge river is the clear spring."
+    rows = {r["label"]: r for r in data["results"]}
+    assert set(rows) == {"fp32", "quantized"}
+    for r in rows.values():  # dynamic files: the whole sentence in one call
+        assert r["runs"] == 3 and r["chunks"] == 1 and r["first_seconds"] > 0
+        assert r["first_audio_seconds"] == r["audio_seconds"] > 1.0
+    assert (report / "first_audio.png").stat().st_size > 5000
+    assert "Time to first audio" in result.output
+    manifest = json.loads((dist_copy / "fp32" / "manifest.json").read_text())
+    assert manifest["first_audio"]["result"] == rows["fp32"]
+    staged = stage([dist_copy / "fp32", dist_copy / "quantized"], tmp_path / "repo")
+    card = (staged.folder / "README.md").read_text()
+    assert "### Time to first audio" in card
+    ms = f"{rows['fp32']['first_seconds'] * 1000:.0f}"
+    assert f"| `onnx/model.onnx` | {ms} | {rows['fp32']['audio_seconds']:.2f} | 1 |" in card

@@ -246,3 +246,40 @@ def test_bucket_build_verifies_content_tail_and_reports_skips(tmp_path):
     assert bucket["skipped_too_long"]  # the corpus sentences are longer than 14 phonemes
     assert all(r["kept_past_anchor_samples"] == 120 * r["frames"] for r in bucket["items"])
     assert "kept past the anchor" in (result.folder / "verify.md").read_text()
+
+
+def test_stream_plays_the_pieces_in_order_as_each_call_returns(tiny, tiny_model, parity_session):
+    space = tiny.config["vocab"][" "]
+    words = probe_ids(tiny, 7)
+    ids = [*words, space, *words[:4], space, *words[:3]]  # over B - 2: re-split
+    style = _style(tiny, len(ids))
+    chunks = list(synth.stream(parity_session, ids, style, 0.6))
+    pieces = list(synth.iter_bucket(parity_session, ids, style, 0.6))
+    assert len(chunks) == len(pieces) >= 2
+    first_ids = ids[: len(pieces[0].durations) - 2]  # the first piece is the sentence's start
+    ref = _torch(tiny_model, first_ids, style, 0.6)
+    assert chunks[0].shape == ref.waveform.shape
+    assert np.max(np.abs(chunks[0] - ref.waveform)) <= CONTENT_MAX_ABS
+    whole = synth.synthesize_bucket(parity_session, ids, style, 0.6).waveform
+    np.testing.assert_array_equal(np.concatenate(chunks), whole)
+
+
+def test_first_audio_of_a_bucket_file_comes_after_one_call_a_dynamic_file_after_all(
+    tiny, tiny_model, shipped
+):
+    from publisher.bench import Target
+    from publisher.first_audio import markdown_table, run_first_audio
+
+    dynamic = export_fp32(tiny, load_recipe("fp32"), model=tiny_model)
+    space = tiny.config["vocab"][" "]
+    words = probe_ids(tiny, 7)
+    ids = [*words, space, *words, space, *words]  # 23 phonemes: two b16 calls at least
+    targets = [Target("b16", str(shipped)), Target("fp32", str(dynamic))]
+    voice = tiny.voices[tiny.sample_voice]
+    b16, fp32 = run_first_audio(targets, ids, voice, threads=1, warmup=0, repeats=2)
+    assert (b16.runs, fp32.runs) == (2, 2) and not b16.error and not fp32.error
+    assert b16.chunks >= 2 and 0 < b16.first_audio_seconds < b16.audio_seconds
+    assert b16.first_seconds < b16.total_seconds
+    assert fp32.chunks == 1 and fp32.first_audio_seconds == fp32.audio_seconds
+    table = markdown_table([b16, fp32], "a sentence")
+    assert f"| b16 | {b16.first_seconds * 1000:.0f} |" in table

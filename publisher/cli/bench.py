@@ -63,6 +63,14 @@ from publisher.cli.output import info
     help="Also profile each ONNX model in onnxruntime: time by op type and module, and the "
     "fraction of this CPU's measured GEMM peak (profile.md/.json/.png).",
 )
+@click.option(
+    "--first-audio/--no-first-audio",
+    default=False,
+    show_default=True,
+    help="Also time the first audio of one 10-word sentence streamed through each ONNX "
+    "model (a bucket graph call by call), as a streaming server plays it "
+    "(first_audio.md/.json/.png).",
+)
 def bench_command(
     folders: tuple[Path, ...],
     external: tuple[Path, ...],
@@ -76,6 +84,7 @@ def bench_command(
     max_phonemes: int | None,
     report_dir: Path | None,
     profile: bool,
+    first_audio: bool,
 ) -> None:
     """Time variants interleaved on the corpus: load, median/p90, RTF, memory, size."""
     from publisher.bench import benchmark, markdown_table
@@ -92,6 +101,7 @@ def bench_command(
         external=list(external),
         listen=listen,
         profile=profile,
+        first_audio=first_audio,
         echo=info,
     )
     click.echo(markdown_table(run.results, run.baseline))
@@ -99,4 +109,8 @@ def bench_command(
     if profile:
         click.echo(run.paths["profile_md"].read_text())
         written = ", ".join(str(run.paths[f"profile_{k}"]) for k in ("json", "md", "png"))
+        click.echo(f"wrote {written}")
+    if first_audio:
+        click.echo(run.paths["first_audio_md"].read_text())
+        written = ", ".join(str(run.paths[f"first_audio_{k}"]) for k in ("json", "md", "png"))
         click.echo(f"wrote {written}")

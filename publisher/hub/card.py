@@ -69,6 +69,7 @@ def card_context(manifest: dict[str, Any], repo_id: str) -> dict[str, Any]:
         "usage": usage(variants, manifest["voices"]),
         "choices": choices(variants),
         "works_in": works_in(variants),
+        "first_audio": first_audio(variants),
         "figures": _figures(manifest),
         "voices": manifest["voices"],
         "languages": ["en"],
@@ -111,6 +112,35 @@ def display_columns(v: dict[str, Any]) -> dict[str, str]:
         ),
         "speaker_similarity": _fmt(speech.get("speaker_similarity"), ".3f"),
         "speed": (f"{bench['ratio_to_baseline']:.2f}x" if bench.get("ratio_to_baseline") else "-"),
+        "first_audio_ms": _first_audio_ms(v.get("first_audio")),
+    }
+
+
+def _first_audio_ms(first: dict[str, Any] | None) -> str:
+    return f"{first['first_seconds'] * 1000:.0f}" if first and first.get("runs") else "-"
+
+
+def first_audio(variants: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The card's time-to-first-audio table: the variants timed by ``bench
+    --first-audio``, quickest first; None when none was."""
+    timed = [v for v in variants if (v.get("first_audio") or {}).get("runs")]
+    if not timed:
+        return None
+    timed.sort(key=lambda v: v["first_audio"]["first_seconds"])
+    first = timed[0]["first_audio"]
+    return {
+        "sentence": first.get("sentence") or "",
+        "threads": first.get("threads") or "default",
+        "rows": [
+            {
+                "path": v["path"],
+                "ms": _first_audio_ms(v["first_audio"]),
+                "speech": f"{v['first_audio']['first_audio_seconds']:.2f}",
+                "calls": v["first_audio"]["chunks"],
+                "whole_ms": f"{v['first_audio']['total_seconds'] * 1000:.0f}",
+            }
+            for v in timed
+        ],
     }
 
 

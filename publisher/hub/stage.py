@@ -85,6 +85,7 @@ def variant_entry(folder: Path, m: dict[str, Any]) -> dict[str, Any]:
         "gates": m["verification"]["gates"],
         "bench": bench.get("result") or None,
         "bench_settings": bench.get("settings"),
+        "first_audio": _first_audio(m),
         "host": m["host"],
         "versions": m["versions"],
         "tensors": _tensors(model),
@@ -95,6 +96,17 @@ def variant_entry(folder: Path, m: dict[str, Any]) -> dict[str, Any]:
         "conformance": (m.get("conformance") or {}).get("cells"),
     }
     return VariantEntry.write(**entry, **display_columns(entry))
+
+
+def _first_audio(m: dict[str, Any]) -> dict[str, Any] | None:
+    """``bench --first-audio``'s row of this variant, with the sentence and threads."""
+    from publisher.first_audio import MANIFEST_KEY
+
+    run = m.get(MANIFEST_KEY) or {}
+    if not run.get("result"):
+        return None
+    settings = run.get("settings") or {}
+    return run["result"] | {k: settings.get(k) for k in ("sentence", "threads", "repeats")}
 
 
 def _extra_files(m: dict[str, Any], picture_of: str | None) -> list[str]:

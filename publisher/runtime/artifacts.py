@@ -130,6 +130,7 @@ class VariantEntry(Artifact):
     gates: list[Gate]
     bench: dict[str, Any] | None = None
     bench_settings: dict[str, Any] | None = None
+    first_audio: dict[str, Any] | None = None  # bench --first-audio: one streamed sentence
     host: dict[str, Any]
     versions: dict[str, Any]
     tensors: list[dict[str, Any]]
@@ -146,6 +147,7 @@ class VariantEntry(Artifact):
     dnsmos: str = "-"
     speaker_similarity: str = "-"
     speed: str = "-"  # ratio to the fp32 file in the same bench run
+    first_audio_ms: str = "-"  # time to first audio of the streamed sentence
 
 
 class RepoManifest(Artifact):

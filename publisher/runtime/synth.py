@@ -14,6 +14,8 @@ from publisher.runtime.constants import SAMPLES_PER_FRAME
 from publisher.runtime.errors import PublisherError, first_line
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     import numpy as np
     import onnxruntime as ort
 
@@ -174,6 +176,60 @@ def run_bucket_once(
     return np.asarray(wave, dtype=np.float32).reshape(-1), np.asarray(dur).reshape(-1)
 
 
+@dataclass
+class Piece:
+    """One call's content: its waveform (``samples_per_frame * sum(duration)`` samples),
+    its durations (pads included) and the largest |sample| after the content."""
+
+    waveform: np.ndarray
+    durations: np.ndarray
+    tail_max_abs: float
+
+
+def iter_bucket(
+    session: ort.InferenceSession,
+    ids: list[int],
+    style: np.ndarray,
+    speed: float = 1.0,
+    bucket: int | None = None,
+    frames: int | None = None,
+) -> Iterator[Piece]:
+    """Synthesize with a static bucket graph piece by piece, in order (what a streaming
+    server plays as each call returns), re-splitting what does not fit.
+
+    An input fits when n + 2 <= bucket and its durations need at most ``frames`` frames
+    (read from the duration output: sum(duration) > frames means the fixed alignment cut
+    the end). What does not fit is cut in two at the space/punctuation nearest the
+    middle (else the middle), recursively. ``style`` is one row, or a voice pack whose
+    row is picked per piece length."""
+    import numpy as np
+
+    info = bucket_info(session)
+    if info is None:
+        raise PublisherError("synthesize_bucket: not a bucket graph (no static token width)")
+    bucket, frames = bucket or info.bucket, frames or info.frames
+    boundaries = _boundary_ids(session)
+
+    def piece(part: list[int]) -> Iterator[Piece]:
+        if len(part) + 2 > bucket and len(part) > 1:
+            cut = _split_point(part, boundaries)
+            yield from piece(part[:cut])
+            yield from piece(part[cut:])
+            return
+        wave, dur = run_bucket_once(session, part, _style_for(style, len(part)), speed)
+        total = int(dur.sum())
+        if total > frames and len(part) > 1:
+            cut = _split_point(part, boundaries)
+            yield from piece(part[:cut])
+            yield from piece(part[cut:])
+            return
+        content = info.samples_per_frame * min(total, frames)  # one phoneme over F: cut
+        tail = float(np.abs(wave[content:]).max()) if content < wave.size else 0.0
+        yield Piece(wave[:content], dur[: len(part) + 2], tail)
+
+    yield from piece(list(ids))
+
+
 def synthesize_bucket(
     session: ort.InferenceSession,
     ids: list[int],
@@ -182,48 +238,31 @@ def synthesize_bucket(
     bucket: int | None = None,
     frames: int | None = None,
 ) -> Synthesis:
-    """Synthesize with a static bucket graph, re-splitting what does not fit.
-
-    An input fits when n + 2 <= bucket and its durations need at most ``frames`` frames
-    (read from the duration output: sum(duration) > frames means the fixed alignment cut
-    the end). What does not fit is cut in two at the space/punctuation nearest the
-    middle (else the middle), recursively, and the pieces' content is concatenated.
-    ``style`` is one row, or a voice pack whose row is picked per piece length.
-    The content of a piece is its first samples_per_frame * sum(duration) samples."""
+    """Every piece of ``iter_bucket``, concatenated (the content of each call only)."""
     import numpy as np
 
-    info = bucket_info(session)
-    if info is None:
-        raise PublisherError("synthesize_bucket: not a bucket graph (no static token width)")
-    bucket, frames = bucket or info.bucket, frames or info.frames
-    boundaries = _boundary_ids(session)
-    waves, durs, tails = [], [], []
-
-    def piece(part: list[int]) -> None:
-        if len(part) + 2 > bucket and len(part) > 1:
-            cut = _split_point(part, boundaries)
-            piece(part[:cut])
-            piece(part[cut:])
-            return
-        wave, dur = run_bucket_once(session, part, _style_for(style, len(part)), speed)
-        total = int(dur.sum())
-        if total > frames and len(part) > 1:
-            cut = _split_point(part, boundaries)
-            piece(part[:cut])
-            piece(part[cut:])
-            return
-        content = info.samples_per_frame * min(total, frames)  # one phoneme over F: cut
-        waves.append(wave[:content])
-        durs.append(dur[: len(part) + 2])
-        tails.append(float(np.abs(wave[content:]).max()) if content < wave.size else 0.0)
-
-    piece(list(ids))
+    pieces = list(iter_bucket(session, ids, style, speed, bucket, frames))
     return Synthesis(
-        np.concatenate(waves).astype(np.float32),
-        np.concatenate(durs),
-        tail_max_abs=max(tails),
-        pieces=len(waves),
+        np.concatenate([p.waveform for p in pieces]).astype(np.float32),
+        np.concatenate([p.durations for p in pieces]),
+        tail_max_abs=max(p.tail_max_abs for p in pieces),
+        pieces=len(pieces),
     )
+
+
+def stream(
+    session: ort.InferenceSession, ids: list[int], style: np.ndarray, speed: float = 1.0
+) -> Iterator[np.ndarray]:
+    """The audio as a streaming server would play it: a bucket graph's pieces as each
+    call returns; a dynamic graph's whole waveform in one chunk. ``style`` is one row or
+    a voice pack (the row for each call's length)."""
+    import numpy as np
+
+    if bucket_info(session) is None:
+        yield run_onnx(session, ids, _style_for(style, len(ids)), speed).waveform
+        return
+    for p in iter_bucket(session, ids, style, speed):
+        yield np.asarray(p.waveform, dtype=np.float32)
 
 
 def run_onnx(

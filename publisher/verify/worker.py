@@ -3,7 +3,8 @@ onnxruntime versions) becomes a ``VariantCrashed`` error instead of killing the 
 and each model's peak memory and timings are measured in isolation.
 
 The child serves requests over a pipe: ``("run", ids, style, speed)`` answers
-``(waveform, durations, seconds)``; ``("stats",)`` answers peak RSS in MiB.
+``(waveform, durations, seconds)``; ``("stream", ids, style, speed)`` answers the
+``StreamTiming`` of a streamed synthesis (ONNX only); ``("stats",)`` answers peak RSS in MiB.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing as mp
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from publisher.runtime.errors import PublisherError, first_line
@@ -19,6 +21,34 @@ if TYPE_CHECKING:
     import numpy as np
 
     from publisher.runtime.synth import Synthesis
+
+
+@dataclass(frozen=True)
+class StreamTiming:
+    """One streamed synthesis: seconds until the first chunk of audio was ready and the
+    seconds of audio it holds; seconds until the last; how many chunks (calls)."""
+
+    first_seconds: float
+    first_audio_seconds: float
+    total_seconds: float
+    audio_seconds: float
+    chunks: int
+
+
+def _stream_timing(session: Any, ids: list[int], style: Any, speed: float) -> StreamTiming:
+    from publisher.runtime.constants import SAMPLE_RATE
+    from publisher.runtime.synth import stream
+
+    t0 = time.perf_counter()
+    chunks, first, samples = 0, None, 0
+    for chunk in stream(session, ids, style, speed):
+        if first is None:
+            first = (time.perf_counter() - t0, chunk.size / SAMPLE_RATE)
+        chunks, samples = chunks + 1, samples + chunk.size
+    total = time.perf_counter() - t0
+    if first is None:
+        raise PublisherError("the graph returned no audio")
+    return StreamTiming(first[0], first[1], total, samples / SAMPLE_RATE, chunks)
 
 
 class VariantCrashed(PublisherError):
@@ -86,9 +116,14 @@ def _serve(conn: Any, kind: str, target: str, threads: int) -> None:
         if msg[0] == "stats":
             conn.send(("stats", _peak_rss_mib()))
             continue
-        _, ids, style, speed = msg
+        kind_of_run, ids, style, speed = msg
         t0 = time.perf_counter()
         try:
+            if kind_of_run == "stream":
+                if kind != "onnx":
+                    raise PublisherError("streamed timing needs an ONNX file, not torch")
+                conn.send(("stream", _stream_timing(model, ids, style, speed)))
+                continue
             out = run(model, ids, style, speed)
         except Exception as exc:  # the runtime refused the input: a message, not a crash
             conn.send(("error", f"{type(exc).__name__}: {first_line(exc, 300)}"))
@@ -131,6 +166,14 @@ class ModelWorker:
             raise VariantFailed(f"{self.label}: the model failed on this input: {reply[1]}")
         _, wave, dur, seconds = reply
         return Synthesis(wave, dur), seconds
+
+    def stream(self, ids: list[int], style: np.ndarray, speed: float = 1.0) -> StreamTiming:
+        """Time a streamed synthesis (a bucket graph's calls piece by piece)."""
+        self._conn.send(("stream", list(ids), style, float(speed)))
+        reply = self._recv()
+        if reply[0] == "error":
+            raise VariantFailed(f"{self.label}: the model failed on this input: {reply[1]}")
+        return reply[1]
 
     def peak_rss_mib(self) -> float:
         self._conn.send(("stats",))
