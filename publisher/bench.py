@@ -50,14 +50,12 @@ class TargetResult:
 
 
 def targets_from_builds(folders: list[Path]) -> list[Target]:
-    from publisher.manifest import read_manifest
+    from publisher.manifest import read_build
 
     targets = []
     for folder in folders:
-        m = read_manifest(folder)
-        model = folder / m["model"]
-        if not model.is_file():
-            raise PublisherError(f"{model}: missing (the manifest names it); rebuild {folder}")
+        m = read_build(folder)
+        model = folder / m["model"]  # read_build checked it is the file that was built
         fid = [f["spectral_correlation"] for f in m["verification"].get("fidelity", [])]
         speech = m["verification"].get("speech") or {}
         heard = speech.get("ran", False)

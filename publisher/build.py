@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from publisher.manifest import MANIFEST, read_manifest
+from publisher.manifest import MANIFEST, REPORT_FILES, RESOLVED_RECIPE, file_index, read_build
 from publisher.runtime.errors import PublisherError
 from publisher.workspace import (
     check_writable_folder,
@@ -24,7 +24,6 @@ from publisher.workspace import (
     write_json_atomic,
 )
 
-RESOLVED_RECIPE = "recipe.json"
 Echo = Callable[[str], None]
 
 
@@ -273,17 +272,6 @@ def _bundle_or_none(recipe) -> str | None:
     return bundle_folder(recipe.name) if recipe.output.sherpa_onnx else None
 
 
-def file_index(folder: Path) -> dict[str, dict[str, Any]]:
-    """sha256 and size of every file in a variant folder but the manifest itself."""
-    from publisher.model.checkpoint import file_sha256
-
-    return {
-        f.relative_to(folder).as_posix(): {"sha256": file_sha256(f), "bytes": f.stat().st_size}
-        for f in sorted(folder.rglob("*"))
-        if f.is_file() and f.name != MANIFEST
-    }
-
-
 def verify_built(
     recipe,
     out_dir: Path = Path("dist"),
@@ -294,17 +282,13 @@ def verify_built(
     """Re-verify an existing ``out_dir/<name>/`` build; updates its manifest and report.
 
     Raises VerificationError (after writing the report) when a gate fails."""
-    from publisher.model.checkpoint import file_sha256
     from publisher.provenance import StepTimer
     from publisher.verify.gates import enforce_gates, passed, public
 
     echo = echo or (lambda line: None)
     folder = Path(out_dir) / recipe.name
-    manifest = read_manifest(folder)
+    manifest = read_build(folder)  # every recorded file as it was written, or one line
     shipped = folder / manifest["model"]
-    recorded = manifest["files"].get(manifest["model"], {}).get("sha256")
-    if not shipped.is_file() or file_sha256(shipped) != recorded:
-        raise PublisherError(f"{shipped}: missing or changed since the build; rebuild it")
     timer = StepTimer(total=5, echo=echo)
     p = prepare(recipe, checkpoint or manifest["checkpoint"]["source"], timer)
     if p.ckpt.sha256 != manifest["checkpoint"]["sha256"]:
@@ -315,14 +299,15 @@ def verify_built(
     run = scratch_dir(folder.parent, f"{folder.name}.verify")
     try:
         report = _verify(p, shipped, run, run, timer, echo, speech)
-        for name in ("verify.md", "verify_spectrogram.png"):
+        for name in REPORT_FILES:
             os.replace(run / name, folder / name)
     finally:
         shutil.rmtree(run, ignore_errors=True)
     for line in _gate_lines(report):
         echo(line)
     manifest["verification"] = public(report) | {"passed": passed(report)}
-    manifest["files"] = file_index(folder)
+    rewritten = file_index(folder)  # only what this run wrote is recorded anew
+    manifest["files"].update({n: rewritten[n] for n in REPORT_FILES if n in rewritten})
     write_json_atomic(folder / MANIFEST, manifest)
     enforce_gates(report)
     return manifest

@@ -1,19 +1,32 @@
 """A build's manifest.json: its name and its reader, which checks it against the typed
 ``BuildManifest`` (one line naming the first wrong field, never a KeyError later). Shared
-by build, verify, bench, stage, publish and conformance without importing the build."""
+by build, verify, bench, stage, publish and conformance without importing the build.
+
+One rule for the files: every file of a build folder has its sha256 recorded in the
+manifest when it is written (``file_index``), and every command that uses a build reads it
+with ``read_build``, which refuses a missing or changed file in one line naming it.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
+from publisher import workspace
 from publisher.runtime.artifacts import BuildManifest, first_error
-from publisher.runtime.errors import PublisherError
+from publisher.runtime.errors import ChangedFileError, PublisherError
 
-MANIFEST = "manifest.json"
+# the files of a build folder besides its model (and sherpa-onnx bundle)
+MANIFEST = "manifest.json"  # what was built, how, and every other file's sha256
+RESOLVED_RECIPE = "recipe.json"  # the recipe after `extends`
+REPORT = "verify.md"  # verification report
+PICTURE = "verify_spectrogram.png"  # its spectrogram picture
+REPORT_FILES = (REPORT, PICTURE)  # what `publisher verify` rewrites
+_HASHED: dict[tuple[str, int, int, int], str] = {}  # (path, size, mtime, inode) -> sha256
 
 
 def read_manifest(folder: Path) -> dict[str, Any]:
@@ -33,3 +46,49 @@ def read_manifest(folder: Path) -> dict[str, Any]:
         why = first_error(exc)
         raise PublisherError(f"{path}: not a build manifest ({why}); rebuild it") from None
     return data
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file, remembered per (path, size, mtime, inode) within this process:
+    commands read a build several times, and a real model is hundreds of MiB."""
+    st = path.stat()
+    key = (os.path.abspath(path), st.st_size, st.st_mtime_ns, st.st_ino)
+    if key not in _HASHED:
+        _HASHED[key] = workspace.file_sha256(path)
+    return _HASHED[key]
+
+
+def file_index(folder: Path, skip: str = MANIFEST) -> dict[str, dict[str, Any]]:
+    """sha256 and size of every file in a folder but ``skip`` (the file holding the index)."""
+    return {
+        rel: {"sha256": file_sha256(f), "bytes": f.stat().st_size}
+        for f in sorted(folder.rglob("*"))
+        if f.is_file() and (rel := f.relative_to(folder).as_posix()) != skip
+    }
+
+
+def check_files(folder: Path, files: dict[str, dict[str, Any]], rebuild: str) -> None:
+    """Every recorded file is there with the bytes recorded; else one line naming the first
+    that is not, and ``rebuild`` (what to run)."""
+    for rel, record in sorted(files.items()):
+        path = folder / rel
+        if not path.is_file():
+            raise ChangedFileError(f"{path}: missing since it was recorded; {rebuild}")
+        got = file_sha256(path)
+        if got != record["sha256"]:
+            raise ChangedFileError(
+                f"{path}: changed since it was recorded (sha256 {got[:12]}, recorded "
+                f"{record['sha256'][:12]}); {rebuild}"
+            )
+
+
+def read_build(folder: Path) -> dict[str, Any]:
+    """``read_manifest``, then every file the manifest records checked against its sha256:
+    what verify, bench, stage, publish and conformance read a build with."""
+    m = read_manifest(folder)
+    check_files(folder, m["files"], f"rebuild it with `publisher build --recipe {m['recipe']}`")
+    if m["model"] not in m["files"]:
+        raise ChangedFileError(
+            f"{folder / MANIFEST}: records no sha256 for {m['model']}; rebuild it"
+        )
+    return m

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import re
@@ -158,3 +159,11 @@ def os_error_line(exc: OSError) -> str:
         errno.ENOTDIR: "; a file is where a folder was expected",
     }.get(exc.errno or 0, "")
     return f"{where}: {describe_os_error(exc)}{hint}" if where else describe_os_error(exc) + hint
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

@@ -131,7 +131,11 @@ def test_verify_refuses_a_model_changed_since_the_build(built, tmp_path):
     model = onnx.load(str(copy / "onnx" / "model.onnx"))
     model.doc_string = "edited"
     onnx.save(model, str(copy / "onnx" / "model.onnx"))
-    with pytest.raises(PublisherError, match=r"missing or changed since the build"):
+    with pytest.raises(
+        PublisherError,
+        match=r"model.onnx: changed since it was recorded \(sha256 \w{12}, recorded \w{12}\); "
+        "rebuild it",
+    ):
         verify_built(load_recipe("fp32"), out_dir=tmp_path)
 
 

@@ -268,13 +268,13 @@ def _cell(runtime: Runtime, out: dict[str, Any], known: dict[str, str]) -> dict[
 
 def run_matrix(folder: Path, echo: Echo | None = None) -> dict[str, Any]:
     """Every runtime's cell for the build in ``folder``; recorded in its manifest."""
-    from publisher.manifest import read_manifest
+    from publisher.manifest import read_build
     from publisher.model.sources import open_checkpoint
     from publisher.provenance import host
     from publisher.workspace import write_json_atomic
 
     echo = echo or (lambda line: None)
-    m = read_manifest(folder)
+    m = read_build(folder)
     claim = claim_of(m)
     known = target_of(m["resolved_recipe"])["known_failures"]
     claimed = [rt for rt in runtimes() if rt.claims(claim)]

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from publisher.hub.family import RemoteFile, RemoteState
+from publisher.hub.stage import check_staged
 from publisher.runtime.errors import PublisherError
 
 ATTEMPTS = 3
@@ -145,6 +146,7 @@ def publish(
                 result.synthetic_blocked, result.recovered_blocked = blocked, recovered_blocked
                 return result
             _refuse(blocked, recovered_blocked)
+            check_staged(staged.folder)  # what is uploaded is what stage recorded
             done = hub.commit(
                 staged.folder, staged.deletions, summary, description, remote, create_pr, private
             )

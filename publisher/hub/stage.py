@@ -18,10 +18,11 @@ from publisher.hub.card import render_card
 from publisher.hub.family import MANIFEST_FORMAT, RemoteState, merge
 from publisher.hub.figures import size_speed_figure
 from publisher.hub.repo_files import write_model_files, write_voices
+from publisher.manifest import PICTURE as SPECTROGRAM
+from publisher.manifest import check_files, file_index
 from publisher.provenance import versions
 from publisher.runtime.artifacts import RepoManifest, VariantEntry
-from publisher.runtime.errors import PublisherError
-from publisher.verify.gates import PICTURE as SPECTROGRAM
+from publisher.runtime.errors import ChangedFileError, PublisherError
 from publisher.workspace import (
     check_writable_folder,
     replace_folder,
@@ -160,11 +161,11 @@ def _tensors(variant_path: Path) -> list[dict[str, str]]:
 
 
 def _passed_builds(folders: list[Path], echo) -> list[tuple[Path, dict[str, Any]]]:
-    from publisher.manifest import read_manifest
+    from publisher.manifest import read_build
 
     manifests = []
     for folder in folders:
-        m = read_manifest(folder)
+        m = read_build(folder)  # every recorded file checked: a changed one is refused
         if not m.get("verification", {}).get("passed"):
             echo(f"skipping {m['recipe']}: it did not pass its verification gates")
             continue
@@ -250,7 +251,8 @@ def stage(
         )
         (tmp / "README.md").write_text(render_card(manifest, repo_id), encoding="utf-8")
         write_json_atomic(tmp / "manifest.json", manifest)
-        write_json_atomic(tmp / STAGE_MARK, {"written_by": "publisher stage"})
+        index = file_index(tmp, skip=STAGE_MARK)  # checked again before an upload
+        write_json_atomic(tmp / STAGE_MARK, {"written_by": "publisher stage", "files": index})
         replace_folder(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -291,6 +293,21 @@ def check_dest(dest: Path, builds: list[Path], need_bytes: int = 0) -> None:
     elif dest.exists() or dest.is_symlink():
         raise PublisherError(f"--dest {dest}: exists and is not a folder; pick a new folder")
     check_writable_folder(dest.parent, "--dest", need_bytes=need_bytes)
+
+
+def check_staged(folder: Path) -> None:
+    """Before an upload: the staged folder holds exactly the files stage recorded, each
+    with the bytes recorded (one line naming the first that differs)."""
+    try:
+        recorded = json.loads((folder / STAGE_MARK).read_text())["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ChangedFileError(
+            f"{folder}: not a folder `publisher stage` wrote; stage again"
+        ) from None
+    check_files(folder, recorded, "stage again")
+    extra = sorted(set(file_index(folder, skip=STAGE_MARK)) - set(recorded))
+    if extra:
+        raise ChangedFileError(f"{folder / extra[0]}: not staged by publisher stage; stage again")
 
 
 def staged_manifest(folder: Path) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from publisher.model.kmodel import load_state_strict, new_kmodel
 from publisher.runtime.constants import VOICE_SHAPE
 from publisher.runtime.errors import CheckpointError, first_line
+from publisher.workspace import file_sha256  # noqa: F401 - re-exported for the model side
 
 if TYPE_CHECKING:
     import numpy as np
@@ -73,14 +74,6 @@ def state_sha256(state: dict[str, dict[str, Any]]) -> str:
             t = state[key][name].detach().contiguous().cpu()
             h.update(f"{key}.{name}:{tuple(t.shape)}:{t.dtype}".encode())
             h.update(t.numpy().tobytes())
-    return h.hexdigest()
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
     return h.hexdigest()
 
 

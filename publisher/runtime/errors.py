@@ -29,6 +29,11 @@ class ExportError(PublisherError):
     """The ONNX export failed or produced a graph that does not check."""
 
 
+class ChangedFileError(PublisherError):
+    """A file of a build folder (or a staged folder) is missing or no longer the bytes
+    whose sha256 was recorded when it was written."""
+
+
 class VerificationError(PublisherError):
     """A variant failed a verification gate. Carries the measured value."""
 

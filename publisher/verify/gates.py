@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from publisher.manifest import PICTURE, REPORT
 from publisher.runtime.artifacts import Gate
 from publisher.runtime.constants import SAME_AUDIO_MATCH
 from publisher.runtime.errors import PublisherError, ShapeMismatchError, VerificationError
@@ -40,13 +41,11 @@ PROBE_TOKENS = (40, 400)  # fixed-length parity probes (token counts, pads inclu
 # shipped_matches_twin: the shipped graph against its deterministic twin, relative to
 # torch against its own deterministic mode (see _shipped), at least SAME_AUDIO_MATCH
 SHIPPED_ITEMS = 2  # corpus items the noisy shipped graph is run on
-REPORT = "verify.md"
 # The deterministic torch reference depends on the checkpoint and the input only, not on
 # the variant: remembered per process, so building several recipes (``build --all``, the
 # test suite) runs torch once per input. Keyed by the weights' sha256 and the config.
 _REFERENCES: dict[tuple, Any] = {}
 _REFERENCES_MAX = 512
-PICTURE = "verify_spectrogram.png"
 
 
 @dataclass(frozen=True)
