@@ -349,11 +349,13 @@ def benchmark(
     if profile:  # the targets that loaded and ran in the timed run
         paths.update(profile_outputs(ran, items, ckpt, threads, report))
     if first_audio:
-        paths.update(first_audio_outputs(ran, ckpt, threads, repeats, report))
+        paths.update(first_audio_outputs(ran, ckpt, threads, repeats, report, echo))
     return BenchRun(results, baseline, paths)
 
 
-def first_audio_outputs(targets: list[Target], ckpt, threads: int, repeats: int, report: Path):
+def first_audio_outputs(
+    targets: list[Target], ckpt, threads: int, repeats: int, report: Path, echo=None
+):
     """``--first-audio``: the corpus's 10-word sentence streamed through every ONNX target
     (first_audio.json/.md/.png, keys prefixed ``first_audio_``)."""
     from publisher import first_audio
@@ -364,7 +366,13 @@ def first_audio_outputs(targets: list[Target], ckpt, threads: int, repeats: int,
     voice = sentence.voice if sentence.voice in ckpt.voices else ckpt.sample_voice
     ids = sentence.ids(ckpt.config["vocab"])
     results = first_audio.run_first_audio(
-        targets, ids, ckpt.voices[voice], sentence.speed, threads=threads, repeats=max(repeats, 3)
+        targets,
+        ids,
+        ckpt.voices[voice],
+        sentence.speed,
+        threads=threads,
+        repeats=max(repeats, 3),
+        echo=echo,
     )
     settings = {
         "threads": threads,

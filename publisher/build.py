@@ -74,7 +74,15 @@ def onnx_metadata(recipe, ckpt) -> dict[str, str]:
     }
 
 
-def prepare(recipe, spec: str, timer) -> Prepared:
+def room_needed(ckpt) -> int:
+    """Bytes a build needs free beside its output: the model (at most its parameters in
+    float32), its twin, and the previous build kept while swapping."""
+    return 3 * sum(t.numel() * 4 for part in ckpt.state.values() for t in part.values())
+
+
+def prepare(recipe, spec: str, timer, out: Path | None = None) -> Prepared:
+    """Checkpoint, exports and passes. ``out``: the folder the build goes to, checked for
+    ``room_needed`` right after the checkpoint opens, before the exports."""
     import onnx
 
     import publisher.passes.bucket_check  # noqa: F401 - registers the bucket-check pass
@@ -87,6 +95,8 @@ def prepare(recipe, spec: str, timer) -> Prepared:
     with timer.step("checkpoint", spec):
         ckpt = open_checkpoint(spec)
         model = ckpt.build_model()
+    if out is not None:  # before any heavy work: a full disk is one line, nothing exported
+        check_writable_folder(out, "--out", need_bytes=room_needed(ckpt))
     with timer.step("export fp32", "cached per checkpoint and export settings"):
         graph = export_fp32(ckpt, recipe, model=model, echo=timer.echo)
     with timer.step(
@@ -177,9 +187,7 @@ def build(
     final = Path(out_dir) / recipe.name
     check_target(final)
     timer = StepTimer(total=7, echo=echo)
-    p = prepare(recipe, checkpoint or recipe.checkpoint, timer)
-    # the model, its twin and the copy kept while swapping: about three times its size
-    check_writable_folder(final.parent, "--out", need_bytes=3 * p.variant.ByteSize())
+    p = prepare(recipe, checkpoint or recipe.checkpoint, timer, out=final.parent)
     run = scratch_dir(final.parent, recipe.name)  # removed on any exit, swept if killed
     try:
         built, scratch = run / "variant", run / "scratch"

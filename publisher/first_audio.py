@@ -47,6 +47,7 @@ def run_first_audio(
     threads: int = 0,
     warmup: int = 1,
     repeats: int = 5,
+    echo=None,
 ) -> list[FirstAudio]:
     """Time ``ids`` streamed through every ONNX target, interleaved."""
     from publisher.verify.worker import ModelWorker
@@ -65,6 +66,8 @@ def run_first_audio(
                 results[t.label].error = str(err)
         order = list(workers)
         for rep in range(warmup + repeats):
+            phase = "warm-up" if rep < warmup else f"repeat {rep - warmup + 1}/{repeats}"
+            (echo or (lambda line: None))(f"first audio, {phase}: {len(order)} models")
             start = rep % max(len(order), 1)
             for label in order[start:] + order[:start]:
                 if label not in workers:

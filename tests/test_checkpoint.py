@@ -63,7 +63,11 @@ def test_module_prefixed_keys_load_like_the_real_checkpoint(tiny, tmp_path):
     state = torch.load(tmp_path / "kokoro-v1_0.pth", weights_only=True)
     state = {k: {f"module.{n}": v for n, v in sd.items()} for k, sd in state.items()}
     torch.save(state, tmp_path / "kokoro-v1_0.pth")
-    open_checkpoint(f"path:{tmp_path}").build_model()
+    got = open_checkpoint(f"path:{tmp_path}").build_model().state_dict()
+    want = tiny.build_model().state_dict()
+    assert sorted(got) == sorted(want)  # the "module." prefix stripped, nothing missing
+    for name, tensor in want.items():
+        assert torch.equal(got[name], tensor), name
 
 
 def test_missing_top_level_module_is_named(tiny, tmp_path):

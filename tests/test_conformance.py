@@ -132,12 +132,20 @@ def test_every_build_ran_in_its_floor_and_carries_no_unused_import(tiny_dist):
         assert {o.domain for o in model.opset_import} <= used | {""}
 
 
-def _fake_probe(outcomes: dict[str, dict]):
+def _fake_probe(outcomes: dict[str, dict], save: bool = True):
+    """Each runtime answers as ``outcomes`` says (else ok); a feeds runtime saves what a
+    faithful runtime would: the reference run itself, with its durations."""
+    import numpy as np
+
     def probe(runtime, request, scratch, echo):
-        return outcomes.get(runtime.name, {"ok": True, "samples": 100, "peak": 0.5}) | {
-            "seconds": 0.1,
-            "env_seconds": 0.0,
-        }
+        out = outcomes.get(runtime.name, {"ok": True, "samples": 100, "peak": 0.5})
+        if save and out["ok"] and runtime.kind in matrix.FEEDS_KINDS:
+            wave = np.load(scratch / "reference.npy")
+            saved = matrix._saved(runtime, scratch)
+            wave.astype("<f4").tofile(saved) if runtime.npm else np.save(saved, wave)
+            record = json.loads((scratch / "reference.json").read_text())
+            Path(f"{saved}.dur.json").write_text(json.dumps(record.get("durations", [])))
+        return out | {"seconds": 0.1, "env_seconds": 0.0}
 
     return probe
 
@@ -160,6 +168,7 @@ def test_the_matrix_marks_failures_known_failures_and_unclaimed_cells(dist_copy,
     cells = result["cells"]
     assert cells["onnxruntime 1.16.3"] == {"status": "not claimed"}
     assert cells["onnxruntime 1.17.3"]["status"] == "ok"
+    assert cells["onnxruntime 1.17.3"]["match"] >= 1.0  # heard: the saved run was compared
     assert cells["onnxruntime 1.20.1"] == {
         "status": "fails",
         "detail": "the runtime crashed (signal 11)",
@@ -253,6 +262,42 @@ def test_a_runtime_that_runs_but_garbles_fails_its_cell(tmp_path, npm):
     out = matrix.heard(rt, ran, tmp_path)
     assert out["ok"] is False and out["match"] < 0.5
     assert "it runs but does not sound like onnxruntime" in out["error"]
+
+
+def test_a_feeds_cell_that_saves_no_waveform_fails_instead_of_passing_unheard(
+    dist_copy, monkeypatch
+):
+    monkeypatch.setattr(matrix, "probe", _fake_probe({}, save=False))
+    cells = matrix.run_matrix(dist_copy / "quantized")["cells"]
+    for name in ("onnxruntime 1.17.3", "onnxruntime-web 1.30.0"):
+        assert cells[name]["status"] == "fails"
+        assert cells[name]["detail"].startswith("it ran but saved no waveform to hear")
+    assert cells["kokoro-onnx 0.6.1"]["status"] == "ok"  # text cells are not heard here
+
+
+def _tokens(durations: list[int], seed: int = 0):
+    """One steady tone per token, ``d`` frames of 600 samples each (pitch per token)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    parts = []
+    for k, d in enumerate(durations):
+        t = np.arange(d * 600) / 24000
+        parts.append(0.3 * np.sin(2 * np.pi * (150 + 60 * k) * t) + rng.normal(0, 0.01, t.size))
+    return np.concatenate(parts).astype("float32")
+
+
+def test_heard_reads_the_test_on_the_reference_token_timeline_when_durations_drift():
+    from publisher.runtime.metrics import spectral_correlation
+
+    ref_d = [3, 5, 4, 6, 5, 4, 3, 5]
+    drifted = [3, 6, 4, 6, 5, 5, 3, 5]  # two tokens a frame longer: all after them shifts
+    ref, test = _tokens(ref_d), _tokens(drifted, seed=1)
+    aligned = matrix.heard_correlation(ref, ref_d, test, drifted)
+    plain = spectral_correlation(ref, test)  # frame by frame, as if nothing drifted
+    assert aligned >= 0.95 and plain < aligned - 0.1, (aligned, plain)
+    other = _tokens([5, 3, 6, 4, 3, 6, 5, 3], seed=2)  # other tones: read aligned, still unlike
+    assert matrix.heard_correlation(ref, ref_d, other, drifted) < aligned - 0.1
 
 
 def test_a_missing_npm_package_is_one_line_and_leaves_nothing(monkeypatch, tmp_path):

@@ -183,6 +183,34 @@ def test_a_full_disk_is_one_line_before_the_build_writes(tmp_path, monkeypatch):
     assert result.exit_code == 1
     assert "MiB free" in _one_error_line(result)
     assert list(tmp_path.iterdir()) == []
+    assert "[1/7] checkpoint" in result.stderr and "[2/7]" not in result.stderr  # no export
+
+
+def _three_fp32_models(tiny) -> int:
+    """The README's "three times the model": the tiny model's parameters in float32."""
+    return 3 * 4 * sum(p.numel() for p in tiny.build_model().parameters())
+
+
+@pytest.mark.parametrize("margin", [-1, +(2**20)])
+def test_the_free_space_threshold_is_three_times_the_model(tmp_path, monkeypatch, tiny, margin):
+    import publisher.export.fp32 as fp32
+    import publisher.workspace as ws
+
+    real = shutil.disk_usage
+    free = _three_fp32_models(tiny) + margin
+    monkeypatch.setattr(ws.shutil, "disk_usage", lambda p: real(p)._replace(free=free))
+
+    def exported(*args, **kwargs):
+        raise RuntimeError("the export started")
+
+    monkeypatch.setattr(fp32, "export_fp32", exported)
+    args = ["build", "--recipe", "fp32", "--checkpoint", "synthetic:tiny", "--out", str(tmp_path)]
+    if margin < 0:
+        result = _cli(*args)
+        assert result.exit_code == 1 and "MiB needed" in _one_error_line(result)
+    else:  # enough room: the check passes and the export is reached
+        with pytest.raises(RuntimeError, match="the export started"):
+            _cli(*args)
 
 
 # ------------------------------------------------------------------ tmpfs: real ENOSPC/EROFS
@@ -316,15 +344,22 @@ def test_a_malformed_manifest_is_one_line(dist_copy, tmp_path, damage, command):
 def test_bench_on_a_missing_or_non_onnx_model_is_one_line(dist_copy):
     model = dist_copy / "fp32" / "onnx" / "model.onnx"
     model.write_bytes(b"not onnx")
-    result = _cli(
-        "bench", "--recipe", "fp32", "--out", str(dist_copy), "--repeats", "1", "--warmup", "0"
-    )
+    args = ["bench", "--recipe", "fp32", "--out", str(dist_copy), "--repeats", "1"]
+    result = _cli(*args, "--warmup", "0")
+    assert result.exit_code == 1  # changed since the build: refused before loading
+    assert "model.onnx: changed since it was recorded" in _one_error_line(result)
+    manifest_path = dist_copy / "fp32" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())  # as if the build had recorded it
+    digest = hashlib.sha256(model.read_bytes()).hexdigest()
+    manifest["files"]["onnx/model.onnx"] = {"sha256": digest, "bytes": model.stat().st_size}
+    manifest_path.write_text(json.dumps(manifest))
+    result = _cli(*args, "--warmup", "0")
     assert result.exit_code == 1
     assert "no model could be loaded" in _one_error_line(result)
     model.unlink()
-    result = _cli("bench", "--recipe", "fp32", "--out", str(dist_copy), "--repeats", "1")
+    result = _cli(*args)
     assert result.exit_code == 1
-    assert "missing" in _one_error_line(result)
+    assert "model.onnx: missing since it was recorded" in _one_error_line(result)
 
 
 # ------------------------------------------------------------------ recipes
@@ -530,3 +565,80 @@ def test_a_python_error_in_the_runtime_is_not_called_a_crash(dist_copy):
             worker.run([0, 1, 0], np.zeros((1, 3), dtype=np.float32))  # wrong style width
         out, _ = worker.run([0, 1, 2, 0], np.zeros((1, 256), dtype=np.float32))
     assert out.waveform.size > 0
+
+
+# ------------------------------------------------------------------ promises without a test
+def test_ctrl_c_mid_build_exits_130_and_leaves_nothing(tmp_path, monkeypatch):
+    import publisher.export.fp32 as fp32
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fp32, "export_fp32", interrupted)
+    out = tmp_path / "dist"
+    result = _cli("build", "--recipe", "fp32", "--checkpoint", "synthetic:tiny", "--out", str(out))
+    assert result.exit_code == 130
+    assert result.stderr.strip().splitlines()[-1] == "interrupted"
+    assert "Traceback" not in result.output
+    assert not out.exists() or _leftovers(out) == []
+
+
+def test_a_recipe_over_64_kib_is_one_line(tmp_path):
+    big = tmp_path / "big.yaml"
+    big.write_text("extends: fp32\n" + "# padding\n" * 7000)
+    result = _cli("build", "--recipe", str(big), "--out", str(tmp_path / "dist"))
+    assert result.exit_code == 1
+    line = _one_error_line(result)
+    assert f"{big.stat().st_size} bytes; a recipe is at most 65536 bytes" in line
+    assert not (tmp_path / "dist").exists()
+
+
+def test_a_read_only_out_is_refused_before_any_work_without_root(tmp_path, monkeypatch):
+    """The simulated twin of the tmpfs case (which needs root): the filesystem answers
+    EROFS to the probe write."""
+    import errno
+
+    import publisher.workspace as ws
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(ws.tempfile, "mkstemp", read_only)
+    result = _cli(
+        "build", "--recipe", "fp32", "--checkpoint", "synthetic:tiny", "--out", str(tmp_path)
+    )
+    assert result.exit_code == 1
+    assert "read-only" in _one_error_line(result)
+    assert "[1/7]" not in result.stderr
+
+
+def test_conformance_exits_1_naming_the_failed_cell(dist_copy, monkeypatch):
+    from publisher.conformance import matrix
+
+    def probe(runtime, request, scratch, echo):
+        if runtime.name == "kokoro-onnx 0.6.1":
+            return {"ok": False, "error": "boom", "seconds": 0.1, "env_seconds": 0.0}
+        return {"ok": False, "error": "not run in this test", "seconds": 0.0, "env_seconds": 0}
+
+    monkeypatch.setattr(matrix, "probe", probe)
+    result = _cli("conformance", "--recipe", "fp32", "--out", str(dist_copy))
+    assert result.exit_code == 1
+    assert "fp32 in kokoro-onnx 0.6.1: boom" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_a_rebuild_that_fails_a_gate_keeps_the_previous_build(dist_copy, tmp_path):
+    before = {p: p.read_bytes() for p in (dist_copy / "fp32").rglob("*") if p.is_file()}
+    shipped = Path(__file__).parent.parent / "recipes"
+    strict = tmp_path / "recipes" / "fp32.yaml"  # the same name: it would replace dist/fp32
+    strict.parent.mkdir()
+    shutil.copy(shipped / "_base.yaml", strict.parent / "_base.yaml")
+    shutil.copy(shipped / "fp32.yaml", strict.parent / "shipped.yaml")
+    strict.write_text("extends: shipped\ngates:\n  parity_max_abs: 0.0\n")
+    result = _cli(
+        "build", "--recipe", str(strict), "--checkpoint", "synthetic:tiny", "--out", str(dist_copy)
+    )
+    assert result.exit_code == 1
+    assert "gate parity_max_abs failed" in _one_error_line(result)
+    after = {p: p.read_bytes() for p in (dist_copy / "fp32").rglob("*") if p.is_file()}
+    assert after == before and _leftovers(dist_copy) == []

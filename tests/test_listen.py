@@ -134,3 +134,54 @@ def test_the_speech_set_has_20_plus_sentences_in_both_sexes_voices():
     voices = {it.voice for it in speech}
     assert len(speech) >= 20 and {"af_heart", "am_michael"} <= voices
     assert {v[1] for v in voices} == {"f", "m"}
+
+
+def test_listen_hears_upstream_torch_as_the_reference_and_the_graph_as_the_variant(
+    tiny, tiny_model, tiny_dist, monkeypatch
+):
+    """The speech set end to end through ``listen()``: the recognizer, DNSMOS and the
+    speaker encoder are stand-ins that record what they were given; each reference call
+    must get upstream torch's audio (recomputed here with the same seed), each variant
+    call the shipped graph's."""
+    import dataclasses
+
+    import torch
+
+    import publisher.runtime.speech as speech
+    import publisher.verify.speaker as speaker
+    from publisher.model.kmodel import run_torch
+    from publisher.runtime.corpus import load_corpus
+    from publisher.runtime.synth import style_row
+    from publisher.verify import listen as module
+
+    items = [it for it in load_corpus().speech if it.voice in tiny.voices]
+    references = []
+    for k, item in enumerate(items):
+        ids = item.ids(tiny.config["vocab"])
+        torch.manual_seed(module.SEED + k)
+        wave = run_torch(tiny_model, ids, style_row(tiny.voices[item.voice], len(ids)))
+        references.append(wave.waveform)
+    heard: list[str] = []
+
+    def recognize(wave, rate):
+        k = len(heard) // 2  # per sentence: the reference first, then the variant
+        is_reference = wave.shape == references[k].shape and np.array_equal(wave, references[k])
+        heard.append("reference" if is_reference else "variant")
+        words = items[k].text.split()
+        return " ".join(words if is_reference else words[:-1])  # the variant drops a word
+
+    monkeypatch.setattr(speech, "missing_tools", lambda: None)
+    monkeypatch.setattr(speech, "recognize", recognize)
+    monkeypatch.setattr(
+        speech, "dnsmos", lambda w, r: {"overall": 3.0, "signal": 3.0, "background": 3.0}
+    )
+    monkeypatch.setattr(speaker, "embedding", lambda w, r: np.ones(4) / 2)
+    speaking = dataclasses.replace(tiny, synthetic=False)  # the stand-ins do the hearing
+    graph = str(tiny_dist / "fp32" / "onnx" / "model.onnx")
+    result = module.listen(speaking, tiny_model, graph)
+    assert len(items) >= 2 and result["ran"] and result["sentences"] == len(items)
+    assert heard == ["reference", "variant"] * len(items)
+    assert result["reference_wer"] == 0.0 and result["variant_wer"] > 0.05
+    gates = SimpleNamespace(wer_margin=0.03, dnsmos_drop=0.1, speaker_similarity=0.985)
+    passed = {name: (v <= t, v >= t)[hi] for name, v, t, hi in speech_gates(gates, result)}
+    assert passed == {"word_error_rate": False, "dnsmos_overall": True, "speaker_similarity": True}

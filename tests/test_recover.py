@@ -3,6 +3,7 @@ checkpoints. The real-weights source has its own module (test_recovered.py)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from dataclasses import replace
@@ -325,3 +326,28 @@ def test_recovered_builds_are_carded_as_such_and_not_published_without_the_flag(
     assert publish([recovered_build], "me/kokoro", dry_run=True).recovered_blocked
     with pytest.raises(PublisherError, match=r"refusing to publish a build from recovered"):
         publish([recovered_build], "me/kokoro")
+
+
+def test_publish_cli_refuses_recovered_builds_and_allow_recovered_publishes_them_marked(
+    recovered_build, tmp_path, monkeypatch, request
+):
+    from click.testing import CliRunner
+    from huggingface_hub import ModelCard
+    from support.hub_server import local_hub_env
+
+    from publisher.cli import main
+
+    hub = local_hub_env(monkeypatch, tmp_path, request=request, login="hf_test-token-0123")
+    out = str(recovered_build.parent)
+    args = ["publish", "--repo", "me/kokoro", "--recipe", "fp32", "--out", out]
+    refused = CliRunner().invoke(main, args)
+    assert refused.exit_code == 1 and "Traceback" not in refused.output
+    assert "refusing to publish a build from recovered" in refused.stderr
+    assert not hub.repo_exists("me/kokoro")
+    done = CliRunner().invoke(main, [*args, "--allow-recovered"])
+    assert done.exit_code == 0, done.output
+    files = hub.files("me/kokoro")
+    card = files["README.md"].decode()
+    assert "recovered-weights" in ModelCard(card).data.tags
+    assert card.split("---", 2)[2].lstrip().startswith("> **Recovered weights: not hexgrad's")
+    assert json.loads(files["manifest.json"])["recovered"] is True

@@ -140,12 +140,6 @@ def _shared_weight_model(path):
     return model
 
 
-@pytest.mark.xfail(
-    reason="fails on main's own code (d1afec2) too on this session's fresh machine: max abs "
-    "21.9 on 8 of 16 values with onnxruntime 1.31.0 and 1.31.1, onnx 1.22 and 1.23, onnx-ir "
-    "1.0 and 1.1; the package that changed is not found yet",
-    strict=False,
-)
 def test_switch_i_equals_quantize_dynamic_of_node_i_even_for_a_shared_weight(tmp_path):
     # quantize_dynamic stores a shared weight once: quantizing "first" or "second" alone
     # makes every other reader of W read DequantizeLinear(int8 W), "first" included, while

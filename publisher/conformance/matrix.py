@@ -230,8 +230,10 @@ def heard(runtime: Runtime, out: dict[str, Any], scratch: Path) -> dict[str, Any
     from publisher.runtime.constants import SAME_AUDIO_MATCH
 
     saved = _saved(runtime, scratch)
-    if not out["ok"] or runtime.kind not in FEEDS_KINDS or not saved.is_file():
+    if not out["ok"] or runtime.kind not in FEEDS_KINDS:
         return out
+    if not saved.is_file():  # a heard cell is never passed unheard
+        return out | {"ok": False, "error": f"it ran but saved no waveform to hear ({saved.name})"}
     wave = np.fromfile(saved, dtype="<f4") if runtime.npm else np.load(saved)
     dur_file = Path(f"{saved}.dur.json")
     durations = json.loads(dur_file.read_text()) if dur_file.is_file() else []
