@@ -4,6 +4,8 @@ Every cache entry is a folder with one owner that knows how to check it:
 
 * ``exports/<key>/``: fp32 exports (model.onnx and its recorded sha256);
 * ``sensitivity/<key>/``: the graphs sensitivity ranks (same record);
+* ``references/<key>/``: upstream torch's side of verification (``verify/store.py``; its
+  arrays and their recorded sha256);
 * ``recovered/<name>/``: a named real-weights source (the assembled file against its
   pinned sha256, the voices against their known sha256);
 * ``recovered/onnx/<sha>-v<N>/``: a recovered state dict (against the state hash recorded
@@ -28,7 +30,8 @@ from pathlib import Path
 from publisher.locations import cache_root
 from publisher.runtime.errors import PublisherError
 
-AREAS = ("exports", "sensitivity", "recovered", "envs")
+AREAS = ("exports", "sensitivity", "references", "recovered", "envs")
+_RECORDED = {"exports": "model.onnx", "sensitivity": "model.onnx", "references": "entry.npz"}
 
 
 @dataclass(frozen=True)
@@ -79,13 +82,14 @@ def entries(areas: tuple[str, ...] = AREAS) -> list[Entry]:
 
 
 # ------------------------------------------------------------------ checks
-def _check_graph(entry: Entry) -> str:
+def _check_recorded(entry: Entry) -> str:
+    """An entry of one file whose sha256 was recorded beside it when written."""
     from publisher.export.cache import recorded_sha256
     from publisher.workspace import file_sha256
 
-    model = entry.path / "model.onnx"
+    model = entry.path / _RECORDED[entry.area]
     if not model.is_file():
-        return "no model.onnx"
+        return f"no {model.name}"
     recorded = recorded_sha256(model)
     if not recorded:
         return "no recorded sha256"
@@ -115,8 +119,9 @@ def _check_env(entry: Entry) -> str:
 
 
 CHECKS: dict[str, Callable[[Entry], str]] = {
-    "exports": _check_graph,
-    "sensitivity": _check_graph,
+    "exports": _check_recorded,
+    "sensitivity": _check_recorded,
+    "references": _check_recorded,
     "recovered": _check_recovered,
     "envs": _check_env,
 }

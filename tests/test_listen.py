@@ -137,7 +137,7 @@ def test_the_speech_set_has_20_plus_sentences_in_both_sexes_voices():
 
 
 def test_listen_hears_upstream_torch_as_the_reference_and_the_graph_as_the_variant(
-    tiny, tiny_model, tiny_dist, monkeypatch
+    tiny, tiny_model, tiny_dist, monkeypatch, tmp_path
 ):
     """The speech set end to end through ``listen()``: the recognizer, DNSMOS and the
     speaker encoder are stand-ins that record what they were given; each reference call
@@ -154,6 +154,7 @@ def test_listen_hears_upstream_torch_as_the_reference_and_the_graph_as_the_varia
     from publisher.runtime.synth import style_row
     from publisher.verify import listen as module
 
+    monkeypatch.setenv("PUBLISHER_CACHE", str(tmp_path / "cache"))  # an empty store
     items = [it for it in load_corpus().speech if it.voice in tiny.voices]
     references = []
     for k, item in enumerate(items):
@@ -185,3 +186,21 @@ def test_listen_hears_upstream_torch_as_the_reference_and_the_graph_as_the_varia
     gates = SimpleNamespace(wer_margin=0.03, dnsmos_drop=0.1, speaker_similarity=0.985)
     passed = {name: (v <= t, v >= t)[hi] for name, v, t, hi in speech_gates(gates, result)}
     assert passed == {"word_error_rate": False, "dnsmos_overall": True, "speaker_similarity": True}
+
+    # a second build of the same checkpoint reads upstream's side from the reference
+    # store: no torch run, no recognizer call for the reference, the same figures
+    import publisher.model.kmodel as kmodel
+
+    def no_torch(*args, **kwargs):
+        raise AssertionError("upstream torch ran again")
+
+    monkeypatch.setattr(kmodel, "run_torch", no_torch)
+    heard.clear()
+    variant_only: list[int] = []
+    monkeypatch.setattr(
+        speech, "recognize", lambda w, r: variant_only.append(1) or "the variant heard"
+    )
+    again = module.listen(speaking, tiny_model, graph)
+    assert len(variant_only) == len(items)  # the variant's sentences only
+    assert [r["reference_heard"] for r in again["items"]] == [it.text for it in items]
+    assert again["reference_wer"] == result["reference_wer"] == 0.0

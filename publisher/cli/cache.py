@@ -13,7 +13,7 @@ _AREA = click.option(
     "--area",
     "areas",
     multiple=True,
-    type=click.Choice(["exports", "sensitivity", "recovered", "envs"]),
+    type=click.Choice(["exports", "sensitivity", "references", "recovered", "envs"]),
     help="Only this area (repeatable; default: all).",
 )
 

@@ -61,7 +61,7 @@ def recorded_sha256(target: Path) -> str | None:
         return None
 
 
-def cached_entry_ok(target: Path, echo=None) -> bool:
+def cached_entry_ok(target: Path, echo=None, what: str = "export cache entry") -> bool:
     """Whether the cached graph is whole: its sha256, recorded when it was written,
     still matches. A damaged or unrecorded entry is named in one line and rebuilt."""
     if not target.is_file():
@@ -73,7 +73,7 @@ def cached_entry_ok(target: Path, echo=None) -> bool:
     except OSError:
         pass
     (echo or _stderr)(
-        f"export cache entry {target}: no recorded sha256, or it does not match "
+        f"{what} {target}: no recorded sha256, or it does not match "
         "(damaged or incomplete); rebuilding it"
     )
     return False

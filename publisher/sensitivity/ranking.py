@@ -70,7 +70,9 @@ def ranked_graph(ckpt: Checkpoint, recipe: Recipe) -> Path:
     plan(recipe)  # unknown pass names are a recipe error
     blob = f"{graph.parent.name}|{','.join(before)}|{ort.__version__}".encode()
     target = cache_root() / "sensitivity" / hashlib.sha256(blob).hexdigest()[:24] / "model.onnx"
-    if cached_entry_ok(target):  # sha256 recorded when written, checked at every read
+    if cached_entry_ok(
+        target, what="sensitivity cache entry"
+    ):  # sha256 recorded when written, checked at every read
         return target
     ctx = PassContext(config=ckpt.config, voices=ckpt.voices)
     model = onnx.load(str(graph))

@@ -29,6 +29,8 @@ from publisher.runtime.metrics import (
     spectra_log_mel_distance,
     spectral_correlation,
 )
+from publisher.runtime.synth import Synthesis
+from publisher.verify import store
 from publisher.verify.listen import SPEECH_OFF, listen, report_lines, speech_gates
 
 if TYPE_CHECKING:
@@ -41,6 +43,7 @@ PROBE_TOKENS = (40, 400)  # fixed-length parity probes (token counts, pads inclu
 # shipped_matches_twin: the shipped graph against its deterministic twin, relative to
 # torch against its own deterministic mode (see _shipped), at least SAME_AUDIO_MATCH
 SHIPPED_ITEMS = 2  # corpus items the noisy shipped graph is run on
+SHIPPED_SEED = 20261206  # torch's two random-source runs beside it, seeded so they are stored
 # The deterministic torch reference depends on the checkpoint and the input only, not on
 # the variant: remembered per process, so building several recipes (``build --all``, the
 # test suite) runs torch once per input. Keyed by the weights' sha256 and the config.
@@ -261,14 +264,36 @@ def torch_reference(
     config = json.dumps(ckpt.config, sort_keys=True, default=str)
     key = (ckpt.sha256, config, item.ids, item.speed, style.tobytes(), voiced)
     if key not in _REFERENCES:
-        with parity_mode(model, voiced=voiced):
-            out = run_torch(model, list(item.ids), style, item.speed)
-        out.waveform.setflags(write=False)
-        out.durations.setflags(write=False)
+
+        def compute() -> dict[str, np.ndarray]:
+            with parity_mode(model, voiced=voiced):
+                out = run_torch(model, list(item.ids), style, item.speed)
+            return {"waveform": out.waveform, "durations": out.durations}
+
+        mode = "deterministic-voiced" if voiced else "deterministic-noise"
+        k = store.key(ckpt, item.ids, item.speed, style, mode)
+        arrays = store.remembered(k, compute)  # on disk: shared by every process
+        out = Synthesis(arrays["waveform"], arrays["durations"])
         if len(_REFERENCES) >= _REFERENCES_MAX:
             _REFERENCES.clear()
         _REFERENCES[key] = out
     return _REFERENCES[key]
+
+
+def seeded_torch(ckpt: Checkpoint, model: Any, item: Item, style: np.ndarray, seed: int):
+    """Upstream Kokoro with its random source on, seeded (so the run can be stored)."""
+    import torch
+
+    from publisher.model.kmodel import run_torch
+
+    def compute() -> dict[str, np.ndarray]:
+        torch.manual_seed(seed)
+        out = run_torch(model, list(item.ids), style, item.speed)
+        return {"waveform": out.waveform, "durations": out.durations}
+
+    k = store.key(ckpt, item.ids, item.speed, style, "random", seed=seed)
+    arrays = store.remembered(k, compute)
+    return Synthesis(arrays["waveform"], arrays["durations"])
 
 
 def evaluate(
@@ -287,7 +312,6 @@ def evaluate(
     sample; ``twin_graph``: the variant's voiced deterministic twin (the fp32 voiced
     export when no pass changes numbers), whose fidelity is measured against torch in the
     same mode. Returns the report dict (gates not enforced)."""
-    from publisher.model.kmodel import run_torch
     from publisher.runtime.synth import open_session, run_onnx
     from publisher.verify.worker import ModelWorker
 
@@ -334,9 +358,7 @@ def evaluate(
         )
         if not used:
             raise PublisherError(f"no verification input fits a {bucket.bucket}-token bucket")
-    shipped = _shipped(
-        ckpt, model, shipped_graph, used[:SHIPPED_ITEMS], ModelWorker, run_torch, (refs, outs)
-    )
+    shipped = _shipped(ckpt, model, shipped_graph, used[:SHIPPED_ITEMS], ModelWorker, (refs, outs))
     speech = listen(ckpt, model, str(shipped_graph), echo) if speech else SPEECH_OFF
     pic_item = max(used[: max(1, len(used) // 2)], key=lambda i: len(i.ids))
     bucket_report = None
@@ -369,9 +391,7 @@ def evaluate(
     }
 
 
-def _shipped(
-    ckpt, model, graph: Path, items: list[Item], worker_cls, run_torch, deterministic
-) -> dict:
+def _shipped(ckpt, model, graph: Path, items: list[Item], worker_cls, deterministic) -> dict:
     """Run the published graph (random source on) in a child process, next to torch.
 
     ``deterministic``: (torch, twin) outputs per item in the deterministic mode. The
@@ -384,11 +404,11 @@ def _shipped(
     rows = []
     try:
         with worker_cls(str(graph), label=graph.name) as worker:
-            for item in items:
+            for k, item in enumerate(items):
                 style = _style(ckpt, item)
                 out, _ = worker.run(list(item.ids), style, item.speed)
-                a = run_torch(model, list(item.ids), style, item.speed)
-                b = run_torch(model, list(item.ids), style, item.speed)
+                a = seeded_torch(ckpt, model, item, style, SHIPPED_SEED + 2 * k)
+                b = seeded_torch(ckpt, model, item, style, SHIPPED_SEED + 2 * k + 1)
                 finite = bool(np.isfinite(out.waveform).all())
                 to_twin = spectral_correlation(twin_det[item.id].waveform, out.waveform)
                 torch_floor = spectral_correlation(torch_det[item.id].waveform, a.waveform)

@@ -35,9 +35,6 @@ def skip_reason(ckpt: Checkpoint) -> str | None:
 
 def listen(ckpt: Checkpoint, model: Any, graph: str, echo=None) -> dict[str, Any]:
     """Speak the speech set with upstream torch and ``graph``; WER and DNSMOS of both."""
-    import torch
-
-    from publisher.model.kmodel import run_torch
     from publisher.runtime.constants import SAMPLE_RATE
     from publisher.runtime.corpus import load_corpus
     from publisher.runtime.synth import style_row
@@ -58,10 +55,9 @@ def listen(ckpt: Checkpoint, model: Any, graph: str, echo=None) -> dict[str, Any
         for k, item in enumerate(items):
             ids = item.ids(ckpt.config["vocab"])
             style = style_row(ckpt.voices[item.voice], len(ids))
-            torch.manual_seed(SEED + k)
-            ref = run_torch(model, ids, style, item.speed)
+            ref = reference_scores(ckpt, model, ids, style, item.speed, SEED + k)
             out, _ = worker.run(ids, style, item.speed)
-            rows.append(_row(item, ref.waveform, out.waveform, SAMPLE_RATE))
+            rows.append(_row(item, ref, out.waveform, SAMPLE_RATE))
             echo(
                 f"  speech {k + 1}/{len(items)} {item.voice}: heard "
                 f"{rows[-1]['variant_heard']!r} (upstream: {rows[-1]['reference_heard']!r})"
@@ -69,18 +65,54 @@ def listen(ckpt: Checkpoint, model: Any, graph: str, echo=None) -> dict[str, Any
     return {"ran": True, "skipped": "", **summarize(rows), "items": rows}
 
 
-def _row(item, reference, variant, sample_rate: int) -> dict[str, Any]:
+DNSMOS_KEYS = ("overall", "signal", "background")
+SCORERS = ("pocketsphinx", "speechmos", "resemblyzer", "onnxruntime")  # in the store key
+
+
+def reference_scores(ckpt, model, ids, style, speed: float, seed: int) -> dict[str, Any]:
+    """Upstream torch's rendering of one sentence (random source seeded with ``seed``) as
+    the gates read it: what the recognizer heard, DNSMOS, the speaker vector. Kept in the
+    reference store: a later build of the same checkpoint runs no torch and no scorer."""
+    from publisher.runtime.constants import SAMPLE_RATE
+    from publisher.runtime.speech import dnsmos, recognize
+    from publisher.verify import store
+    from publisher.verify.gates import Item, seeded_torch
+    from publisher.verify.speaker import embedding
+
+    def compute() -> dict[str, Any]:
+        import numpy as np
+
+        item = Item("speech", tuple(ids), "", speed)
+        wave = seeded_torch(ckpt, model, item, style, seed).waveform
+        mos = dnsmos(wave, SAMPLE_RATE)
+        return {
+            "heard": np.array(recognize(wave, SAMPLE_RATE)),
+            "dnsmos": np.array([mos[k] for k in DNSMOS_KEYS], dtype=np.float64),
+            "embedding": embedding(wave, SAMPLE_RATE),
+        }
+
+    scorers = store.versions(*SCORERS)
+    k = store.key(ckpt, ids, speed, style, "random-scored", seed=seed, scorers=scorers)
+    arrays = store.remembered(k, compute)
+    return {
+        "heard": str(arrays["heard"]),
+        "dnsmos": {name: float(v) for name, v in zip(DNSMOS_KEYS, arrays["dnsmos"], strict=True)},
+        "embedding": arrays["embedding"],
+    }
+
+
+def _row(item, reference: dict[str, Any], variant, sample_rate: int) -> dict[str, Any]:
     from publisher.runtime.speech import dnsmos, recognize
     from publisher.verify.speaker import embedding, similarity
 
-    same_speaker = similarity(embedding(reference, sample_rate), embedding(variant, sample_rate))
+    same_speaker = similarity(reference["embedding"], embedding(variant, sample_rate))
     return {
         "item": item.id,
         "voice": item.voice,
         "text": item.text,
-        "reference_heard": recognize(reference, sample_rate),
+        "reference_heard": reference["heard"],
         "variant_heard": recognize(variant, sample_rate),
-        "reference_dnsmos": dnsmos(reference, sample_rate),
+        "reference_dnsmos": reference["dnsmos"],
         "variant_dnsmos": dnsmos(variant, sample_rate),
         "speaker_similarity": same_speaker,
     }

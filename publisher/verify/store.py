@@ -1,0 +1,112 @@
+"""The reference store: upstream torch's side of verification, kept on disk.
+
+What upstream Kokoro says for an input depends on the checkpoint (its sha256 and config),
+the input (phoneme ids, speed, style row), the mode (deterministic noise-only, voiced, or
+its random source under a fixed seed) and the reference code (torch, kokoro, and
+``REFERENCE_VERSION`` for our side of it), never on the variant being verified. So the
+first build of a checkpoint computes it and every later build, ``verify``, ``bench`` and
+test in any process reads it back. Entries live under ``$PUBLISHER_CACHE/references``,
+are written atomically with their sha256 recorded and are checked at every read; a
+damaged entry is named in one line and computed again (``publisher cache`` lists them).
+
+Scores of the reference audio (what the recognizer heard, DNSMOS, the speaker vector)
+are stored too, keyed by the same input plus the scorers' versions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from publisher.locations import cache_root
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from publisher.model.checkpoint import Checkpoint
+
+REFERENCE_VERSION = 1  # bump when run_torch, parity_mode or the seeding changes its output
+AREA = "references"
+
+log = logging.getLogger(__name__)
+
+
+def versions(*packages: str) -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in packages:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "absent"
+    return out
+
+
+def key(ckpt: Checkpoint, ids, speed: float, style: np.ndarray, mode: str, **extra: Any) -> str:
+    """The store key of one upstream run: checkpoint, input, mode, reference code."""
+    blob = {
+        "checkpoint": ckpt.sha256,
+        "config": ckpt.config,
+        "ids": [int(i) for i in ids],
+        "speed": float(speed),
+        "style": hashlib.sha256(style.astype("float32").tobytes()).hexdigest(),
+        "mode": mode,
+        "code": REFERENCE_VERSION,
+        **versions("torch", "kokoro"),
+        **extra,
+    }
+    text = json.dumps(blob, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _path(k: str) -> Path:
+    return cache_root() / AREA / k / "entry.npz"
+
+
+def load(k: str) -> dict[str, np.ndarray] | None:
+    """The stored arrays of ``k`` (read-only), or None when absent or damaged."""
+    import numpy as np
+
+    from publisher.export.cache import cached_entry_ok
+
+    path = _path(k)
+    if not cached_entry_ok(path, log.warning, what="reference store entry"):
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {name: data[name] for name in data.files}
+    except (OSError, ValueError):
+        return None
+    for a in arrays.values():
+        a.setflags(write=False)
+    return arrays
+
+
+def save(k: str, arrays: dict[str, np.ndarray]) -> None:
+    """Store ``arrays`` under ``k``; a full or read-only cache only skips the store."""
+    import numpy as np
+
+    from publisher.export.cache import store
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+
+    try:
+        store(_path(k), write)
+    except OSError as exc:
+        log.warning("reference store: not kept (%s)", exc)
+
+
+def remembered(k: str, compute: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """The stored arrays of ``k``, computing and storing them when absent or damaged."""
+    arrays = load(k)
+    if arrays is None:
+        arrays = compute()
+        save(k, arrays)
+    return arrays

@@ -1,0 +1,94 @@
+"""The reference store (publisher/verify/store.py): upstream torch's side of verification
+computed once per checkpoint and input, read back by later processes, checked at read."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import publisher.model.kmodel as kmodel
+from publisher.verify import gates, store
+
+
+@pytest.fixture
+def empty_store(tmp_path, monkeypatch):
+    monkeypatch.setenv("PUBLISHER_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(gates, "_REFERENCES", {})  # as a new process starts
+    return tmp_path / "cache" / store.AREA
+
+
+def _item(tiny, n: int = 12):
+    ids = tuple(gates.probe_ids(tiny, n))
+    return gates.Item(f"probe-{n}", ids, tiny.sample_voice, 1.0)
+
+
+def _no_torch(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("upstream torch ran")
+
+    monkeypatch.setattr(kmodel, "run_torch", refuse)
+
+
+def test_a_later_process_reads_upstreams_run_from_disk_without_torch(
+    tiny, tiny_model, empty_store, monkeypatch
+):
+    item = _item(tiny)
+    style = gates._style(tiny, item)
+    first = gates.torch_reference(tiny, tiny_model, item, style, voiced=True)
+    seeded = gates.seeded_torch(tiny, tiny_model, item, style, seed=7)
+    assert len(list(empty_store.iterdir())) == 2
+    monkeypatch.setattr(gates, "_REFERENCES", {})
+    _no_torch(monkeypatch)
+    again = gates.torch_reference(tiny, tiny_model, item, style, voiced=True)
+    np.testing.assert_array_equal(again.waveform, first.waveform)
+    np.testing.assert_array_equal(again.durations, first.durations)
+    np.testing.assert_array_equal(
+        gates.seeded_torch(tiny, tiny_model, item, style, seed=7).waveform, seeded.waveform
+    )
+
+
+def test_the_key_separates_mode_seed_input_and_checkpoint(tiny):
+    item = _item(tiny)
+    style = gates._style(tiny, item)
+    base = store.key(tiny, item.ids, 1.0, style, "random", seed=1)
+    others = {
+        store.key(tiny, item.ids, 1.0, style, "random", seed=2),
+        store.key(tiny, item.ids, 1.0, style, "deterministic-voiced"),
+        store.key(tiny, item.ids[:-1], 1.0, style, "random", seed=1),
+        store.key(tiny, item.ids, 1.1, style, "random", seed=1),
+        store.key(tiny, item.ids, 1.0, style + 1e-3, "random", seed=1),
+    }
+    other_ckpt = type(tiny)(**{**tiny.__dict__, "sha256": "0" * 64})
+    others.add(store.key(other_ckpt, item.ids, 1.0, style, "random", seed=1))
+    assert base not in others and len(others) == 6
+
+
+def test_a_seeded_upstream_run_is_what_torch_gives_under_that_seed(tiny, tiny_model, empty_store):
+    import torch
+
+    item = _item(tiny)
+    style = gates._style(tiny, item)
+    stored = gates.seeded_torch(tiny, tiny_model, item, style, seed=11)
+    torch.manual_seed(11)
+    direct = kmodel.run_torch(tiny_model, list(item.ids), style, 1.0)
+    np.testing.assert_array_equal(stored.waveform, direct.waveform)
+    other = gates.seeded_torch(tiny, tiny_model, item, style, seed=12)
+    assert not np.array_equal(other.waveform, stored.waveform)  # the source is random
+
+
+def test_a_damaged_entry_is_named_and_computed_again(
+    tiny, tiny_model, empty_store, monkeypatch, caplog
+):
+    item = _item(tiny)
+    style = gates._style(tiny, item)
+    first = gates.torch_reference(tiny, tiny_model, item, style)
+    (entry,) = empty_store.glob("*/entry.npz")
+    with open(entry, "r+b") as fh:
+        fh.seek(entry.stat().st_size // 2)
+        fh.write(b"\x00" * 64)
+    monkeypatch.setattr(gates, "_REFERENCES", {})
+    with caplog.at_level("WARNING", logger="publisher.verify.store"):
+        again = gates.torch_reference(tiny, tiny_model, item, style)
+    np.testing.assert_array_equal(again.waveform, first.waveform)
+    said = [r.getMessage() for r in caplog.records]
+    assert any(f"reference store entry {entry}" in line and "rebuilding" in line for line in said)
