@@ -80,9 +80,12 @@ def room_needed(ckpt) -> int:
     return 3 * sum(t.numel() * 4 for part in ckpt.state.values() for t in part.values())
 
 
-def prepare(recipe, spec: str, timer, out: Path | None = None) -> Prepared:
+def prepare(
+    recipe, spec: str, timer, out: Path | None = None, opened: dict | None = None
+) -> Prepared:
     """Checkpoint, exports and passes. ``out``: the folder the build goes to, checked for
-    ``room_needed`` right after the checkpoint opens, before the exports."""
+    ``room_needed`` right after the checkpoint opens, before the exports. ``opened``: the
+    checkpoints (and torch models) a caller building several recipes keeps by spec."""
     import onnx
 
     import publisher.passes.bucket_check  # noqa: F401 - registers the bucket-check pass
@@ -93,8 +96,13 @@ def prepare(recipe, spec: str, timer, out: Path | None = None) -> Prepared:
 
     passes = plan(recipe)  # unknown passes fail before any heavy work
     with timer.step("checkpoint", spec):
-        ckpt = open_checkpoint(spec)
-        model = ckpt.build_model()
+        if opened is not None and spec in opened:
+            ckpt, model = opened[spec]
+        else:
+            ckpt = open_checkpoint(spec)
+            model = ckpt.build_model()
+            if opened is not None:
+                opened[spec] = (ckpt, model)
     if out is not None:  # before any heavy work: a full disk is one line, nothing exported
         check_writable_folder(out, "--out", need_bytes=room_needed(ckpt))
     with timer.step("export fp32", "cached per checkpoint and export settings"):
@@ -174,10 +182,12 @@ def build(
     echo: Echo | None = None,
     speech: bool = True,
     floor: bool = True,
+    opened: dict | None = None,
 ) -> BuildResult:
     """Build, verify and write ``out_dir/<recipe.name>/``; nothing is left there on failure.
     ``speech=False`` skips the WER/DNSMOS speech set (recorded as skipped); ``floor=False``
-    skips running the file in the onnxruntime of ``target.min_onnxruntime``."""
+    skips running the file in the onnxruntime of ``target.min_onnxruntime``; ``opened``:
+    see ``prepare``."""
     import onnx
 
     from publisher.provenance import StepTimer
@@ -187,7 +197,7 @@ def build(
     final = Path(out_dir) / recipe.name
     check_target(final)
     timer = StepTimer(total=7, echo=echo)
-    p = prepare(recipe, checkpoint or recipe.checkpoint, timer, out=final.parent)
+    p = prepare(recipe, checkpoint or recipe.checkpoint, timer, out=final.parent, opened=opened)
     run = scratch_dir(final.parent, recipe.name)  # removed on any exit, swept if killed
     try:
         built, scratch = run / "variant", run / "scratch"
@@ -211,6 +221,44 @@ def build(
     finally:
         shutil.rmtree(run, ignore_errors=True)
     return BuildResult(final, final / recipe.output.path, manifest)
+
+
+@dataclass
+class ManyBuilt:
+    """``build_many``: the builds that passed, and (recipe, one-line reason) for the rest."""
+
+    built: list[BuildResult]
+    failed: list[tuple[str, str]]
+
+
+def build_many(
+    recipes: list,
+    checkpoint: str | None = None,
+    out_dir: Path = Path("dist"),
+    echo: Echo | None = None,
+    speech: bool = True,
+    floor: bool = True,
+) -> ManyBuilt:
+    """Build every recipe in one process: each checkpoint is opened once, exports come
+    from the export cache and upstream's side from the reference store; a failing recipe
+    is recorded and the next one still builds."""
+    echo = echo or (lambda line: None)
+    opened: dict = {}
+    result = ManyBuilt([], [])
+    several = len(recipes) > 1
+    for k, recipe in enumerate(recipes, 1):
+        if several:
+            echo(f"== {recipe.name} ({k}/{len(recipes)})")
+        try:
+            result.built.append(
+                build(recipe, checkpoint, out_dir, echo, speech, floor, opened=opened)
+            )
+        except PublisherError as err:
+            if not several:
+                raise  # one recipe: its own error, type and all
+            result.failed.append((recipe.name, str(err)))
+            echo(f"== {recipe.name} failed: {err}")
+    return result
 
 
 def _floor(recipe, p: Prepared, model_path: Path, timer, echo) -> dict[str, Any]:

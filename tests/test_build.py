@@ -215,3 +215,46 @@ def test_help_does_not_import_heavy_modules():
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.stdout.strip() == "[]"
+
+
+def test_several_recipes_build_in_one_process_and_a_failing_one_stops_no_other(
+    tmp_path, monkeypatch
+):
+    import publisher.model.sources as sources
+
+    strict = tmp_path / "strict.yaml"
+    strict.write_text(LEGACY + "gates:\n  parity_max_abs: 0.0\n")
+    opens: list[str] = []
+    real_open = sources.open_checkpoint
+
+    def counting(spec):
+        opens.append(spec)
+        return real_open(spec)
+
+    monkeypatch.setattr(sources, "open_checkpoint", counting)
+    out = tmp_path / "dist"
+    args = ["build", "--recipe", str(strict), "--recipe", "fp32"]
+    result = CliRunner().invoke(main, [*args, "--checkpoint", "synthetic:tiny", "--out", str(out)])
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    assert "failed: strict: gate parity_max_abs failed" in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last == "error: 1 of 2 recipes failed (strict); 1 built"
+    assert (out / "fp32" / "onnx" / "model.onnx").is_file() and not (out / "strict").exists()
+    assert f"built {out / 'fp32' / 'onnx' / 'model.onnx'}" in result.stdout
+    assert opens == ["synthetic:tiny"]  # one checkpoint open for both recipes
+
+
+def test_build_all_with_recipe_is_one_line():
+    result = CliRunner().invoke(main, ["build", "--all", "--recipe", "fp32", "--dry-run"])
+    assert result.exit_code == 1
+    assert "give --recipe NAME (repeatable) or --all, not both" in result.stderr
+
+
+def test_build_all_dry_run_plans_every_recipe():
+    from publisher.recipe.loader import list_recipes
+
+    result = CliRunner().invoke(main, ["build", "--all", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    plans = [json.loads(chunk) for chunk in result.stdout.replace("}\n{", "}\x00{").split("\x00")]
+    assert [p["recipe"] for p in plans] == [r.name for r in list_recipes()]

@@ -16,10 +16,18 @@ from publisher.cli.options import (
     speech_gates_option,
 )
 from publisher.cli.output import info
+from publisher.runtime.errors import PublisherError
 
 
 @click.command("build")
-@recipe_option("Recipe name in recipes/ or a path to a recipe YAML file.")
+@click.option(
+    "--recipe",
+    "recipe_names",
+    multiple=True,
+    metavar="NAME|PATH",
+    help="Recipe name in recipes/ or a path to a recipe YAML file (repeatable).",
+)
+@click.option("--all", "all_", is_flag=True, help="Every recipe in recipes/.")
 @checkpoint_option
 @out_option("Folder that receives NAME/.")
 @click.option("--dry-run", is_flag=True, help="Print the resolved plan and stop.")
@@ -39,7 +47,8 @@ from publisher.cli.output import info
     "claimed cell exits 1 (the build stays, with the matrix in its manifest).",
 )
 def build_command(
-    recipe_name: str,
+    recipe_names: tuple[str, ...],
+    all_: bool,
     checkpoint: str | None,
     out_dir: Path,
     dry_run: bool,
@@ -47,41 +56,59 @@ def build_command(
     floor: bool,
     conformance: bool,
 ) -> None:
-    """Export, transform and verify one variant into OUT/NAME/."""
-    from publisher.recipe.loader import load_recipe
-
-    recipe = load_recipe(recipe_name)
+    """Export, transform and verify variants into OUT/NAME/ (several recipes: one process,
+    each checkpoint opened once; a failing recipe does not stop the others)."""
+    recipes = _chosen(recipe_names, all_)
     if dry_run:
-        from publisher.passes import plan
-
-        click.echo(
-            json.dumps(
-                {
-                    "recipe": recipe.name,
-                    "checkpoint": checkpoint or recipe.checkpoint,
-                    "passes": plan(recipe),
-                    "output": str(out_dir / recipe.name / recipe.output.path),
-                    "resolved_recipe": recipe.model_dump(mode="json"),
-                },
-                indent=2,
-            )
-        )
+        for recipe in recipes:
+            click.echo(json.dumps(_plan(recipe, checkpoint, out_dir), indent=2))
         return
-    from publisher.build import build as run_build
+    from publisher.build import build_many
 
-    result = run_build(
-        recipe, checkpoint=checkpoint, out_dir=out_dir, echo=info, speech=speech, floor=floor
-    )
-    size = result.model_path.stat().st_size / 2**20
-    worst = max(p["max_abs_error"] for p in result.manifest["verification"]["parity"])
-    click.echo(
-        f"built {result.model_path} ({size:.2f} MiB); parity max abs error {worst:.3g}; "
-        f"report {result.folder / 'verify.md'}"
-    )
-    if conformance:
+    many = build_many(recipes, checkpoint, out_dir, echo=info, speech=speech, floor=floor)
+    for result in many.built:
+        size = result.model_path.stat().st_size / 2**20
+        worst = max(p["max_abs_error"] for p in result.manifest["verification"]["parity"])
+        click.echo(
+            f"built {result.model_path} ({size:.2f} MiB); parity max abs error {worst:.3g}; "
+            f"report {result.folder / 'verify.md'}"
+        )
+    for name, why in many.failed:
+        click.echo(f"failed: {name}: {why}", err=True)
+    if conformance and many.built:
         from publisher.cli.conformance import run_and_report
 
-        run_and_report([result.folder])
+        run_and_report([r.folder for r in many.built])
+    if many.failed:
+        names = ", ".join(name for name, _ in many.failed)
+        raise PublisherError(
+            f"{len(many.failed)} of {len(recipes)} recipes failed ({names}); "
+            f"{len(many.built)} built"
+        )
+
+
+def _chosen(recipe_names: tuple[str, ...], all_: bool) -> list:
+    from publisher.recipe.loader import list_recipes, load_recipe
+
+    if recipe_names and all_:
+        raise PublisherError("give --recipe NAME (repeatable) or --all, not both")
+    if all_:
+        return list_recipes()
+    if not recipe_names:
+        raise click.UsageError("Missing option '--recipe' (or --all).")
+    return [load_recipe(name) for name in recipe_names]  # every recipe checked first
+
+
+def _plan(recipe, checkpoint: str | None, out_dir: Path) -> dict:
+    from publisher.passes import plan
+
+    return {
+        "recipe": recipe.name,
+        "checkpoint": checkpoint or recipe.checkpoint,
+        "passes": plan(recipe),
+        "output": str(out_dir / recipe.name / recipe.output.path),
+        "resolved_recipe": recipe.model_dump(mode="json"),
+    }
 
 
 @click.command("verify")
