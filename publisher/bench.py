@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from publisher.progress import progress
 from publisher.runtime.constants import SAMPLE_RATE
 from publisher.runtime.errors import PublisherError
 
@@ -147,7 +148,7 @@ def run_bench(
         times: dict[str, dict[str, list[float]]] = {label: {} for label in workers}
         audio: dict[str, float] = {}
         order = list(workers)
-        for rep in range(warmup + repeats):
+        for rep in progress(range(warmup + repeats), "bench"):
             phase = "warm-up" if rep < warmup else f"repeat {rep - warmup + 1}/{repeats}"
             echo(f"{phase}: {len(items)} inputs x {len(order)} models")
             for k, item in enumerate(items):

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from publisher.progress import progress
 from publisher.runtime.errors import PublisherError
 
 if TYPE_CHECKING:
@@ -65,7 +66,7 @@ def run_first_audio(
             except PublisherError as err:
                 results[t.label].error = str(err)
         order = list(workers)
-        for rep in range(warmup + repeats):
+        for rep in progress(range(warmup + repeats), "first audio"):
             phase = "warm-up" if rep < warmup else f"repeat {rep - warmup + 1}/{repeats}"
             (echo or (lambda line: None))(f"first audio, {phase}: {len(order)} models")
             start = rep % max(len(order), 1)

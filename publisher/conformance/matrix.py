@@ -27,6 +27,7 @@ from publisher.conformance.runtimes import (
     runtimes,
     target_of,
 )
+from publisher.progress import progress
 from publisher.runtime.clients import CHROMIUM, CHROMIUM_ARGS
 from publisher.runtime.errors import PublisherError
 
@@ -290,7 +291,7 @@ def run_matrix(folder: Path, echo: Echo | None = None) -> dict[str, Any]:
         requests = prepare_requests(
             folder / m["model"], ckpt.voices, ckpt.config, Path(tmp), bundle, claim
         )
-        for rt in claimed:
+        for rt in progress(claimed, "runtimes"):
             out = heard(rt, probe(rt, requests[rt.kind], Path(tmp), echo), Path(tmp))
             cells[rt.name] = _cell(rt, out, known)
             echo(f"{m['recipe']} in {rt.name}: {cells[rt.name]['status']}")

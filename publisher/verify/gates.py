@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from publisher.manifest import PICTURE, REPORT
+from publisher.progress import progress
 from publisher.runtime.artifacts import Gate
 from publisher.runtime.constants import SAME_AUDIO_MATCH
 from publisher.runtime.errors import PublisherError, ShapeMismatchError, VerificationError
@@ -325,7 +326,7 @@ def evaluate(
     skipped: dict[str, list[str]] = {"too_long": [], "over_frames": []}
     bucket_rows, used = [], []
     voiced_mode = voiced_fidelity(ckpt)
-    for k, item in enumerate(items, 1):
+    for k, item in enumerate(progress(items, "verify"), 1):
         if bucket and len(item.ids) + 2 > bucket.bucket:
             skipped["too_long"].append(item.id)
             continue

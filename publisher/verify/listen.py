@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from publisher.progress import progress
+
 if TYPE_CHECKING:
     from publisher.model.checkpoint import Checkpoint
 
@@ -52,7 +54,7 @@ def listen(ckpt: Checkpoint, model: Any, graph: str, echo=None) -> dict[str, Any
         return {"ran": False, "skipped": reason}
     rows = []
     with ModelWorker(graph, label=str(graph)) as worker:
-        for k, item in enumerate(items):
+        for k, item in enumerate(progress(items, "speech set")):
             ids = item.ids(ckpt.config["vocab"])
             style = style_row(ckpt.voices[item.voice], len(ids))
             ref = reference_scores(ckpt, model, ids, style, item.speed, SEED + k)
