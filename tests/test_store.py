@@ -92,3 +92,30 @@ def test_a_damaged_entry_is_named_and_computed_again(
     np.testing.assert_array_equal(again.waveform, first.waveform)
     said = [r.getMessage() for r in caplog.records]
     assert any(f"reference store entry {entry}" in line and "rebuilding" in line for line in said)
+
+
+def test_a_cached_exports_runs_are_stored_and_a_graph_without_a_record_just_runs(
+    tiny, tiny_model, empty_store, monkeypatch, tmp_path
+):
+    import shutil
+
+    import publisher.runtime.synth as synth
+    from publisher.export.fp32 import export_fp32
+    from publisher.recipe.loader import load_recipe
+
+    graph = export_fp32(tiny, load_recipe("fp32"), model=tiny_model, parity=True)
+    item = _item(tiny)
+    style = gates._style(tiny, item)
+    first = gates.StoredRuns(tiny, graph).run(item, style)
+
+    def no_onnx(*args, **kwargs):
+        raise AssertionError("onnxruntime ran")
+
+    monkeypatch.setattr(synth, "run_onnx", no_onnx)
+    again = gates.StoredRuns(tiny, graph).run(item, style)  # a new build, the same export
+    np.testing.assert_array_equal(again.waveform, first.waveform)
+    np.testing.assert_array_equal(again.durations, first.durations)
+    twin = tmp_path / "twin.onnx"  # a variant's own graph: no record, so it runs
+    shutil.copy(graph, twin)
+    with pytest.raises(AssertionError, match="onnxruntime ran"):
+        gates.StoredRuns(tiny, twin).run(item, style)

@@ -297,6 +297,51 @@ def seeded_torch(ckpt: Checkpoint, model: Any, item: Item, style: np.ndarray, se
     return Synthesis(arrays["waveform"], arrays["durations"])
 
 
+class StoredRuns:
+    """A deterministic graph's runs. A graph from the export cache (its sha256 recorded
+    there) keeps them in the reference store, keyed by that sha256 and the input: the fp32
+    parity and voiced exports serve every recipe of a checkpoint, so a second recipe reads
+    them back. A graph without a record (a variant's own twin) just runs; the session
+    opens on first need."""
+
+    def __init__(self, ckpt: Checkpoint, graph: Path) -> None:
+        from publisher.export.cache import recorded_sha256
+
+        self.ckpt, self.graph, self.sha256 = ckpt, graph, recorded_sha256(graph)
+        self._session: Any = None
+
+    def _run(self, item: Item, style: np.ndarray) -> Synthesis:
+        from publisher.runtime.synth import open_session, run_onnx
+
+        if self._session is None:
+            self._session = open_session(self.graph)
+        return run_onnx(self._session, list(item.ids), style, item.speed)
+
+    def run(self, item: Item, style: np.ndarray) -> Synthesis:
+        import numpy as np
+
+        if self.sha256 is None:
+            return self._run(item, style)
+
+        def compute() -> dict[str, np.ndarray]:
+            out = self._run(item, style)
+            tail = np.nan if out.tail_max_abs is None else out.tail_max_abs
+            return {
+                "waveform": out.waveform,
+                "durations": out.durations,
+                "tail": np.array(tail),
+                "pieces": np.array(out.pieces),
+            }
+
+        runtime = store.versions("onnxruntime")
+        k = store.key(self.ckpt, item.ids, item.speed, style, "onnx", graph=self.sha256, **runtime)
+        a = store.remembered(k, compute)
+        tail = float(a["tail"])
+        return Synthesis(
+            a["waveform"], a["durations"], None if np.isnan(tail) else tail, int(a["pieces"])
+        )
+
+
 def evaluate(
     recipe: Recipe,
     ckpt: Checkpoint,
@@ -313,12 +358,10 @@ def evaluate(
     sample; ``twin_graph``: the variant's voiced deterministic twin (the fp32 voiced
     export when no pass changes numbers), whose fidelity is measured against torch in the
     same mode. Returns the report dict (gates not enforced)."""
-    from publisher.runtime.synth import open_session, run_onnx
     from publisher.verify.worker import ModelWorker
 
     echo = echo or (lambda line: None)
-    parity_sess = open_session(parity_graph)
-    twin_sess = open_session(twin_graph)
+    parity_runs, twin_runs = StoredRuns(ckpt, parity_graph), StoredRuns(ckpt, twin_graph)
     parity, fidelity, refs, outs = [], [], {}, {}
     # bucket graphs: only inputs that fit (n <= B - 2 and at most F frames in the unpadded
     # reference) are compared; the rest would be re-split, so they are counted and skipped
@@ -335,10 +378,10 @@ def evaluate(
         if bucket and int(ref.durations.sum()) > bucket.frames:
             skipped["over_frames"].append(item.id)
             continue
-        out = run_onnx(parity_sess, list(item.ids), style, item.speed)
+        out = parity_runs.run(item, style)
         parity.append(_parity(item, ref, out))
         voiced = torch_reference(ckpt, model, item, style, voiced=True) if voiced_mode else ref
-        twin = run_onnx(twin_sess, list(item.ids), style, item.speed)
+        twin = twin_runs.run(item, style)
         fidelity.append(_fidelity(item, voiced, twin))
         refs[item.id], outs[item.id] = voiced, twin
         used.append(item)
