@@ -35,7 +35,7 @@ def test_a_later_process_reads_upstreams_run_from_disk_without_torch(
     item = _item(tiny)
     style = gates._style(tiny, item)
     first = gates.torch_reference(tiny, tiny_model, item, style, voiced=True)
-    seeded = gates.seeded_torch(tiny, tiny_model, item, style, seed=7)
+    seeded = store.seeded_torch(tiny, tiny_model, item.ids, 1.0, style, seed=7)
     assert len(list(empty_store.iterdir())) == 2
     monkeypatch.setattr(gates, "_REFERENCES", {})
     _no_torch(monkeypatch)
@@ -43,7 +43,7 @@ def test_a_later_process_reads_upstreams_run_from_disk_without_torch(
     np.testing.assert_array_equal(again.waveform, first.waveform)
     np.testing.assert_array_equal(again.durations, first.durations)
     np.testing.assert_array_equal(
-        gates.seeded_torch(tiny, tiny_model, item, style, seed=7).waveform, seeded.waveform
+        store.seeded_torch(tiny, tiny_model, item.ids, 1.0, style, seed=7).waveform, seeded.waveform
     )
 
 
@@ -68,11 +68,11 @@ def test_a_seeded_upstream_run_is_what_torch_gives_under_that_seed(tiny, tiny_mo
 
     item = _item(tiny)
     style = gates._style(tiny, item)
-    stored = gates.seeded_torch(tiny, tiny_model, item, style, seed=11)
+    stored = store.seeded_torch(tiny, tiny_model, item.ids, 1.0, style, seed=11)
     torch.manual_seed(11)
     direct = kmodel.run_torch(tiny_model, list(item.ids), style, 1.0)
     np.testing.assert_array_equal(stored.waveform, direct.waveform)
-    other = gates.seeded_torch(tiny, tiny_model, item, style, seed=12)
+    other = store.seeded_torch(tiny, tiny_model, item.ids, 1.0, style, seed=12)
     assert not np.array_equal(other.waveform, stored.waveform)  # the source is random
 
 

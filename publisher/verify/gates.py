@@ -281,22 +281,6 @@ def torch_reference(
     return _REFERENCES[key]
 
 
-def seeded_torch(ckpt: Checkpoint, model: Any, item: Item, style: np.ndarray, seed: int):
-    """Upstream Kokoro with its random source on, seeded (so the run can be stored)."""
-    import torch
-
-    from publisher.model.kmodel import run_torch
-
-    def compute() -> dict[str, np.ndarray]:
-        torch.manual_seed(seed)
-        out = run_torch(model, list(item.ids), style, item.speed)
-        return {"waveform": out.waveform, "durations": out.durations}
-
-    k = store.key(ckpt, item.ids, item.speed, style, "random", seed=seed)
-    arrays = store.remembered(k, compute)
-    return Synthesis(arrays["waveform"], arrays["durations"])
-
-
 class StoredRuns:
     """A deterministic graph's runs. A graph from the export cache (its sha256 recorded
     there) keeps them in the reference store, keyed by that sha256 and the input: the fp32
@@ -451,8 +435,12 @@ def _shipped(ckpt, model, graph: Path, items: list[Item], worker_cls, determinis
             for k, item in enumerate(items):
                 style = _style(ckpt, item)
                 out, _ = worker.run(list(item.ids), style, item.speed)
-                a = seeded_torch(ckpt, model, item, style, SHIPPED_SEED + 2 * k)
-                b = seeded_torch(ckpt, model, item, style, SHIPPED_SEED + 2 * k + 1)
+                a = store.seeded_torch(
+                    ckpt, model, item.ids, item.speed, style, SHIPPED_SEED + 2 * k
+                )
+                b = store.seeded_torch(
+                    ckpt, model, item.ids, item.speed, style, SHIPPED_SEED + 2 * k + 1
+                )
                 finite = bool(np.isfinite(out.waveform).all())
                 to_twin = spectral_correlation(twin_det[item.id].waveform, out.waveform)
                 torch_floor = spectral_correlation(torch_det[item.id].waveform, a.waveform)

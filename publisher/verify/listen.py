@@ -78,14 +78,12 @@ def reference_scores(ckpt, model, ids, style, speed: float, seed: int) -> dict[s
     from publisher.runtime.constants import SAMPLE_RATE
     from publisher.runtime.speech import dnsmos, recognize
     from publisher.verify import store
-    from publisher.verify.gates import Item, seeded_torch
     from publisher.verify.speaker import embedding
 
     def compute() -> dict[str, Any]:
         import numpy as np
 
-        item = Item("speech", tuple(ids), "", speed)
-        wave = seeded_torch(ckpt, model, item, style, seed).waveform
+        wave = store.seeded_torch(ckpt, model, ids, speed, style, seed).waveform
         mos = dnsmos(wave, SAMPLE_RATE)
         return {
             "heard": np.array(recognize(wave, SAMPLE_RATE)),

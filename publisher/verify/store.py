@@ -110,3 +110,19 @@ def remembered(k: str, compute: Callable[[], dict[str, np.ndarray]]) -> dict[str
         arrays = compute()
         save(k, arrays)
     return arrays
+
+
+def seeded_torch(ckpt: Checkpoint, model: Any, ids, speed: float, style: np.ndarray, seed: int):
+    """Upstream Kokoro with its random source on, seeded (so the run can be stored)."""
+    import torch
+
+    from publisher.model.kmodel import run_torch
+    from publisher.runtime.synth import Synthesis
+
+    def compute() -> dict[str, np.ndarray]:
+        torch.manual_seed(seed)
+        out = run_torch(model, list(ids), style, speed)
+        return {"waveform": out.waveform, "durations": out.durations}
+
+    arrays = remembered(key(ckpt, ids, speed, style, "random", seed=seed), compute)
+    return Synthesis(arrays["waveform"], arrays["durations"])
