@@ -129,3 +129,10 @@ def test_verify_re_records_only_the_files_it_rewrote(dist_copy):
     shutil.rmtree(dist_copy / "fp32" / "sherpa-onnx")
     with pytest.raises(ChangedFileError, match=r"sherpa-onnx/fp32/\S+: missing since"):
         read_build(dist_copy / "fp32")
+
+
+def test_a_folder_stage_did_not_write_is_refused_before_upload(tmp_path):
+    (tmp_path / "README.md").write_text("mine")
+    with pytest.raises(ChangedFileError, match=r"not a folder `publisher stage` wrote"):
+        check_staged(tmp_path)
+    assert (tmp_path / "README.md").read_text() == "mine"

@@ -119,3 +119,19 @@ def test_a_cached_exports_runs_are_stored_and_a_graph_without_a_record_just_runs
     shutil.copy(graph, twin)
     with pytest.raises(AssertionError, match="onnxruntime ran"):
         gates.StoredRuns(tiny, twin).run(item, style)
+
+
+def test_an_unwritable_cache_skips_the_store_and_the_run_still_answers(
+    tiny, tiny_model, tmp_path, monkeypatch, caplog
+):
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    monkeypatch.setenv("PUBLISHER_CACHE", str(blocked / "cache"))  # under a file
+    monkeypatch.setattr(gates, "_REFERENCES", {})
+    item = _item(tiny)
+    style = gates._style(tiny, item)
+    with caplog.at_level("WARNING", logger="publisher.verify.store"):
+        out = store.seeded_torch(tiny, tiny_model, item.ids, 1.0, style, seed=3)
+    assert out.waveform.size > 0
+    assert any("reference store: not kept" in r.getMessage() for r in caplog.records)
+    assert blocked.read_text() == "not a folder"  # nothing of the user's touched

@@ -46,8 +46,8 @@ PROBE_TOKENS = (40, 400)  # fixed-length parity probes (token counts, pads inclu
 SHIPPED_ITEMS = 2  # corpus items the noisy shipped graph is run on
 SHIPPED_SEED = 20261206  # torch's two random-source runs beside it, seeded so they are stored
 # The deterministic torch reference depends on the checkpoint and the input only, not on
-# the variant: remembered per process, so building several recipes (``build --all``, the
-# test suite) runs torch once per input. Keyed by the weights' sha256 and the config.
+# the variant: kept on disk by the reference store (verify/store.py) for every process, and
+# here as read-only arrays for this one. Keyed by the weights' sha256 and the config.
 _REFERENCES: dict[tuple, Any] = {}
 _REFERENCES_MAX = 512
 
