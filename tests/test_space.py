@@ -154,6 +154,36 @@ def wav_seconds(path: str) -> float:
 
 
 # ---------------------------------------------------------------------- compare
+def _tones(durations: list[int]):
+    """One steady tone per token, ``durations[i]`` frames long (600 samples a frame)."""
+    import numpy as np
+
+    parts = []
+    for i, frames in enumerate(durations):
+        t = np.arange(frames * 600) / 24000
+        parts.append(np.sin(2 * np.pi * (300 + 450 * (i % 7)) * t))
+    return np.concatenate(parts).astype(np.float32)
+
+
+def test_live_fidelity_lines_up_tokens_so_a_longer_phoneme_is_not_read_as_damage():
+    import numpy as np
+
+    from kokoro_space.engine import Run, fidelity
+
+    ref_d = [4, 3, 5, 4, 3, 6, 4, 5, 3, 4] * 3
+    test_d = list(ref_d)
+    test_d[2] += 1  # one phoneme a frame longer: everything after it moves by 600 samples
+    ref = Run(None, wave=_tones(ref_d), durations=np.array(ref_d))
+    drifted = Run(None, wave=_tones(test_d), durations=np.array(test_d))
+
+    aligned, equal = fidelity(ref, drifted)
+    unpaired, none = fidelity(ref, Run(None, wave=drifted.wave, durations=np.array(test_d[:-1])))
+
+    assert aligned > 0.98, aligned
+    assert unpaired < aligned - 0.1, unpaired  # frame by frame the same sound reads as damage
+    assert equal == pytest.approx(29 / 30) and none is None
+
+
 def test_compare_gives_one_audio_file_spectrogram_and_table_row_per_variant(client):
     status, phoneme_text, table, audios, images = compare(client)
 
@@ -164,6 +194,8 @@ def test_compare_gives_one_audio_file_spectrogram_and_table_row_per_variant(clie
     assert rows["fp32"][1] == "onnx/model.onnx"
     assert rows["fp32"][7] == "reference"  # fidelity is measured against fp32 itself
     assert 0.5 < float(rows["quantized"][7]) <= 1.0
+    assert rows["fp32"][8] == "1.000"  # durations equal to its own
+    assert 0.0 <= float(rows["quantized"][8]) <= 1.0
     assert all(row[-1].startswith("ok") for row in rows.values())
     assert all(float(row[6]) > 0 for row in rows.values())  # real-time factor
     played = [value(a) for a in audios if value(a)]

@@ -26,7 +26,8 @@ from kokoro_space.source import (
     SourceError,
     safe_relpath,
 )
-from publisher.runtime.constants import SAMPLE_RATE
+from publisher.runtime.constants import SAMPLE_RATE, SAMPLES_PER_FRAME
+from publisher.runtime.metrics import aligned_spectra, correlation, duration_agreement
 
 if TYPE_CHECKING:
     import numpy as np
@@ -197,7 +198,9 @@ class Run:
     synth_s: float | None = None
     chunks: int = 0
     error: str | None = None
-    fidelity: float | None = None
+    durations: np.ndarray | None = None  # frames per token, every chunk's in order
+    fidelity: float | None = None  # token-aligned spectral correlation with the reference
+    durations_equal: float | None = None  # share of tokens the reference timed the same
 
     @property
     def audio_s(self) -> float:
@@ -432,16 +435,18 @@ class Engine:
             session, run.load_s, run.cached = self.session(variant)
             vocab = self.catalog().vocab
             chunks = split_phonemes(prepared.phonemes, self.capacity(session), vocab)
-            waves = []
+            waves, durations = [], []
             start = time.perf_counter()
             for chunk in chunks:
                 ids, _ = to_ids(chunk, vocab)
                 if ids:
                     out = run_onnx(session, ids, style_row(voice, len(ids)), speed)
                     waves.append(out.waveform)
+                    durations.append(np.asarray(out.durations).reshape(-1))
             run.synth_s = time.perf_counter() - start
             run.chunks = len(waves)
             wave = np.concatenate(waves) if waves else np.zeros(0, np.float32)
+            run.durations = np.concatenate(durations) if durations else None
             if not np.all(np.isfinite(wave)):
                 raise ValueError("the output holds NaN or infinite samples")
             run.wave = wave
@@ -454,8 +459,6 @@ class Engine:
         self, text: object, phoneme_mode: bool, voice: object, speed: object, names: object
     ) -> Comparison:
         """Each chosen variant speaks the same input; fidelity is against the fp32 one."""
-        from publisher.runtime.metrics import spectral_correlation
-
         catalog = self.catalog()
         chosen = self.select(names)
         pack = self.voice(voice)
@@ -475,8 +478,21 @@ class Engine:
         elif ref_run is not None:
             for r in runs:
                 if r.wave is not None and r.wave.size and ref_run.wave.size:
-                    r.fidelity = spectral_correlation(ref_run.wave, r.wave)
+                    r.fidelity, r.durations_equal = fidelity(ref_run, r)
         return Comparison(prepared, runs, ref_name, notes)
+
+
+def fidelity(ref: Run, run: Run) -> tuple[float, float | None]:
+    """What ``publisher verify`` measures: the spectral correlation with each token of
+    ``run`` read against the same token of ``ref`` (their own predicted durations), so a
+    phoneme one frame longer shifts nothing after it; and the share of tokens both timed
+    the same. Outputs without durations to pair (none, or another token count) fall back
+    to the common length, and the share is ``None``."""
+    a, b = ref.durations, run.durations
+    if a is None or b is None or a.size == 0 or a.size != b.size:
+        return correlation(*aligned_spectra(ref.wave, run.wave, [], [], SAMPLES_PER_FRAME)), None
+    spectra = aligned_spectra(ref.wave, run.wave, a, b, SAMPLES_PER_FRAME)
+    return correlation(*spectra), duration_agreement(a, b).equal_share
 
 
 def to_int16(wave: np.ndarray) -> np.ndarray:
