@@ -144,7 +144,8 @@ INVALID_CASES = {
     "pass_unknown": (
         None,
         "passes: unknown pass 'quantise-dynamic' (available: bucket-check, equalize-residuals, "
-        "fold-snake, fp16, quantize-dynamic, quantize-int4, quantize-static, simplify)",
+        "fold-snake, fp16, quantize-dynamic, quantize-int4, quantize-static, simplify, "
+        "smooth-inputs)",
     ),
     "fold_snake_after_quantize": (
         None,
@@ -154,6 +155,15 @@ INVALID_CASES = {
         None,
         "precision.quantize.output_percentile: only meaningful when "
         "precision.quantize.type is 'static'",
+    ),
+    "input_percentile_on_dynamic": (
+        None,
+        "precision.quantize.input_percentile: only meaningful when "
+        "precision.quantize.type is 'static'",
+    ),
+    "smooth_inputs_after_quantize": (
+        None,
+        "passes: 'smooth-inputs' must come before 'quantize-static'",
     ),
     "include_without_quantize": (
         None,

@@ -94,6 +94,12 @@ PASSES: dict[str, PassSpec] = {
         ("precision.quantize",),
         _before_precision("equalize-residuals"),
     ),
+    # reads which Convs will be 8-bit and calibration_samples (the activation peaks)
+    "smooth-inputs": PassSpec(
+        "publisher.passes.smooth:smooth_inputs_pass",
+        ("precision.quantize",),
+        _before_precision("smooth-inputs"),
+    ),
     "fp16": PassSpec(
         "publisher.passes.fp16:fp16_pass", ("precision.fp16",), _fp16_mode, converts_precision=True
     ),
@@ -146,6 +152,17 @@ class PassContext:
     metadata: dict[str, str] = field(default_factory=dict)
     voices: dict[str, Any] = field(default_factory=dict)  # for calibration inputs
     notes: dict[str, Any] = field(default_factory=dict)  # what passes report (manifest)
+    # calibration statistics by (pass, tensors): the build runs the passes on the shipped
+    # graph, then on its deterministic twin with the same context, and the twin takes the
+    # shipped graph's scales and ranges instead of its own (the file verify measures then
+    # holds the shipped weights and ranges, and the calibration runs happen once)
+    measured: dict[tuple, Any] = field(default_factory=dict)
+
+    def calibrated(self, key: tuple, compute: Callable[[], Any]) -> Any:
+        """``compute()`` the first time ``key`` is asked for, the same value after."""
+        if key not in self.measured:
+            self.measured[key] = compute()
+        return self.measured[key]
 
 
 def roundtrip(model: onnx.ModelProto, tool: Callable[[Path, Path], None]) -> onnx.ModelProto:

@@ -105,14 +105,11 @@ def _unit_scale(peaks) -> Any:
     return scale / np.exp(np.log(scale).mean())
 
 
-def equalize(
-    model: onnx.ModelProto, feeds: list[dict], kernels: int, stages: int
-) -> tuple[list[float], int]:
+def equalize(model: onnx.ModelProto, measure, kernels: int, stages: int) -> tuple[list[float], int]:
     """Equalize every stage's residual stream and every conv that feeds a norm, in place;
-    the largest/smallest scale ratio of each stage, and how many such convs."""
+    the largest/smallest scale ratio of each stage, and how many such convs. ``measure``:
+    the channel peaks of a list of tensors (``channel_peaks`` over calibration feeds)."""
     import numpy as np
-
-    from publisher.passes.ranges import channel_peaks
 
     by_name = {n.name: n for n in model.graph.node}
     inits = {t.name: t for t in model.graph.initializer}
@@ -123,7 +120,7 @@ def equalize(
     plans = [stage_nodes(set(by_name), i, kernels, i == stages - 1) for i in range(stages)]
     normed = normalized_convs(model)
     tensors = [by_name[n].output[0] for p in plans for n in p["convs2"]]
-    peaks = channel_peaks(model, tensors + [n.output[0] for n in normed], feeds)
+    peaks = measure(tensors + [n.output[0] for n in normed])
     for node in normed:  # exact: the norm after it divides the scale out again
         _check_private(node, readers, inits)
         scale = _unit_scale(peaks[node.output[0]])
@@ -161,11 +158,19 @@ def _check_private(node, readers: dict[str, int], inits: dict) -> None:
 
 def equalize_pass(model: onnx.ModelProto, recipe: Recipe, ctx: PassContext) -> onnx.ModelProto:
     from publisher.passes.quantize import CorpusReader
+    from publisher.passes.ranges import channel_peaks
 
     net = ctx.config["istftnet"]
-    feeds = CorpusReader(ctx, recipe.precision.quantize.calibration_samples).feeds
+    count = recipe.precision.quantize.calibration_samples
+
+    def measure(tensors: list[str]) -> dict[str, Any]:
+        def compute() -> dict[str, Any]:
+            return channel_peaks(model, tensors, CorpusReader(ctx, count).feeds)
+
+        return ctx.calibrated(("equalize-residuals", count, tuple(tensors)), compute)
+
     kernels, stages = len(net["resblock_kernel_sizes"]), len(net["upsample_rates"])
-    spreads, normed = equalize(model, feeds, kernels, stages)
+    spreads, normed = equalize(model, measure, kernels, stages)
     ctx.notes["equalized_stages"] = [round(s, 2) for s in spreads]
     ctx.notes["equalized_convs_before_a_norm"] = normed
     log.info("equalized %d generator stages and %d convs before a norm", len(spreads), normed)

@@ -180,15 +180,29 @@ class CorpusReader:
         pass
 
 
+def conv_percentiles(
+    model: onnx.ModelProto, skip: set[str], inputs: float | None, outputs: float | None
+) -> dict[str, float]:
+    """The percentile each quantized Conv's input and output range comes from (an output
+    that is also an input keeps the output's)."""
+    convs = [n for n in model.graph.node if n.op_type == "Conv" and n.name not in skip]
+    found: dict[str, float] = {}
+    for value, index, side in ((inputs, 0, "input"), (outputs, 0, "output")):
+        if value is not None:
+            found.update({getattr(n, side)[index]: value for n in convs})
+    return found
+
+
 @_keep_metadata
 def quantize_static_pass(
     model: onnx.ModelProto, recipe: Recipe, ctx: PassContext
 ) -> onnx.ModelProto:
-    """Static (calibrated) quantization, QDQ or QOperator, MinMax ranges (Conv outputs:
-    percentile ranges when ``output_percentile`` is set, see ``passes/ranges.py``)."""
+    """Static (calibrated) quantization, QDQ or QOperator, MinMax ranges (Conv outputs and
+    inputs: percentile ranges when ``output_percentile``/``input_percentile`` are set, see
+    ``passes/ranges.py``)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, quantize_static
 
-    from publisher.passes.ranges import output_ranges, overrides
+    from publisher.passes.ranges import overrides, percentile_ranges
 
     q = recipe.precision.quantize
     reader = CorpusReader(ctx, q.calibration_samples)
@@ -196,12 +210,10 @@ def quantize_static_pass(
     fmt = QuantFormat.QDQ if q.format == "qdq" else QuantFormat.QOperator
     excluded = excluded_nodes(model, q.exclude, q.include)
     tensor_overrides = {}
-    if q.output_percentile is not None:
-        skip = set(excluded)
-        outputs = [
-            n.output[0] for n in model.graph.node if n.op_type == "Conv" and n.name not in skip
-        ]
-        ranges = output_ranges(model, outputs, reader.feeds, q.output_percentile)
+    percentiles = conv_percentiles(model, set(excluded), q.input_percentile, q.output_percentile)
+    if percentiles:
+        key = ("quantize-static", q.calibration_samples, tuple(sorted(percentiles.items())))
+        ranges = ctx.calibrated(key, lambda: percentile_ranges(model, percentiles, reader.feeds))
         tensor_overrides = overrides(ranges)
         ctx.notes["percentile_ranges"] = len(ranges)
 

@@ -202,6 +202,8 @@ class Quantize(_Section):
     # static: Conv outputs get this percentile of the calibration data (both tails) as their
     # range instead of min-max (passes/ranges.py)
     output_percentile: float_range(90, 100) | None = None
+    # static: the same for the inputs of the quantized Convs (their min-max otherwise)
+    input_percentile: float_range(90, 100) | None = None
     block_size: choice(16, 32, 64, 128, 256) = 32
     op_types: str_list(pattern(r"^[A-Za-z][A-Za-z0-9]*$", "an ONNX op type"), unique=True) = ()
     symmetric: Bool = True
@@ -375,6 +377,7 @@ class Recipe(_Section):
             "format": "static",
             "calibration_samples": "static",
             "output_percentile": "static",
+            "input_percentile": "static",
             "block_size": "int4",
         }
         for key, kind in only.items():
