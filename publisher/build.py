@@ -88,7 +88,6 @@ def prepare(
     checkpoints (and torch models) a caller building several recipes keeps by spec."""
     import onnx
 
-    import publisher.passes.bucket_check  # noqa: F401 - registers the bucket-check pass
     from publisher.export.fp32 import export_fp32
     from publisher.model.sources import open_checkpoint
     from publisher.passes import FINAL_PASSES, PassContext, plan, run_passes
