@@ -138,8 +138,17 @@ def client(staged, votes_db, tmp_path_factory):
 def compare(client, text=SENTENCE, phonemes=False, voice="af_heart", speed=1.0, variants=VARIANTS):
     out = client.predict(text, phonemes, voice, speed, list(variants), api_name="/compare")
     status, phoneme_text, table, *rest = out
-    n = len(rest) // 2
-    return status, phoneme_text, table, rest[:n], rest[n:]
+    n = len(rest) // 3  # per slot: audio, spectrogram, word times
+    return status, phoneme_text, table, rest[:n], rest[n : 2 * n]
+
+
+def word_times(client, **kwargs) -> list[str]:
+    """The word-times Markdown of each slot of one comparison."""
+    out = client.predict(
+        kwargs.get("text", SENTENCE), False, "af_heart", 1.0, list(VARIANTS), api_name="/compare"
+    )
+    rest = out[3:]
+    return [value(m) or "" for m in rest[2 * (len(rest) // 3) :]]
 
 
 def value(update):
@@ -203,6 +212,24 @@ def test_compare_gives_one_audio_file_spectrogram_and_table_row_per_variant(clie
     assert all(wav_seconds(p) > 0.5 for p in played)
     assert len([value(i) for i in images if value(i)]) == 2
     assert all(not value(a) for a in audios[2:])  # unused slots stay empty
+
+
+def test_each_player_has_its_words_times_folded_under_it_ending_within_the_audio(client):
+    import re
+
+    status, _, _, audios, _ = compare(client)
+    shown = word_times(client)
+
+    assert status.startswith("✓"), status
+    for markdown, audio in zip(shown[:2], audios[:2], strict=True):
+        assert markdown.startswith("<details><summary>Word times</summary>")
+        times = [
+            (float(a), float(b)) for a, b in re.findall(r"\| ([0-9.]+) \| ([0-9.]+) \|", markdown)
+        ]
+        assert len(times) >= 5  # one row per word of SENTENCE
+        assert all(a < b for a, b in times) and times == sorted(times)
+        assert times[-1][1] <= wav_seconds(value(audio)) + 0.005
+    assert all(not m for m in shown[2:])  # unused slots stay empty
 
 
 def test_typed_phonemes_skip_g2p_and_out_of_vocab_characters_are_listed(client):

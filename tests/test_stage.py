@@ -87,6 +87,29 @@ def test_model_card_parses_and_says_synthetic_at_the_top(staged):
     assert "### fastkokoro" not in text  # no bucket files staged
 
 
+def test_the_cards_word_times_snippet_runs_in_the_staged_repo_and_times_each_word(staged):
+    import ast
+    import re
+    import subprocess
+    import sys
+
+    text = (staged.folder / "README.md").read_text()
+    block = re.search(r"### Word times\n.*?```python\n(.*?)```", text, re.S)
+    assert block, "no word-times snippet in the card"
+    done = subprocess.run(
+        [sys.executable, "-c", block.group(1)],
+        cwd=staged.folder,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    words = ast.literal_eval(done.stdout.strip())
+    assert [w for w, _, _ in words] == ["hˈɛlO", "wˈɜɹld", "ðɪs", "ɪz", "kˈOkəɹO"]
+    assert all(start < end for _, start, end in words)
+    assert all(a[2] <= b[1] for a, b in zip(words, words[1:], strict=False))
+
+
 def test_recipe_text_is_escaped_in_the_card():
     assert _md("a | b <script>") == r"a \| b &lt;script&gt;"
 

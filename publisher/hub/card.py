@@ -181,6 +181,7 @@ def usage(variants: list[dict[str, Any]], voices: list[str]) -> dict[str, Any]:
     first = (community or dynamic or variants)[0]
     return {
         "onnxruntime_file": first["path"],
+        "onnxruntime_shape": first["shape"],
         "names": first["io"],
         "voice": "af_heart" if "af_heart" in voices else voices[0],
         "kokoro_onnx": [v["path"] for v in dynamic],

@@ -27,7 +27,9 @@ from kokoro_space.source import (
     safe_relpath,
 )
 from publisher.runtime.constants import SAMPLE_RATE, SAMPLES_PER_FRAME
+from publisher.runtime.errors import PublisherError
 from publisher.runtime.metrics import aligned_spectra, correlation, duration_agreement
+from publisher.runtime.timing import Span, word_spans
 
 if TYPE_CHECKING:
     import numpy as np
@@ -201,6 +203,7 @@ class Run:
     durations: np.ndarray | None = None  # frames per token, every chunk's in order
     fidelity: float | None = None  # token-aligned spectral correlation with the reference
     durations_equal: float | None = None  # share of tokens the reference timed the same
+    words: list[Span] | None = None  # each word's time in the joined audio, where known
 
     @property
     def audio_s(self) -> float:
@@ -353,7 +356,6 @@ class Engine:
     # ------------------------------------------------------------------ input
     def prepare(self, text: object, phoneme_mode: bool = False) -> Prepared:
         """Phonemes and ids for ``text``; InputError says what is wrong with it."""
-        from publisher.runtime.errors import PublisherError
         from publisher.runtime.text import NON_SPEECH, phonemize, to_ids, which_g2p
 
         if not isinstance(text, str) or not text.strip():
@@ -435,7 +437,7 @@ class Engine:
             session, run.load_s, run.cached = self.session(variant)
             vocab = self.catalog().vocab
             chunks = split_phonemes(prepared.phonemes, self.capacity(session), vocab)
-            waves, durations = [], []
+            waves, durations, fed = [], [], []
             start = time.perf_counter()
             for chunk in chunks:
                 ids, _ = to_ids(chunk, vocab)
@@ -443,7 +445,9 @@ class Engine:
                     out = run_onnx(session, ids, style_row(voice, len(ids)), speed)
                     waves.append(out.waveform)
                     durations.append(np.asarray(out.durations).reshape(-1))
+                    fed.append(chunk)
             run.synth_s = time.perf_counter() - start
+            run.words = words(fed, durations, waves, vocab)
             run.chunks = len(waves)
             wave = np.concatenate(waves) if waves else np.zeros(0, np.float32)
             run.durations = np.concatenate(durations) if durations else None
@@ -480,6 +484,21 @@ class Engine:
                 if r.wave is not None and r.wave.size and ref_run.wave.size:
                     r.fidelity, r.durations_equal = fidelity(ref_run, r)
         return Comparison(prepared, runs, ref_name, notes)
+
+
+def words(chunks: list[str], durations: list, waves: list, vocab) -> list[Span] | None:
+    """Each word's start and end in the joined audio, from every call's duration output;
+    None when a call gave none for its whole input (a bucket graph's pieces)."""
+    found: list[Span] = []
+    offset = 0.0
+    for chunk, frames, wave in zip(chunks, durations, waves, strict=True):
+        try:
+            spans = word_spans(chunk, frames, vocab)
+        except PublisherError:
+            return None
+        found += [Span(w.text, w.start_s + offset, w.end_s + offset) for w in spans]
+        offset += wave.size / SAMPLE_RATE
+    return found
 
 
 def fidelity(ref: Run, run: Run) -> tuple[float, float | None]:

@@ -70,6 +70,22 @@ def md_escape(text: object) -> str:
     return re.sub(r"([\\`*_{}\[\]|#!<>~])", r"\\\1", s)
 
 
+def word_times_markdown(run: Run) -> str:
+    """Each word's phonemes and its start-end in seconds, folded under the player."""
+    if not run.words:
+        return (
+            "<details><summary>Word times</summary>\n\nnot available: this file gives no "
+            "duration for each phoneme of a whole call</details>"
+        )
+    rows = "\n".join(
+        f"| {md_escape(w.text)} | {w.start_s:.2f} | {w.end_s:.2f} |" for w in run.words
+    )
+    return (
+        "<details><summary>Word times</summary>\n\n| word (phonemes) | start s | end s |\n"
+        f"|---|---:|---:|\n{rows}\n\n</details>"
+    )
+
+
 def _fmt(value: float | None, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
@@ -160,27 +176,29 @@ class SpaceApp:
 
     # ------------------------------------------------------------------ compare
     def _empty_compare(self, status: str) -> list[Any]:
-        hidden = [gr.update(value=None, visible=False) for _ in range(2 * self.slots())]
+        hidden = [gr.update(value=None, visible=False) for _ in range(3 * self.slots())]
         return [status, "", [], *hidden]
 
     def compare(
         self, text: str, phoneme_mode: bool, voice: str, speed: float, variants: list[str]
     ) -> list[Any]:
-        """status, phonemes, table, then one audio and one spectrogram per slot."""
+        """status, phonemes, table, then per slot: audio, spectrogram, word times."""
         start = time.perf_counter()
         try:
             result = self.engine.compare(text, phoneme_mode, voice, speed, variants)
         except Exception as err:
             return self._empty_compare(self._fail(err))
         rows = [self._row(r, result.reference) for r in result.runs]
-        audios, images = [], []
+        audios, images, words = [], [], []
         for i in range(self.slots()):
             run = result.runs[i] if i < len(result.runs) else None
             if run is None or run.wave is None:
                 label = f"{run.variant.name}: failed" if run else None
                 audios.append(gr.update(value=None, visible=run is not None, label=label))
                 images.append(gr.update(value=None, visible=False))
+                words.append(gr.update(value=None, visible=False))
                 continue
+            words.append(gr.update(value=word_times_markdown(run), visible=True))
             audios.append(
                 gr.update(
                     value=(SAMPLE_RATE, to_int16(run.wave)), visible=True, label=run.variant.label
@@ -194,7 +212,7 @@ class SpaceApp:
                 )
             )
         status = self._compare_status(result, time.perf_counter() - start)
-        return [status, result.prepared.phonemes, rows, *audios, *images]
+        return [status, result.prepared.phonemes, rows, *audios, *images, *words]
 
     def _row(self, run: Run, reference: str | None) -> list[str]:
         v = run.variant
@@ -405,10 +423,12 @@ def build_demo(
                 wrap=True,
                 elem_id="compare-table",
             )
-            audios, images = [], []
+            audios, images, words = [], [], []
             for _ in range(app.slots()):
                 with gr.Row():
-                    audios.append(gr.Audio(visible=False, interactive=False, scale=1))
+                    with gr.Column(scale=1):
+                        audios.append(gr.Audio(visible=False, interactive=False))
+                        words.append(gr.Markdown(visible=False))
                     images.append(gr.Image(visible=False, interactive=False, format="png", scale=2))
         with gr.Tab("Blind test"):
             gr.Markdown(
@@ -440,7 +460,7 @@ def build_demo(
         compare_btn.click(
             app.compare,
             [text, phoneme_mode, voice_dd, speed, variants],
-            [status, phonemes, table, *audios, *images],
+            [status, phonemes, table, *audios, *images, *words],
             api_name="compare",
         )
         pair_btn.click(
