@@ -176,7 +176,6 @@ def _tones(durations: list[int]):
 
 def test_live_fidelity_lines_up_tokens_so_a_longer_phoneme_is_not_read_as_damage():
     import numpy as np
-
     from kokoro_space.engine import Run, fidelity
 
     ref_d = [4, 3, 5, 4, 3, 6, 4, 5, 3, 4] * 3
