@@ -110,6 +110,36 @@ def test_the_cards_word_times_snippet_runs_in_the_staged_repo_and_times_each_wor
     assert all(a[2] <= b[1] for a, b in zip(words, words[1:], strict=False))
 
 
+def test_the_cards_kokoro_js_word_times_snippet_runs_in_node_on_the_staged_repo(staged, tmp_path):
+    import re
+    import subprocess
+
+    from publisher.conformance.envs import environment
+
+    text = (staged.folder / "README.md").read_text()
+    blocks = re.findall(r"```js\n(.*?)```", text.split("### kokoro-js", 1)[1], re.S)
+    snippet = next(b for b in blocks if "duration" in b)
+    root, _ = environment("kokoro-js 1.2.1", ("kokoro-js@1.2.1",), npm=True)
+    (tmp_path / "node_modules").symlink_to(root / "node_modules")
+    (tmp_path / "models" / "me").mkdir(parents=True)
+    (tmp_path / "models" / "me" / "kokoro").symlink_to(staged.folder)
+    models = json.dumps(str(tmp_path / "models"))
+    offline = (  # the card's snippet as is, with transformers.js kept off the network
+        'import { env as hub } from "@huggingface/transformers";\n'
+        f"hub.allowRemoteModels = false; hub.localModelPath = {models};\n"
+    )
+    script = tmp_path / "word_times.mjs"
+    script.write_text(offline + snippet)
+    done = subprocess.run(
+        ["node", str(script)], cwd=staged.folder, capture_output=True, text=True, timeout=180
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    words = json.loads(done.stdout.strip().splitlines()[-1])
+    assert [w for w, _, _ in words] == ["hˈɛlO", "wˈɜɹld", "ðɪs", "ɪz", "kˈOkəɹO"]
+    assert all(start < end for _, start, end in words)
+    assert all(a[2] <= b[1] for a, b in zip(words, words[1:], strict=False))
+
+
 def test_recipe_text_is_escaped_in_the_card():
     assert _md("a | b <script>") == r"a \| b &lt;script&gt;"
 
