@@ -146,3 +146,46 @@ def test_the_token_never_appears_in_output_or_files(dist, hub, tmp_path):
     for data in hub.files(REPO).values():
         assert SECRET.encode() not in data
     assert all(SECRET not in path for _, path in hub.requests)
+
+
+@pytest.mark.parametrize(
+    ("status", "token", "kind", "words"),
+    [
+        (412, "hf_x", "HubConflictError", "the repo moved since it was read (HTTP 412)"),
+        (401, None, "HubAuthError", "needs a token with write access (HTTP 401)"),
+        (403, "hf_x", "HubAuthError", "the Hub refused the token (HTTP 403)"),
+        (500, "hf_x", "HubError", "the Hub answered HTTP 500"),
+    ],
+)
+def test_hub_http_failures_become_typed_errors_with_repo_and_status(
+    status, token, kind, words, monkeypatch
+):
+    import httpx
+    from huggingface_hub.errors import HfHubHTTPError
+
+    from publisher.runtime import errors
+    from publisher.runtime.hub_errors import hub_error
+
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setattr("huggingface_hub.get_token", lambda: None)
+    request = httpx.Request("POST", "https://huggingface.co/api/models/me/k/commit/main")
+    exc = HfHubHTTPError("refused", response=httpx.Response(status, request=request))
+
+    err = hub_error("me/k", exc, token=token)
+
+    assert type(err) is getattr(errors, kind)
+    assert isinstance(err, errors.PublisherError)
+    assert (err.repo_id, err.status) == ("me/k", status)
+    assert words in str(err) and "\n" not in str(err)
+
+
+def test_a_hub_that_does_not_answer_is_an_unreachable_error():
+    from publisher.runtime.errors import HubUnreachableError
+    from publisher.runtime.hub_errors import hub_error
+
+    class ReadTimeout(Exception):
+        pass
+
+    err = hub_error("me/k", ReadTimeout("slow"), seconds=5)
+    assert isinstance(err, HubUnreachableError) and err.status is None
+    assert "did not answer within 5 s" in str(err)

@@ -335,7 +335,8 @@ class _Hub:
         """(commit url, pr url, tag); (None, None, None) when nothing changed; None when the
         repo moved since ``remote`` was read."""
         from huggingface_hub import CommitOperationAdd, CommitOperationDelete
-        from huggingface_hub.errors import HfHubHTTPError
+
+        from publisher.runtime.errors import HubConflictError
 
         ops: list[Any] = [CommitOperationAdd(path, str(folder / path)) for path, _ in plan(folder)]
         ops += [CommitOperationDelete(path) for path in deletions]
@@ -350,12 +351,11 @@ class _Hub:
                 create_pr=create_pr,
                 parent_commit=head,
             )
-        except HfHubHTTPError as exc:
-            if getattr(exc.response, "status_code", None) == 412:
-                return None
-            raise self._error(exc) from None
-        except Exception as exc:  # transport errors, timeouts, OSError
-            raise self._error(exc) from None
+        except Exception as exc:  # HTTP answers, transport errors, timeouts, OSError
+            error = self._error(exc)
+            if isinstance(error, HubConflictError):
+                return None  # another publish landed first: read, stage and try again
+            raise error from None
         if info.oid == head and not info.pr_url:
             return None, None, None  # nothing changed: no commit, no tag
         tag = None if create_pr else self._tag(info.oid)

@@ -29,6 +29,28 @@ class ExportError(PublisherError):
     """The ONNX export failed or produced a graph that does not check."""
 
 
+class HubError(PublisherError):
+    """A Hub call failed: ``repo_id``, the HTTP ``status`` (None for a transport failure:
+    timeout, no connection) and the one line to print."""
+
+    def __init__(self, repo_id: str, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.repo_id = repo_id
+        self.status = status
+
+
+class HubAuthError(HubError):
+    """The Hub wants a token (none set) or refused the one given (HTTP 401/403)."""
+
+
+class HubConflictError(HubError):
+    """The repo moved since it was read: a commit's parent is no longer its head (412)."""
+
+
+class HubUnreachableError(HubError):
+    """No answer: a timeout or no connection; nothing reached the Hub."""
+
+
 class ChangedFileError(PublisherError):
     """A file of a build folder (or a staged folder) is missing or no longer the bytes
     whose sha256 was recorded when it was written."""
