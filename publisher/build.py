@@ -14,7 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from publisher.manifest import MANIFEST, REPORT_FILES, RESOLVED_RECIPE, file_index, read_build
+from publisher.manifest import (
+    MANIFEST,
+    REPORT_FILES,
+    RESOLVED_RECIPE,
+    file_index,
+    read_build,
+    write_checkpoint_files,
+)
 from publisher.runtime.errors import PublisherError
 from publisher.workspace import (
     check_writable_folder,
@@ -295,6 +302,7 @@ def write_manifest(folder: Path, p: Prepared, verification: dict, steps: dict) -
     from publisher.recipe.loader import recipe_hash
 
     write_json_atomic(folder / RESOLVED_RECIPE, p.recipe.model_dump(mode="json"))
+    write_checkpoint_files(folder, p.ckpt.config, p.ckpt.voices)
     manifest = {
         "recipe": p.recipe.name,
         "recipe_sha256": recipe_hash(p.recipe),

@@ -26,6 +26,9 @@ RESOLVED_RECIPE = "recipe.json"  # the recipe after `extends`
 REPORT = "verify.md"  # verification report
 PICTURE = "verify_spectrogram.png"  # its spectrogram picture
 REPORT_FILES = (REPORT, PICTURE)  # what `publisher verify` rewrites
+# what staging needs from the checkpoint, so stage and publish never open one (nor torch)
+CHECKPOINT_CONFIG = "checkpoint/config.json"  # the checkpoint's config: vocab, sizes
+CHECKPOINT_VOICES = "checkpoint/voices.npz"  # its voice packs, one array per voice
 _HASHED: dict[tuple[str, int, int, int], str] = {}  # (path, size, mtime, inode) -> sha256
 
 
@@ -92,3 +95,28 @@ def read_build(folder: Path) -> dict[str, Any]:
             f"{folder / MANIFEST}: records no sha256 for {m['model']}; rebuild it"
         )
     return m
+
+
+def write_checkpoint_files(folder: Path, config: dict[str, Any], voices: dict[str, Any]) -> None:
+    """The checkpoint's config and voices into a build folder (before its file index)."""
+    import numpy as np
+
+    (folder / CHECKPOINT_CONFIG).parent.mkdir(parents=True, exist_ok=True)
+    workspace.write_json_atomic(folder / CHECKPOINT_CONFIG, config)
+    with workspace.atomic_path(folder / CHECKPOINT_VOICES) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **{name: voices[name] for name in sorted(voices)})
+
+
+def read_checkpoint_files(folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(config, voices) a build recorded; call ``read_build`` first (it checks them)."""
+    import numpy as np
+
+    if not (folder / CHECKPOINT_CONFIG).is_file() or not (folder / CHECKPOINT_VOICES).is_file():
+        raise PublisherError(
+            f"{folder}: built before build folders carried the checkpoint's config and voices; "
+            f"rebuild it (publisher build --recipe {folder.name})"
+        )
+    config = json.loads((folder / CHECKPOINT_CONFIG).read_text(encoding="utf-8"))
+    with np.load(folder / CHECKPOINT_VOICES) as npz:
+        voices = {name: npz[name] for name in npz.files}
+    return config, voices

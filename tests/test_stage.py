@@ -183,3 +183,43 @@ def test_publish_rejects_malformed_repo_ids(dist, repo):
     )
     assert result.exit_code == 1
     assert "expected ORG/NAME" in result.stderr
+
+
+def test_staging_imports_no_torch_the_build_folders_carry_config_and_voices(
+    tiny_dist, tiny, tmp_path
+):
+    import subprocess
+    import sys
+
+    dest = tmp_path / "repo"
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from publisher.hub.stage import stage\n"
+        f"stage([Path({str(tiny_dist / 'fp32')!r})], Path({str(dest)!r}), repo_id='me/kokoro')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'kokoro')))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"  # no checkpoint opened: no torch, no kokoro
+    with np.load(dest / "voices.npz") as npz:
+        assert sorted(npz.files) == sorted(tiny.voices)
+        assert all(np.array_equal(npz[n], tiny.voices[n]) for n in npz.files)
+    config = json.loads((dest / "config.json").read_text())
+    assert config["vocab"] == tiny.config["vocab"]
+
+
+def test_a_build_folder_from_before_the_checkpoint_files_is_one_line_to_rebuild(dist, tmp_path):
+    import shutil
+
+    from publisher.manifest import CHECKPOINT_CONFIG, file_index
+
+    folder = dist / "fp32"
+    shutil.rmtree((folder / CHECKPOINT_CONFIG).parent)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["files"] = file_index(folder, skip="manifest.json")
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+
+    with pytest.raises(PublisherError, match=r"built before build folders carried .* rebuild it"):
+        stage([folder], tmp_path / "repo", repo_id="me/kokoro")

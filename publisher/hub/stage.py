@@ -19,7 +19,7 @@ from publisher.hub.family import MANIFEST_FORMAT, RemoteState, merge
 from publisher.hub.figures import size_speed_figure
 from publisher.hub.repo_files import write_model_files, write_voices
 from publisher.manifest import PICTURE as SPECTROGRAM
-from publisher.manifest import check_files, file_index
+from publisher.manifest import check_files, file_index, read_checkpoint_files
 from publisher.provenance import versions
 from publisher.runtime.artifacts import RepoManifest, VariantEntry
 from publisher.runtime.errors import ChangedFileError, PublisherError
@@ -182,24 +182,18 @@ def _passed_builds(folders: list[Path], echo) -> list[tuple[Path, dict[str, Any]
 
 
 def _checkpoint(manifests, remote: RemoteState | None):
-    """(the opened checkpoint or None, its manifest record, whether it is synthetic /
-    recovered, the note): from this run's builds, else from the Hub's manifest."""
-    from publisher.model.sources import open_checkpoint
-
+    """(config and voices or None, the checkpoint's manifest record, whether it is
+    synthetic / recovered, the note): from this run's builds (their folders carry the
+    checkpoint's config and voices: no checkpoint is opened), else from the Hub's manifest."""
     if not manifests:
         old = (remote.manifest if remote else None) or {}
         if not old:
             raise PublisherError("nothing to stage: no built variants (run publisher build first)")
         return None, old["checkpoint"], old["synthetic"], old["recovered"], old["recovered_note"]
-    info = manifests[0][1]["checkpoint"]
-    ckpt = open_checkpoint(info["source"])
-    if ckpt.sha256 != info["sha256"]:
-        raise PublisherError(
-            f"{info['source']} no longer matches the weights the variants were built from; "
-            "rebuild them"
-        )
-    note = ckpt.provenance.get("note") or f"weights recovered from {ckpt.source}"
-    return ckpt, info, ckpt.synthetic, ckpt.recovered, note
+    folder, manifest = manifests[0]
+    info = manifest["checkpoint"]
+    note = info.get("note") or f"weights recovered from {info['source']}"
+    return read_checkpoint_files(folder), info, info["synthetic"], info["recovered"], note
 
 
 def stage(
@@ -217,7 +211,7 @@ def stage(
     if not folders and not (remote and remote.manifest):
         raise PublisherError("nothing to stage: no built variants (run publisher build first)")
     manifests = _passed_builds(folders, echo)
-    ckpt, ckpt_info, synthetic, recovered, note = _checkpoint(manifests, remote)
+    files, ckpt_info, synthetic, recovered, note = _checkpoint(manifests, remote)
     dest = Path(dest)
     need = sum((folder / m["model"]).stat().st_size for folder, m in manifests)
     check_dest(dest, [folder for folder, _ in manifests], need_bytes=2 * need)
@@ -232,9 +226,9 @@ def stage(
             raise PublisherError(
                 "nothing to describe: no current variant would be left in the repo"
             )
-        if ckpt is not None:
-            write_model_files(ckpt.config, tmp)
-            write_voices(ckpt.voices, tmp)
+        if files is not None:
+            write_model_files(files[0], tmp)
+            write_voices(files[1], tmp)
         old = (remote.manifest if remote else None) or {}
         manifest = RepoManifest.write(
             format=MANIFEST_FORMAT,
@@ -242,8 +236,8 @@ def stage(
             synthetic=synthetic,
             recovered=recovered,
             recovered_note=note,
-            origin=ckpt.origin if ckpt is not None else old["origin"],
-            voices=sorted(ckpt.voices) if ckpt is not None else old["voices"],
+            origin=ckpt_info["origin"] if files is not None else old["origin"],
+            voices=sorted(files[1]) if files is not None else old["voices"],
             variants=family.variants,
             stale=family.stale,
             figures={"size_speed": size_speed_figure(family.variants, tmp)},
