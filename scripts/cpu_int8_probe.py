@@ -9,7 +9,8 @@ DNSMOS overall of both and the drop, mean speaker similarity to fp32. The fp32 s
 scores are kept in ``--work``. Usage:
 
     python scripts/cpu_int8_probe.py NAME [--recipe cpu-int8] [--passes a,b,c]
-        [--set input_percentile=99.99] [--items 24] [--work /tmp/probe]
+        [--set input_percentile=99.99] [--set 'include=["/decoder/*"]'] [--items 24]
+        [--work /tmp/probe]
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from pathlib import Path
 
 
 def _value(text: str):
+    if text.startswith("["):
+        return tuple(json.loads(text))
     for cast in (int, float):
         try:
             return cast(text)
