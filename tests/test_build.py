@@ -53,6 +53,8 @@ def test_build_writes_model_manifest_and_resolved_recipe(built):
         "recipe.json",
         "verify.md",
         "verify_spectrogram.png",
+        "checkpoint/config.json",  # what stage needs, so it opens no checkpoint
+        "checkpoint/voices.npz",
     }
     assert manifest["sherpa_onnx"] == "sherpa-onnx/fp32" and "sherpa-onnx/fp32/model.onnx" in bundle
     assert {"torch", "onnx", "onnxruntime", "kokoro", "publisher", "python"} <= set(
