@@ -66,8 +66,9 @@ def stage_nodes(names: set[str], stage: int, kernels: int, last: bool) -> dict[s
     return plan
 
 
-def _scale(model: onnx.ModelProto, inits: dict, name: str, factor, axis: int) -> None:
-    """Multiply initializer ``name`` by ``factor`` along ``axis`` (a private copy if shared)."""
+def scale_initializer(inits: dict, name: str, factor, axis: int) -> None:
+    """Multiply initializer ``name`` (in ``inits``, name -> TensorProto) by the vector
+    ``factor`` along ``axis``, in place."""
     from onnx import numpy_helper
 
     array = numpy_helper.to_array(inits[name]).astype("float32")
@@ -125,7 +126,7 @@ def equalize(model: onnx.ModelProto, measure, kernels: int, stages: int) -> tupl
         _check_private(node, readers, inits)
         scale = _unit_scale(peaks[node.output[0]])
         for index in range(1, len(node.input)):
-            _scale(model, inits, node.input[index], scale, 0)
+            scale_initializer(inits, node.input[index], scale, 0)
     spreads = []
     for plan in plans:
         logs = np.stack([np.log(peaks[by_name[n].output[0]] + 1e-6) for n in plan["convs2"]])
@@ -136,13 +137,13 @@ def equalize(model: onnx.ModelProto, measure, kernels: int, stages: int) -> tupl
             node = by_name[name]
             out_axis = 1 if node.op_type == "ConvTranspose" else 0
             _check_private(node, readers, inits)
-            _scale(model, inits, node.input[1], scale, out_axis)
+            scale_initializer(inits, node.input[1], scale, out_axis)
             if len(node.input) > 2:
-                _scale(model, inits, node.input[2], scale, 0)
+                scale_initializer(inits, node.input[2], scale, 0)
         node = by_name[plan["reader"][0]]
         _check_private(node, readers, inits)
-        _scale(
-            model, inits, node.input[1], 1.0 / scale, 0 if node.op_type == "ConvTranspose" else 1
+        scale_initializer(
+            inits, node.input[1], 1.0 / scale, 0 if node.op_type == "ConvTranspose" else 1
         )
     return spreads, len(normed)
 
@@ -157,18 +158,10 @@ def _check_private(node, readers: dict[str, int], inits: dict) -> None:
 
 
 def equalize_pass(model: onnx.ModelProto, recipe: Recipe, ctx: PassContext) -> onnx.ModelProto:
-    from publisher.passes.quantize import CorpusReader
-    from publisher.passes.ranges import channel_peaks
+    from publisher.passes.quantize import peaks_measure
 
     net = ctx.config["istftnet"]
-    count = recipe.precision.quantize.calibration_samples
-
-    def measure(tensors: list[str]) -> dict[str, Any]:
-        def compute() -> dict[str, Any]:
-            return channel_peaks(model, tensors, CorpusReader(ctx, count).feeds)
-
-        return ctx.calibrated(("equalize-residuals", count, tuple(tensors)), compute)
-
+    measure = peaks_measure(model, recipe, ctx, "equalize-residuals")
     kernels, stages = len(net["resblock_kernel_sizes"]), len(net["upsample_rates"])
     spreads, normed = equalize(model, measure, kernels, stages)
     ctx.notes["equalized_stages"] = [round(s, 2) for s in spreads]

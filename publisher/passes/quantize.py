@@ -180,6 +180,22 @@ class CorpusReader:
         pass
 
 
+def peaks_measure(model: onnx.ModelProto, recipe: Recipe, ctx: PassContext, pass_name: str):
+    """``tensors -> {tensor: per-channel peak}`` over the recipe's calibration inputs,
+    remembered in ``ctx`` (the twin, passed after the shipped graph, reuses them)."""
+    from publisher.passes.ranges import channel_peaks
+
+    count = recipe.precision.quantize.calibration_samples
+
+    def measure(tensors: list[str]) -> dict[str, Any]:
+        def compute() -> dict[str, Any]:
+            return channel_peaks(model, tensors, CorpusReader(ctx, count).feeds)
+
+        return ctx.calibrated((pass_name, count, tuple(tensors)), compute)
+
+    return measure
+
+
 def conv_percentiles(
     model: onnx.ModelProto, skip: set[str], inputs: float | None, outputs: float | None
 ) -> dict[str, float]:

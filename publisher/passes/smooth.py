@@ -24,7 +24,8 @@ import logging
 from typing import TYPE_CHECKING
 
 from publisher.passes import PassContext
-from publisher.passes.quantize import CorpusReader
+from publisher.passes.equalize import scale_initializer
+from publisher.passes.quantize import peaks_measure
 from publisher.passes.snake import quantized_conv
 
 if TYPE_CHECKING:
@@ -75,36 +76,22 @@ def smooth(model: onnx.ModelProto, measure, quantized) -> int:
     pairs = scaled_inputs(model, quantized)
     peaks = measure([mul.output[0] for mul, _ in pairs])
 
-    def scale(name: str, factor, axis: int) -> None:
-        array = numpy_helper.to_array(inits[name]).astype("float32")
-        shape = [1] * array.ndim
-        shape[axis] = -1
-        inits[name].CopyFrom(numpy_helper.from_array(array * factor.reshape(shape), name))
-
     for mul, convs in pairs:
         weights = [np.abs(numpy_helper.to_array(inits[c.input[1]])) for c in convs]
         w_peak = np.max([w.max(axis=(0, *range(2, w.ndim))) for w in weights], axis=0)
         x_peak = np.maximum(peaks[mul.output[0]], 1e-6)
         s = x_peak**MIGRATION / np.maximum(w_peak, 1e-8) ** (1 - MIGRATION)
         s = s / np.exp(np.log(s).mean())  # geometric mean 1: magnitudes stay put
-        scale(mul.input[1], 1.0 / s, 1)
+        scale_initializer(inits, mul.input[1], 1.0 / s, 1)
         for conv in convs:
-            scale(conv.input[1], s, 1)
+            scale_initializer(inits, conv.input[1], s, 1)
     return len(pairs)
 
 
 def smooth_inputs_pass(model: onnx.ModelProto, recipe: Recipe, ctx: PassContext) -> onnx.ModelProto:
-    from publisher.passes.ranges import channel_peaks
-
-    samples = recipe.precision.quantize.calibration_samples
-
-    def measure(tensors: list[str]) -> dict:
-        def compute() -> dict:
-            return channel_peaks(model, tensors, CorpusReader(ctx, samples).feeds)
-
-        return ctx.calibrated(("smooth-inputs", samples, tuple(tensors)), compute)
-
-    count = smooth(model, measure, quantized_conv(recipe))
+    count = smooth(
+        model, peaks_measure(model, recipe, ctx, "smooth-inputs"), quantized_conv(recipe)
+    )
     ctx.notes["smoothed_conv_inputs"] = count
     log.info("moved per-channel range into the weights of %d 8-bit Conv inputs", count)
     return model
