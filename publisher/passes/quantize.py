@@ -203,9 +203,10 @@ def conv_percentiles(
     that is also an input keeps the output's)."""
     convs = [n for n in model.graph.node if n.op_type == "Conv" and n.name not in skip]
     found: dict[str, float] = {}
-    for value, index, side in ((inputs, 0, "input"), (outputs, 0, "output")):
-        if value is not None:
-            found.update({getattr(n, side)[index]: value for n in convs})
+    if inputs is not None:
+        found.update({n.input[0]: inputs for n in convs})
+    if outputs is not None:
+        found.update({n.output[0]: outputs for n in convs})
     return found
 
 
