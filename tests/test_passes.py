@@ -86,6 +86,72 @@ def test_the_dynamic_quantizer_honours_symmetric(tmp_path, symmetric):
     assert (int(zero_point) == 0) == symmetric  # measured: -86 when asymmetric
 
 
+def _two_matmul_graph() -> onnx.ModelProto:
+    """x [1, 4, 16] -> /bert/layer/MatMul (W1) -> /decoder/MatMul (W2) -> y, plus an
+    activation-by-activation MatMul (no weight) under /bert."""
+    rng = np.random.default_rng(1)
+    inits = [
+        numpy_helper.from_array(rng.standard_normal((16, 16)).astype(np.float32), n)
+        for n in ("W1", "W2")
+    ]
+    nodes = [
+        helper.make_node("MatMul", ["x", "W1"], ["h"], name="/bert/layer/MatMul"),
+        helper.make_node("Transpose", ["h"], ["ht"], perm=[0, 2, 1]),
+        helper.make_node("MatMul", ["h", "ht"], ["a"], name="/bert/layer/scores/MatMul"),
+        helper.make_node("MatMul", ["a", "h"], ["ah"], name="/bert/layer/mix/MatMul"),
+        helper.make_node("MatMul", ["ah", "W2"], ["y"], name="/decoder/MatMul"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 16])],
+        inits,
+    )
+    return helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9
+    )
+
+
+def _cpu_int8_with(**update):
+    from publisher.recipe.loader import load_recipe
+
+    recipe = load_recipe("cpu-int8")
+    q = recipe.precision.quantize.model_copy(update=update)
+    return recipe.model_copy(
+        update={"precision": recipe.precision.model_copy(update={"quantize": q})}
+    )
+
+
+def test_dynamic_include_quantizes_only_the_matching_weight_matmuls_at_run_time():
+    import onnxruntime as ort
+
+    from publisher.passes.quantize import dynamic_matmuls
+
+    model = _two_matmul_graph()
+    x = np.random.default_rng(2).standard_normal((1, 4, 16)).astype(np.float32)
+    want = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]
+
+    out = dynamic_matmuls(model, _cpu_int8_with(dynamic_include=("/bert/*",)))
+
+    ops = {n.name: n.op_type for n in out.graph.node}
+    # the weight MatMul under /bert is now integer (activations quantized per run) ...
+    assert "DynamicQuantizeLinear" in ops.values()
+    assert "MatMulInteger" in ops.values() or "DynamicQuantizeMatMul" in ops.values()
+    assert "/bert/layer/MatMul" not in ops
+    # ... while activation-by-activation MatMuls and the ones outside the globs stay float
+    assert ops["/bert/layer/scores/MatMul"] == ops["/decoder/MatMul"] == "MatMul"
+    got = ort.InferenceSession(out.SerializeToString()).run(None, {"x": x})[0]
+    assert np.abs(got - want).max() < 0.05 * np.abs(want).max()
+
+
+def test_dynamic_include_that_matches_nothing_names_the_globs():
+    from publisher.passes.quantize import dynamic_matmuls
+
+    with pytest.raises(PublisherError, match=r"dynamic_include \['/albert/\*'\] matches no"):
+        dynamic_matmuls(_two_matmul_graph(), _cpu_int8_with(dynamic_include=("/albert/*",)))
+
+
 def test_rename_reaches_into_loop_subgraphs():
     model = rename_tensors(_tiny_graph_with_loop(), {"x": "tokens", "y": "audio"})
     assert model.graph.input[0].name == "tokens"

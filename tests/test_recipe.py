@@ -161,6 +161,11 @@ INVALID_CASES = {
         "precision.quantize.input_percentile: only meaningful when "
         "precision.quantize.type is 'static'",
     ),
+    "dynamic_include_on_dynamic": (
+        None,
+        "precision.quantize.dynamic_include: only meaningful when "
+        "precision.quantize.type is 'static'",
+    ),
     "smooth_inputs_after_quantize": (
         None,
         "passes: 'smooth-inputs' must come before 'quantize-static'",

@@ -100,6 +100,12 @@ PASSES: dict[str, PassSpec] = {
         ("precision.quantize",),
         _before_precision("smooth-inputs"),
     ),
+    # reads which ConvTransposes will be 8-bit (the quantize section's include/exclude)
+    "polyphase-upsample": PassSpec(
+        "publisher.passes.polyphase:polyphase_pass",
+        ("precision.quantize",),
+        _before_precision("polyphase-upsample"),
+    ),
     "fp16": PassSpec(
         "publisher.passes.fp16:fp16_pass", ("precision.fp16",), _fp16_mode, converts_precision=True
     ),

@@ -254,6 +254,42 @@ def quantize_static_pass(
         )
 
     with quiet_quantizer():
+        model = roundtrip(model, tool)
+    return dynamic_matmuls(model, recipe) if q.dynamic_include else model
+
+
+def weight_matmuls(model: onnx.ModelProto, globs: tuple[str, ...], exclude: tuple[str, ...]):
+    """Names of the MatMuls matching ``globs`` (and no ``exclude`` glob) whose second
+    input is a weight (an initializer)."""
+    weights = {t.name for t in model.graph.initializer}
+    return [
+        n.name
+        for n in model.graph.node
+        if n.op_type == "MatMul"
+        and n.input[1] in weights
+        and not left_float(n.name, exclude, globs)
+    ]
+
+
+def dynamic_matmuls(model: onnx.ModelProto, recipe: Recipe) -> onnx.ModelProto:
+    """``dynamic_include``'s weight MatMuls, still float after the static pass, with int8
+    weights and activation ranges taken per run (onnxruntime's MatMulIntegerToFloat):
+    ALBERT's hidden states carry a few channels far above the rest, which one calibrated
+    range per tensor would clip or flatten (docs/fast-cpu.md)."""
+    q = recipe.precision.quantize
+    names = weight_matmuls(model, q.dynamic_include, q.exclude)
+    if not names:
+        raise PublisherError(
+            f"precision.quantize.dynamic_include {list(q.dynamic_include)} matches no float "
+            "MatMul with a weight; check the node-name globs against the exported graph"
+        )
+
+    def tool(src, dst):
+        quantize_dynamic_file(
+            src, dst, recipe, "int8", op_types=["MatMul"], nodes_to_quantize=names
+        )
+
+    with quiet_quantizer():
         return roundtrip(model, tool)
 
 

@@ -204,6 +204,10 @@ class Quantize(_Section):
     output_percentile: float_range(90, 100) | None = None
     # static: the same for the inputs of the quantized Convs (their min-max otherwise)
     input_percentile: float_range(90, 100) | None = None
+    # static: node-name globs whose MatMuls with a weight are then quantized dynamically
+    # (int8 weights, activation ranges taken per run), for layers whose activations have
+    # outlier channels that one calibrated range would clip (ALBERT: passes/quantize.py)
+    dynamic_include: str_list() = ()
     block_size: choice(16, 32, 64, 128, 256) = 32
     op_types: str_list(pattern(r"^[A-Za-z][A-Za-z0-9]*$", "an ONNX op type"), unique=True) = ()
     symmetric: Bool = True
@@ -378,6 +382,7 @@ class Recipe(_Section):
             "calibration_samples": "static",
             "output_percentile": "static",
             "input_percentile": "static",
+            "dynamic_include": "static",
             "block_size": "int4",
         }
         for key, kind in only.items():
