@@ -74,6 +74,27 @@ def targets_from_builds(folders: list[Path]) -> list[Target]:
     return targets
 
 
+def distinct_labels(targets: list[Target]) -> list[Target]:
+    """Targets whose label another one shares (two builds of one recipe, say a new and an
+    old ``cpu-int8``) are told apart by their folder's parent, else by position: results
+    are keyed by label, so a shared one would report one file's times twice."""
+    import dataclasses
+    from collections import Counter
+
+    shared = {k for k, n in Counter(t.label for t in targets).items() if n > 1}
+    out, seen = [], set()
+    for i, t in enumerate(targets):
+        label = t.label
+        if label in shared:
+            where = t.folder.parent.name if t.folder else Path(t.target).parent.name
+            label = f"{label} ({where})" if where else label
+        if label in seen:
+            label = f"{label} #{i + 1}"
+        seen.add(label)
+        out.append(dataclasses.replace(t, label=label))
+    return out
+
+
 def external_targets(files: list[Path], ckpt, *, listen: bool, echo=None) -> list[Target]:
     """ONNX files built elsewhere (kokoro-onnx's int8, an older release); with ``listen``
     their WER and DNSMOS are measured on the speech set against upstream torch."""
@@ -324,6 +345,7 @@ def benchmark(
     targets = targets_from_builds(folders)
     targets += external_targets(list(external or []), ckpt, listen=listen, echo=echo)
     targets += [torch_target(folders)] if with_torch else []
+    targets = distinct_labels(targets)
     labels = [t.label for t in targets]
     baseline = "fp32" if "fp32" in labels else labels[0]
     results = run_bench(

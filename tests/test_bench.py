@@ -69,6 +69,21 @@ def test_bench_takes_an_external_onnx_file_as_its_own_row(dist_copy, tmp_path):
     assert "| WER | DNSMOS |" in (report / "bench.md").read_text()
 
 
+def test_two_builds_of_one_recipe_get_a_row_each(dist_copy, tmp_path):
+    import shutil
+
+    other = tmp_path / "older" / "fp32"
+    shutil.copytree(dist_copy / "fp32", other)
+    report = tmp_path / "report"
+    args = ["bench", str(dist_copy / "fp32"), str(other), "--threads", "1", "--repeats", "1"]
+    args += ["--max-phonemes", "25", "--report", str(report)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    rows = json.loads((report / "bench.json").read_text())["results"]
+    assert [r["label"] for r in rows] == ["fp32 (dist)", "fp32 (older)"]
+    assert all(r["total_seconds"] > 0 for r in rows)
+
+
 def test_bench_with_a_missing_external_file_is_one_line(dist_copy, tmp_path):
     missing = tmp_path / "nope.onnx"
     args = ["bench", "--recipe", "fp32", "--out", str(dist_copy), "--onnx", str(missing)]
