@@ -116,12 +116,12 @@ def test_tiny_generator_upsamples_the_same_after_the_rewrite(tiny, tiny_dist):
     ctx = PassContext(config=tiny.config, voices=tiny.voices)
     after = polyphase_pass(model, load_recipe("cpu-int8"), ctx)
 
-    # cpu-int8 quantizes ups.0 only: ups.1 and the iSTFT synthesis stay ConvTransposes
-    assert ctx.notes["polyphase_upsamples"] == 1
+    # both upsampling layers; the iSTFT synthesis (kept float by cpu-int8) and the
+    # depthwise pools (groups: not rewritable) stay ConvTransposes
+    assert ctx.notes["polyphase_upsamples"] == len(tiny.config["istftnet"]["upsample_rates"])
     kept = [n.name for n in after.graph.node if n.op_type == "ConvTranspose"]
-    assert "/decoder/generator/ups.0/ConvTranspose" not in kept
-    assert "/decoder/generator/ups.1/ConvTranspose" in kept
-    assert any("synthesis" in name for name in kept)
+    assert not [name for name in kept if "/ups." in name]
+    assert [name for name in kept if "synthesis" in name]
     feeds = CorpusReader(ctx, 1).feeds[0]
     want = ort.InferenceSession(before).run(None, feeds)
     got = ort.InferenceSession(after.SerializeToString()).run(None, feeds)

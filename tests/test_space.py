@@ -572,6 +572,8 @@ def test_space_dry_run_prints_the_plan_without_network(local_hub):
         "requirements.txt",
         "publisher/runtime/synth.py",
         "space_config.json",
+        "static/ort/ort.wasm.min.mjs",  # onnxruntime-web for the in-browser mode, no CDN
+        "static/ort/ort-wasm-simd-threaded.jsep.wasm",
     ):
         assert path in result.output
     assert local_hub.requests == []

@@ -71,3 +71,134 @@ def test_compare_in_a_browser_plays_one_audio_per_variant(staged, tmp_path, caps
     with capsys.disabled():
         print(f"\n[space browser] {expected} variants: click to all audio ready {seconds:.2f} s")
         print(f"[space browser] screenshot: {shot}")
+
+
+@pytest.fixture(scope="module")
+def ort_folder(tmp_path_factory) -> Path:
+    """onnxruntime-web bundled as `publisher space` bundles it (the pinned npm release)."""
+    from publisher.hub.space import bundle_onnxruntime_web
+
+    return bundle_onnxruntime_web(tmp_path_factory.mktemp("space_bundle"))
+
+
+PARAGRAPH = (
+    "The birch canoe slid on the smooth planks. Glue the sheet to the dark blue background. "
+    "It is easy to tell the depth of a well."
+)
+
+
+def _run_in_browser(page, demo, garble: str | None = None) -> None:
+    page.goto(demo.local_url, wait_until="domcontentloaded")
+    box = page.locator("#compare-text textarea")
+    box.wait_for(timeout=60_000)
+    box.fill(PARAGRAPH)
+    if garble:  # the test hook run_in_browser.js calls on each output before sending it
+        page.evaluate(
+            "name => { globalThis.__kokoroAlterOutput = (variant, wave) => {"
+            " if (variant === name) for (let i = 0; i < wave.length; i++)"
+            " wave[i] = Math.sin(i * 0.37) * 0.3; }; }",
+            garble,
+        )
+    page.get_by_text("Run in my browser (onnxruntime-web)").click()
+    page.locator("#browser-btn").click()
+    page.get_by_text("variants ran in your browser and were compared").wait_for(timeout=180_000)
+    for table in ("#browser-table", "#browser-summary"):  # rendered after the status
+        cell = page.locator(f"{table} [role=gridcell]", has_text="wasm").first
+        cell.wait_for(timeout=30_000)
+
+
+def _table(page, elem_id: str) -> list[list[str]]:
+    """The rows a gr.Dataframe shows (its grid of role=row / role=gridcell)."""
+    found = []
+    for row in page.locator(f"#{elem_id} [role=row]").all():
+        cells = [c.strip() for c in row.locator("[role=gridcell]").all_text_contents()]
+        if cells and cells[0]:
+            found.append(cells)
+    return found
+
+
+def test_both_variants_run_in_the_browser_with_figures_players_and_a_verdict(
+    staged,  # noqa: F811
+    ort_folder,
+    tmp_path,
+):
+    votes = VoteStore(tmp_path / "votes.sqlite3")
+    demo = build_demo(make_engine(staged), votes, ort_folder=ort_folder)
+    shot = tmp_path / "space_browser_mode.png"
+    with (
+        launched(demo, tmp_path / "dl"),
+        sync_api.sync_playwright() as pw,
+    ):
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1400})
+            _run_in_browser(page, demo)
+            players = page.locator("#browser-players audio[src^='blob:']").count()
+            lines = page.locator("#browser-players .browser-run").all_inner_texts()
+            rows = _table(page, "browser-table")
+            summary = _table(page, "browser-summary")
+            page.screenshot(path=str(shot), full_page=True)
+        finally:
+            browser.close()
+
+    assert players == 2, lines
+    assert all("in your browser (wasm)" in line and "RTF" in line for line in lines), lines
+    by_name = {r[0]: r for r in rows}
+    assert set(by_name) == {"fp32", "quantized"}, rows
+    for row in by_name.values():
+        assert row[1] == "wasm" and row[-1] == "ok", row
+        assert float(row[-2]) >= 0.9  # sounds like the server's own run of the file
+        assert float(row[6]) > 0 and float(row[9]) > 0  # browser and server synthesis times
+        # three sentences, three calls: the first plays before the paragraph is done
+        assert 0 < float(row[8]) < float(row[6])
+    assert {(r[0], r[1], r[2], r[3]) for r in summary} == {
+        ("wasm", "fp32", "1", "0"),
+        ("wasm", "quantized", "1", "0"),
+    }
+    assert shot.is_file()
+
+
+def test_a_garbled_browser_output_is_flagged_and_recorded(staged, ort_folder, tmp_path):  # noqa: F811
+    votes = VoteStore(tmp_path / "votes.sqlite3")
+    demo = build_demo(make_engine(staged), votes, ort_folder=ort_folder)
+    with (
+        launched(demo, tmp_path / "dl"),
+        sync_api.sync_playwright() as pw,
+    ):
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1400})
+            _run_in_browser(page, demo, garble="quantized")
+            status = page.locator("#browser-status").inner_text()
+            rows = {r[0]: r for r in _table(page, "browser-table")}
+        finally:
+            browser.close()
+
+    assert "quantized does not sound like the server's run" in status
+    assert rows["quantized"][-1] == "FLAGGED: differs from the server"
+    assert rows["fp32"][-1] == "ok"
+    summary = {r.variant: r for r in votes.browser_summary(demo.space_app.engine.source.label)}
+    assert summary["quantized"].flagged == 1 and summary["fp32"].flagged == 0
+
+
+@pytest.mark.parametrize(
+    ("navigator", "backend"),
+    [
+        ("{gpu: {requestAdapter: async () => ({name: 'adapter'})}}", "webgpu"),
+        ("{gpu: {requestAdapter: async () => null}}", "wasm"),  # listed, no adapter
+        ("{gpu: {requestAdapter: async () => { throw new Error('blocked'); }}}", "wasm"),
+        ("{}", "wasm"),
+    ],
+)
+def test_the_page_picks_webgpu_only_when_the_browser_gives_an_adapter(navigator, backend):
+    from kokoro_space.browser_ui import JS_DIR
+
+    choose = (JS_DIR / "choose_backend.js").read_text()
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            got = page.evaluate(f"(async () => ({choose})({navigator}))()")
+        finally:
+            browser.close()
+    assert got == backend

@@ -244,3 +244,15 @@ def test_text_to_chunks_default_limit_fits_context() -> None:
     chunks = text_to_chunks(PARAGRAPH)
     assert len(chunks) >= 3
     assert all(count_phonemes(c, VOCAB) + 2 <= MAX_TOKENS for c in chunks)
+
+
+def test_split_sentences_gives_each_sentence_its_own_call_and_keeps_every_character():
+    from publisher.runtime.text import split_sentences
+
+    phonemes = "həlˈO. haʊ ɑɹ ju? aɪm faɪn… " + " ".join(["ðæŋks"] * 40) + "."
+    chunks = split_sentences(phonemes, max_phonemes=60)
+
+    assert chunks[:3] == ["həlˈO.", "haʊ ɑɹ ju?", "aɪm faɪn…"]
+    assert len(chunks) > 4  # the long last sentence is cut where it does not fit
+    assert "".join(chunks).replace(" ", "") == phonemes.replace(" ", "")
+    assert split_sentences("  ") == []

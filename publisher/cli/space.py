@@ -30,8 +30,19 @@ import click
     default=None,
     help="The Space sources (default: space/ of this checkout).",
 )
+@click.option(
+    "--browser-runtime/--no-browser-runtime",
+    default=True,
+    show_default=True,
+    help="Bundle onnxruntime-web (npm, pinned) for the in-browser mode.",
+)
 def space_command(
-    repo_id: str, model_repo: str, dry_run: bool, private: bool, space_dir: Path | None
+    repo_id: str,
+    model_repo: str,
+    dry_run: bool,
+    private: bool,
+    space_dir: Path | None,
+    browser_runtime: bool,
 ) -> None:
     """Upload space/ as a Gradio Space that plays MODEL-REPO (token: HF_TOKEN or login)."""
     from publisher.hub.publish import check_repo_id
@@ -40,7 +51,7 @@ def space_command(
     check_repo_id(repo_id)
     check_model_spec(model_repo)
     with tempfile.TemporaryDirectory(prefix="publisher-space-") as tmp:
-        files = assemble(Path(tmp), model_repo, space_dir)
+        files = assemble(Path(tmp), model_repo, space_dir, browser_runtime=browser_runtime)
         if dry_run:
             click.echo(
                 f"dry run: would upload a Gradio Space to {repo_id} playing {model_repo} "

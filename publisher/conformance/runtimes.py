@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from publisher.runtime.clients import kokoro_js_dtype
+from publisher.runtime.clients import ONNXRUNTIME_WEB, kokoro_js_dtype
 from publisher.runtime.constants import ONNXRUNTIME_FLOORS
 
 
@@ -73,9 +73,9 @@ def runtimes() -> tuple[Runtime, ...]:
         Runtime("kokoro-js 1.2.1", "kokoro-js", ("kokoro-js@1.2.1",), npm=True),
         # WASM in headless Chromium, driven by playwright-core (no browser download)
         Runtime(
-            "onnxruntime-web 1.30.0",
+            f"onnxruntime-web {ONNXRUNTIME_WEB}",
             "onnxruntime-web",
-            ("onnxruntime-web@1.30.0", "playwright-core@1.65.2"),
+            (f"onnxruntime-web@{ONNXRUNTIME_WEB}", "playwright-core@1.65.2"),
             npm=True,
         ),
     )

@@ -16,6 +16,17 @@ KOKORO_JS_DTYPES = {
 }
 KOKORO_JS_NAMES = ("input_ids", "style", "speed", "waveform")  # the names it feeds and reads
 
+# onnxruntime-web, the runtime under kokoro-js in the browser: the release the runtime
+# matrix runs and the Space serves (``publisher space`` bundles these files of its npm
+# package's dist/: the WASM build, and the WebGPU build with its WASM fallback)
+ONNXRUNTIME_WEB = "1.30.0"
+ORT_WEB_WASM = ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
+ORT_WEB_WEBGPU = (
+    "ort.webgpu.min.mjs",
+    "ort-wasm-simd-threaded.jsep.mjs",
+    "ort-wasm-simd-threaded.jsep.wasm",
+)
+
 
 def kokoro_js_dtype(shape: str, io: dict[str, str], path: str) -> str | None:
     """The kokoro-js dtype that loads this file, or None when kokoro-js cannot reach it

@@ -201,6 +201,17 @@ def split_phonemes(
     return chunks
 
 
+def split_sentences(
+    phonemes: str, max_phonemes: int = MAX_PHONEMES, vocab: Mapping[str, int] | None = None
+) -> list[str]:
+    """One chunk per sentence (cut after ``. ! ? …``), each split further by
+    ``split_phonemes`` where it does not fit: the calls of a stream that plays each
+    sentence as soon as it is synthesized."""
+    cuts = [m.end() for m in _SENTENCE_END.finditer(phonemes)]
+    pieces = [phonemes[a:b] for a, b in zip([0, *cuts], [*cuts, len(phonemes)], strict=True)]
+    return [chunk for piece in pieces for chunk in split_phonemes(piece, max_phonemes, vocab)]
+
+
 def _last_boundary(candidates: list[int], start: int, end: int) -> int:
     """The largest candidate cut in (start, end], or 0 when there is none."""
     i = bisect_right(candidates, end)

@@ -85,6 +85,7 @@ class Variant:
     params_by_dtype: str = ""
     params: Mapping[str, int] = field(default_factory=dict)
     latency: str = "not measured"
+    io: Mapping[str, str] = field(default_factory=dict)  # tensor role -> name
 
     @property
     def size_mib(self) -> float:
@@ -165,6 +166,7 @@ def parse_manifest(manifest: dict[str, Any]) -> tuple[list[Variant], list[str]]:
                 params_by_dtype=entry.params_by_dtype,
                 params=dict(entry.params),
                 latency=entry.latency,
+                io=dict(entry.io),
             )
         )
     return variants, skipped
@@ -425,8 +427,16 @@ class Engine:
         info = bucket_info(session)
         return MAX_PHONEMES if info is None else max(1, min(info.bucket - 2, MAX_PHONEMES))
 
-    def run(self, variant: Variant, prepared: Prepared, voice: np.ndarray, speed: float) -> Run:
-        """Synthesize ``prepared`` with one variant; failures end up in ``Run.error``."""
+    def run(
+        self,
+        variant: Variant,
+        prepared: Prepared,
+        voice: np.ndarray,
+        speed: float,
+        chunks: list[str] | None = None,
+    ) -> Run:
+        """Synthesize ``prepared`` with one variant, one call per chunk (default: as few
+        calls as the graph's context allows); failures end up in ``Run.error``."""
         import numpy as np
 
         from publisher.runtime.synth import run_onnx, style_row
@@ -436,7 +446,8 @@ class Engine:
         try:
             session, run.load_s, run.cached = self.session(variant)
             vocab = self.catalog().vocab
-            chunks = split_phonemes(prepared.phonemes, self.capacity(session), vocab)
+            if chunks is None:
+                chunks = split_phonemes(prepared.phonemes, self.capacity(session), vocab)
             waves, durations, fed = [], [], []
             start = time.perf_counter()
             for chunk in chunks:

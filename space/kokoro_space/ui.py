@@ -9,14 +9,15 @@ from __future__ import annotations
 import html
 import logging
 import random
-import re
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
+from kokoro_space.browser_ui import browser_mode, browser_section
 from kokoro_space.engine import (
     SAMPLE_RATE,
     SPEED_RANGE,
@@ -30,6 +31,7 @@ from kokoro_space.engine import (
     spectrogram_image,
     to_int16,
 )
+from kokoro_space.markdown import md_escape
 from kokoro_space.source import SourceError, source_from_env
 from kokoro_space.votes import VoteStore
 
@@ -62,12 +64,6 @@ FIDELITY_LINE = (
 )
 BOARD_HEADERS = ["variant", "win rate", "wins", "ties", "losses", "votes"]
 CHOICE_LABELS = [("A sounds better", "A"), ("B sounds better", "B"), ("No difference", "tie")]
-
-
-def md_escape(text: object) -> str:
-    """Text (possibly typed by a user) made inert for Markdown and HTML."""
-    s = html.escape(str(text).replace("\r", " ").replace("\n", " "), quote=False)
-    return re.sub(r"([\\`*_{}\[\]|#!<>~])", r"\\\1", s)
 
 
 def word_times_markdown(run: Run) -> str:
@@ -367,9 +363,13 @@ class SpaceApp:
 
 
 def build_demo(
-    engine: Engine | None = None, votes: VoteStore | None = None, seed: int | None = None
+    engine: Engine | None = None,
+    votes: VoteStore | None = None,
+    seed: int | None = None,
+    ort_folder: Path | None = None,
 ) -> gr.Blocks:
-    """The Space's Blocks. Without arguments: source from the environment (see source.py)."""
+    """The Space's Blocks. Without arguments: source from the environment (see source.py);
+    onnxruntime-web for the in-browser mode from ``ort_folder`` (default: browser.ort_dir)."""
     if engine is None:
         try:
             source = source_from_env()
@@ -377,6 +377,7 @@ def build_demo(
             source = _Unconfigured(str(err))
         engine = Engine(source, Settings.from_env())
     app = SpaceApp(engine, votes or VoteStore(), random.Random(seed))
+    in_browser = browser_mode(engine, app.votes, ort_folder)
     catalog, _ = app._catalog_or_none()
     variant_choices = app.variant_choices(catalog) if catalog else []
     voices = catalog.voices if catalog else []
@@ -430,6 +431,7 @@ def build_demo(
                         audios.append(gr.Audio(visible=False, interactive=False))
                         words.append(gr.Markdown(visible=False))
                     images.append(gr.Image(visible=False, interactive=False, format="png", scale=2))
+            browser_section(in_browser, [text, phoneme_mode, voice_dd, speed, variants])
         with gr.Tab("Blind test"):
             gr.Markdown(
                 "Two variants picked at random speak the same text as **A** and **B**. "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import statistics
 import tempfile
 import threading
 import time
@@ -35,6 +36,24 @@ _PAIR_COLUMN = "ALTER TABLE votes ADD COLUMN pair TEXT"
 _PAIR_INDEX = "CREATE UNIQUE INDEX IF NOT EXISTS votes_pair ON votes (pair)"
 
 
+# In-browser runs (kokoro_space/browser.py): which backend and browser ran which variant,
+# how much it sounded like the server's run, and its real-time factor; nothing personal
+# (the browser is its name and major version, nothing else of the request is kept).
+_BROWSER_SCHEMA = """
+CREATE TABLE IF NOT EXISTS browser_runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts REAL NOT NULL,
+    source TEXT NOT NULL,
+    variant TEXT NOT NULL,
+    backend TEXT NOT NULL,
+    browser TEXT NOT NULL,
+    match REAL,
+    rtf REAL,
+    flagged INTEGER NOT NULL
+)
+"""
+
+
 def default_db_path() -> Path:
     env = os.environ.get("KOKORO_VOTES_DB", "").strip()
     if env:
@@ -43,6 +62,16 @@ def default_db_path() -> Path:
     if data.is_dir() and os.access(data, os.W_OK):
         return data / "kokoro_votes.sqlite3"
     return Path(tempfile.gettempdir()) / "kokoro-space" / "votes.sqlite3"
+
+
+@dataclass(frozen=True)
+class BackendRow:
+    backend: str
+    variant: str
+    runs: int
+    flagged: int
+    median_match: float | None
+    median_rtf: float | None
 
 
 @dataclass(frozen=True)
@@ -71,6 +100,7 @@ class VoteStore:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 with closing(sqlite3.connect(self.path, timeout=10)) as con, con:
                     con.execute(_SCHEMA)
+                    con.execute(_BROWSER_SCHEMA)
                     columns = {row[1] for row in con.execute("PRAGMA table_info(votes)")}
                     if "pair" not in columns:
                         con.execute(_PAIR_COLUMN)
@@ -121,3 +151,56 @@ class VoteStore:
                 t[0 if choice == mine else 1 if choice == "tie" else 2] += 1
         standings = [Standing(v, sum(t), t[0], t[1], t[2]) for v, t in tally.items()]
         return sorted(standings, key=lambda s: (-s.win_rate, -s.votes, s.variant))
+
+    def record_browser_run(
+        self,
+        source: str,
+        variant: str,
+        backend: str,
+        browser: str,
+        match: float | None,
+        rtf: float | None,
+        flagged: bool,
+    ) -> None:
+        with closing(self._connect()) as con, con:
+            con.execute(
+                "INSERT INTO browser_runs "
+                "(ts, source, variant, backend, browser, match, rtf, flagged) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    time.time(),
+                    source,
+                    variant,
+                    backend[:40],
+                    browser[:80],
+                    match,
+                    rtf,
+                    int(flagged),
+                ),
+            )
+
+    def browser_summary(self, source: str) -> list[BackendRow]:
+        """Per backend and variant: runs, flagged runs, median match and real-time factor."""
+        with closing(self._connect()) as con:
+            rows = con.execute(
+                "SELECT backend, variant, match, rtf, flagged FROM browser_runs WHERE source = ?",
+                (source,),
+            ).fetchall()
+        groups: dict[tuple[str, str], list[tuple]] = {}
+        for backend, variant, match, rtf, flagged in rows:
+            groups.setdefault((backend, variant), []).append((match, rtf, flagged))
+        out = []
+        for (backend, variant), runs in sorted(groups.items()):
+            matches = [m for m, _, _ in runs if m is not None]
+            rtfs = [r for _, r, _ in runs if r is not None]
+            out.append(
+                BackendRow(
+                    backend,
+                    variant,
+                    len(runs),
+                    sum(f for _, _, f in runs),
+                    statistics.median(matches) if matches else None,
+                    statistics.median(rtfs) if rtfs else None,
+                )
+            )
+        return out

@@ -1,0 +1,144 @@
+"""The Space's in-browser mode, server side (space/kokoro_space/browser.py): the plan the
+page runs, and how the page's answer is read and held to the server's own run. The page
+itself runs in headless Chromium in tests/test_space_browser.py."""
+
+from __future__ import annotations
+
+import base64
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SPACE = Path(__file__).resolve().parent.parent / "space"
+if str(SPACE) not in sys.path:
+    sys.path.insert(0, str(SPACE))
+
+pytest.importorskip("gradio", reason="the Space tests need gradio (pip install gradio)")
+
+from kokoro_space.browser import (  # noqa: E402
+    Request,
+    hold_to_server,
+    ort_missing,
+    parse_results,
+    plan,
+)
+from kokoro_space.engine import InputError  # noqa: E402
+from test_space import make_engine, staged  # noqa: E402, F401 - fixture
+
+from publisher.runtime.clients import ORT_WEB_WASM, ORT_WEB_WEBGPU  # noqa: E402
+
+
+def _b64(wave) -> str:
+    return base64.b64encode(np.asarray(wave, dtype="<f4").tobytes()).decode()
+
+
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        ("not json", "not JSON"),
+        ("[1, 2]", "not a JSON object"),
+        (json.dumps({"error": "WebAssembly is disabled"}), "could not run the variants: WebAss"),
+        (None, "missing or too large"),
+    ],
+)
+def test_an_answer_that_is_not_one_is_one_line(answer, message):
+    with pytest.raises(InputError, match=message):
+        parse_results(answer, {"fp32"})
+
+
+def test_each_result_is_read_defensively():
+    answer = json.dumps(
+        {
+            "results": [
+                {"name": "fp32", "backend": "wasm", "wave": _b64([0.1, -0.2]), "synth_s": 0.5},
+                {"name": "fp32", "wave": _b64([np.nan, 0.0])},
+                {"name": "fp32", "wave": "%%% not base64"},
+                {"name": "fp32", "error": "out of memory\nstack..."},
+                {"name": "evil/../path", "wave": _b64([0.1])},  # not asked for: ignored
+                {"name": "fp32", "synth_s": "fast", "durations": [1, "x"], "wave": _b64([0.3])},
+            ]
+        }
+    )
+    runs = parse_results(answer, {"fp32"})
+    assert len(runs) == 5
+    ok, nan, garbage, failed, odd = runs
+    assert (
+        ok.backend == "wasm" and ok.error is None and ok.wave.tolist() == pytest.approx([0.1, -0.2])
+    )
+    assert ok.rtf == pytest.approx(0.5 / (2 / 24000))
+    assert nan.error == "the browser's output holds NaN or infinite samples"
+    assert garbage.error == "the browser sent no usable waveform"
+    assert failed.error.startswith("out of memory") and failed.wave is None
+    assert odd.synth_s is None and odd.durations is None and odd.wave is not None
+
+
+def test_missing_onnxruntime_web_names_the_file_and_the_fix(tmp_path):
+    for name in ORT_WEB_WASM:
+        (tmp_path / name).write_text("x")
+    why = ort_missing(tmp_path)
+    assert ORT_WEB_WEBGPU[0] in why and "`publisher space` bundles it" in why
+    for name in ORT_WEB_WEBGPU:
+        (tmp_path / name).write_text("x")
+    assert ort_missing(tmp_path) is None
+
+
+@pytest.fixture
+def ort_stub(tmp_path) -> Path:
+    for name in (*ORT_WEB_WASM, *ORT_WEB_WEBGPU):
+        (tmp_path / name).write_text("stub")
+    return tmp_path
+
+
+def test_the_plan_gives_the_server_inputs_and_where_each_file_is(staged, ort_stub):  # noqa: F811
+    engine = make_engine(staged)
+    request = Request("Hello there. How are you?", False, "af_heart", 1.0, ("fp32", "quantized"))
+
+    steps = plan(engine, request, ort_stub)
+
+    assert [v["name"] for v in steps["variants"]] == ["fp32", "quantized"]
+    assert (
+        steps["variants"][0]["url"] == f"/gradio_api/file={(staged / 'onnx/model.onnx').resolve()}"
+    )
+    assert steps["variants"][0]["io"]["input_ids"] == "input_ids"
+    call = steps["calls"][0]
+    assert call["ids"][0] == call["ids"][-1] == 0 and len(call["ids"]) > 4
+    assert len(call["style"]) == 256 and steps["speed"] == 1.0
+    assert steps["ort"]["wasm"].endswith("/ort.wasm.min.mjs") and not steps["skipped"]
+
+
+def test_a_plan_without_onnxruntime_web_is_refused_with_the_fix(staged, tmp_path):  # noqa: F811
+    engine = make_engine(staged)
+    with pytest.raises(InputError, match="in-browser mode is not available"):
+        plan(engine, Request("Hi.", False, "af_heart", 1.0, ("fp32",)), tmp_path)
+
+
+def test_a_browser_output_unlike_the_servers_is_flagged(staged):  # noqa: F811
+    engine = make_engine(staged)
+    request = Request("Hello there. How are you?", False, "af_heart", 1.0, ("fp32", "quantized"))
+    variant = engine.catalog().variant("quantized")
+    prepared = engine.prepare(request.text)
+    same = engine.run(variant, prepared, engine.voice("af_heart"), 1.0)
+    noise = np.random.default_rng(0).normal(0, 0.1, same.wave.size)
+    answer = json.dumps(
+        {
+            "results": [
+                {
+                    "name": "quantized",
+                    "wave": _b64(same.wave),
+                    "durations": same.durations.tolist(),
+                },
+                {"name": "fp32", "wave": _b64(noise), "durations": same.durations.tolist()},
+            ]
+        }
+    )
+    runs = parse_results(answer, set(request.names))
+
+    hold_to_server(engine, request, runs)
+
+    by_name = {r.name: r for r in runs}
+    assert not by_name["quantized"].flagged and by_name["quantized"].match > 0.9
+    assert by_name["fp32"].flagged and by_name["fp32"].match < 0.9
+    assert by_name["quantized"].server_synth_s > 0
