@@ -7,8 +7,12 @@ port of 127.0.0.1 with KOKORO_DIR, opens it in headless Debian Chromium through 
 types a text, clicks Compare with the default variant selection (the reference plus the next
 two variants of manifest.json) and waits until every variant has an ``audio[src]``. Prints
 the time from click to the last audio, the status line, the figures table and the screenshot
-path. ``--runs N`` clicks N times (the first click also opens the sessions). A benchmark to
-run and report, not a test.
+path. ``--runs N`` clicks N times (the first click also opens the sessions). With
+``--in-browser`` it then opens "Run in my browser" and waits until the page has run the
+same variants in Chromium with onnxruntime-web (WASM here) and the server has compared
+them, and prints that table too (onnxruntime-web is bundled into a temporary folder as
+``publisher space`` does, unless KOKORO_ORT_DIR names one). A benchmark to run and report,
+not a test.
 """
 
 from __future__ import annotations
@@ -77,11 +81,32 @@ def _wait_status(page, before: str, timeout: float) -> str:
     return str(handle.json_value())
 
 
+BROWSER_ROWS = TABLE_ROWS.replace("#compare-table", "#browser-table")
+
+
+def _in_browser(page) -> None:
+    page.get_by_text("Run in my browser (onnxruntime-web)").click()
+    start = time.perf_counter()
+    page.locator("#browser-btn").click()
+    done = page.get_by_text("variants ran in your browser and were compared")
+    done.wait_for(timeout=900_000)
+    page.locator("#browser-table [role=gridcell]").first.wait_for(timeout=60_000)
+    print(f"[space] in the browser: compared {time.perf_counter() - start:.1f} s after the click")
+    for line in page.locator("#browser-players .browser-run").all_inner_texts():
+        print("    " + line.strip())
+    seen = set()
+    for cells in page.evaluate(BROWSER_ROWS):
+        if any(cells) and tuple(cells) not in seen:
+            seen.add(tuple(cells))
+            print("    " + " | ".join(cells))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--text", default=TEXT)
     parser.add_argument("--runs", type=int, default=2, help="clicks (the first opens sessions)")
     parser.add_argument("--shot", type=Path, default=Path("space_compare.png"))
+    parser.add_argument("--in-browser", action="store_true", help="also run the in-browser mode")
     args = parser.parse_args()
     if not os.environ.get("KOKORO_DIR"):
         raise SystemExit("set KOKORO_DIR to a staged folder (publisher stage --dest DIR)")
@@ -95,6 +120,13 @@ def main() -> None:
         "GRADIO_ANALYTICS_ENABLED": "False",
     }
     url = f"http://127.0.0.1:{port}/"
+    if args.in_browser and not env.get("KOKORO_ORT_DIR"):
+        import tempfile
+
+        from publisher.hub.space import bundle_onnxruntime_web
+
+        bundled = bundle_onnxruntime_web(Path(tempfile.mkdtemp(prefix="space-ort-")))
+        env["KOKORO_ORT_DIR"] = str(bundled)
     proc = subprocess.Popen([sys.executable, str(ROOT / "space" / "app.py")], env=env)
     try:
         up = _wait_up(url, proc, timeout=180)
@@ -123,6 +155,8 @@ def main() -> None:
                 if any(cells) and tuple(cells) not in seen:
                     seen.add(tuple(cells))
                     print("    " + " | ".join(cells))
+            if args.in_browser:
+                _in_browser(page)
             args.shot.parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(args.shot), full_page=True)
             browser.close()
