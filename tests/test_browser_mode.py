@@ -142,3 +142,37 @@ def test_a_browser_output_unlike_the_servers_is_flagged(staged):  # noqa: F811
     assert not by_name["quantized"].flagged and by_name["quantized"].match > 0.9
     assert by_name["fp32"].flagged and by_name["fp32"].match < 0.9
     assert by_name["quantized"].server_synth_s > 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("", False, "af_heart", 1.0, ["fp32"]), "Nothing to say"),
+        (("Hi.", False, "af_heart", 1.0, ["../../etc/passwd"]), "unknown variant"),
+        (("Hi.", False, "zz_nobody", 1.0, ["fp32"]), "voice"),
+        (("Hi.", False, "af_heart", "fast", ["fp32"]), "speed must be between"),
+        (("Hi.", False, "af_heart", 1.0, []), "Choose at least one variant"),
+    ],
+)
+def test_the_browser_button_answers_bad_input_with_one_line(
+    staged, ort_stub, tmp_path, args, message
+):  # noqa: F811
+    from kokoro_space.browser_ui import BrowserMode
+    from kokoro_space.votes import VoteStore
+
+    mode = BrowserMode(make_engine(staged), VoteStore(tmp_path / "v.sqlite3"), ort_stub)
+    plan_json, request, status = mode.start(*args)
+    assert plan_json == "" and request is None
+    assert message in status and status.startswith("⚠️") and "\n" not in status
+
+
+def test_scoring_without_a_run_or_with_a_garbled_answer_says_so(staged, ort_stub, tmp_path):  # noqa: F811
+    from kokoro_space.browser_ui import BrowserMode
+    from kokoro_space.votes import VoteStore
+
+    mode = BrowserMode(make_engine(staged), VoteStore(tmp_path / "v.sqlite3"), ort_stub)
+    status, rows, _ = mode.score(None, "")
+    assert status == "Nothing ran in the browser yet." and rows == []
+    request = Request("Hi.", False, "af_heart", 1.0, ("fp32",))
+    status, rows, _ = mode.score(request, "{not json")
+    assert "not JSON" in status and rows == []
