@@ -199,3 +199,20 @@ def test_topological_sort_puts_producers_first_including_tensors_a_loop_body_rea
     assert [n.op_type for n in model.graph.node] == ["Identity", "Neg", "Loop"]
     assert moved == 3
     assert topological_sort(model)[1] == 0  # already sorted: nothing moves
+
+
+def test_in_order_sees_a_loop_body_reading_an_outer_tensor_made_after_the_loop():
+    from publisher.passes.order import in_order
+
+    model = _tiny_graph_with_loop()
+    assert in_order(model.graph)  # the body reads x, a graph input
+    loop = model.graph.node[1]
+    loop.attribute[0].g.node[0].input[0] = "late"  # now a tensor made after the Loop
+    model.graph.node.append(helper.make_node("Identity", ["x"], ["late"]))
+    assert not in_order(model.graph)
+    swapped = [onnx.NodeProto() for _ in range(3)]
+    for new, old in zip(swapped, [model.graph.node[0], model.graph.node[2], loop], strict=True):
+        new.CopyFrom(old)
+    del model.graph.node[:]
+    model.graph.node.extend(swapped)
+    assert in_order(model.graph)

@@ -22,6 +22,22 @@ if TYPE_CHECKING:
     from publisher.recipe.schema import Recipe
 
 
+def in_order(graph, known: frozenset[str] = frozenset()) -> bool:
+    """Whether every node of ``graph`` (and of each Loop/If body, which may also read the
+    enclosing graph's tensors made before it) reads only tensors made before it."""
+    seen = set(known) | {i.name for i in graph.input} | {t.name for t in graph.initializer}
+    seen.add("")  # an omitted optional input
+    for node in graph.node:
+        if any(name not in seen for name in node.input):
+            return False
+        for attr in node.attribute:
+            for body in [attr.g] if attr.HasField("g") else list(attr.graphs):
+                if not in_order(body, frozenset(seen)):
+                    return False
+        seen.update(node.output)
+    return True
+
+
 def topological_sort(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
     """``model`` with every graph's nodes in topological order (onnx_ir's stable sort,
     which also honours tensors a Loop/If body reads from the enclosing graph), and how
@@ -31,6 +47,8 @@ def topological_sort(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
     runs) enforce it, while onnxruntime sorts on load and so never complains."""
     import onnx_ir as ir
 
+    if in_order(model.graph):  # most exports are: skip onnx_ir's round trip of the file
+        return model, 0
     before = [n.output[0] if n.output else n.name for n in model.graph.node]
     ir_model = ir.serde.deserialize_model(model)
     try:
