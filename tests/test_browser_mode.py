@@ -155,8 +155,12 @@ def test_a_browser_output_unlike_the_servers_is_flagged(staged):  # noqa: F811
     ],
 )
 def test_the_browser_button_answers_bad_input_with_one_line(
-    staged, ort_stub, tmp_path, args, message
-):  # noqa: F811
+    staged,  # noqa: F811
+    ort_stub,
+    tmp_path,
+    args,
+    message,
+):
     from kokoro_space.browser_ui import BrowserMode
     from kokoro_space.votes import VoteStore
 

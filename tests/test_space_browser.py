@@ -6,6 +6,7 @@ with the reason otherwise. Reuses the staged tiny folder of tests/test_space.py.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -81,6 +82,17 @@ def ort_folder(tmp_path_factory) -> Path:
     return bundle_onnxruntime_web(tmp_path_factory.mktemp("space_bundle"))
 
 
+@contextlib.contextmanager
+def _page(demo, tmp_path: Path, height: int = 1400):
+    """The demo served locally and one headless Chromium page, closed after."""
+    with launched(demo, tmp_path / "dl"), sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield browser.new_page(viewport={"width": 1280, "height": height})
+        finally:
+            browser.close()
+
+
 PARAGRAPH = (
     "The birch canoe slid on the smooth planks. Glue the sheet to the dark blue background. "
     "It is easy to tell the depth of a well."
@@ -125,21 +137,13 @@ def test_both_variants_run_in_the_browser_with_figures_players_and_a_verdict(
     votes = VoteStore(tmp_path / "votes.sqlite3")
     demo = build_demo(make_engine(staged), votes, ort_folder=ort_folder)
     shot = tmp_path / "space_browser_mode.png"
-    with (
-        launched(demo, tmp_path / "dl"),
-        sync_api.sync_playwright() as pw,
-    ):
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 1400})
-            _run_in_browser(page, demo)
-            players = page.locator("#browser-players audio[src^='blob:']").count()
-            lines = page.locator("#browser-players .browser-run").all_inner_texts()
-            rows = _table(page, "browser-table")
-            summary = _table(page, "browser-summary")
-            page.screenshot(path=str(shot), full_page=True)
-        finally:
-            browser.close()
+    with _page(demo, tmp_path) as page:
+        _run_in_browser(page, demo)
+        players = page.locator("#browser-players audio[src^='blob:']").count()
+        lines = page.locator("#browser-players .browser-run").all_inner_texts()
+        rows = _table(page, "browser-table")
+        summary = _table(page, "browser-summary")
+        page.screenshot(path=str(shot), full_page=True)
 
     assert players == 2, lines
     assert all("in your browser (wasm)" in line and "RTF" in line for line in lines), lines
@@ -161,18 +165,10 @@ def test_both_variants_run_in_the_browser_with_figures_players_and_a_verdict(
 def test_a_garbled_browser_output_is_flagged_and_recorded(staged, ort_folder, tmp_path):  # noqa: F811
     votes = VoteStore(tmp_path / "votes.sqlite3")
     demo = build_demo(make_engine(staged), votes, ort_folder=ort_folder)
-    with (
-        launched(demo, tmp_path / "dl"),
-        sync_api.sync_playwright() as pw,
-    ):
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 1400})
-            _run_in_browser(page, demo, garble="quantized")
-            status = page.locator("#browser-status").inner_text()
-            rows = {r[0]: r for r in _table(page, "browser-table")}
-        finally:
-            browser.close()
+    with _page(demo, tmp_path) as page:
+        _run_in_browser(page, demo, garble="quantized")
+        status = page.locator("#browser-status").inner_text()
+        rows = {r[0]: r for r in _table(page, "browser-table")}
 
     assert "quantized does not sound like the server's run" in status
     assert rows["quantized"][-1] == "FLAGGED: differs from the server"

@@ -21,6 +21,7 @@ from kokoro_space.browser import (
     plan,
 )
 from kokoro_space.engine import Engine, InputError
+from kokoro_space.markdown import fmt as _fmt
 from kokoro_space.markdown import md_escape
 from kokoro_space.source import LocalSource, SourceError
 from kokoro_space.votes import VoteStore
@@ -58,10 +59,6 @@ def run_in_browser_js() -> str:
     main = (JS_DIR / "run_in_browser.js").read_text(encoding="utf-8")
     body = "\n".join(line for line in main.splitlines() if not line.startswith("//"))
     return body.replace("__CHOOSE_BACKEND__", f"({choose.strip()})")
-
-
-def _fmt(value: float | None, digits: int = 3) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
 
 
 @dataclass

@@ -31,6 +31,7 @@ from kokoro_space.engine import (
     spectrogram_image,
     to_int16,
 )
+from kokoro_space.markdown import fmt as _fmt
 from kokoro_space.markdown import md_escape
 from kokoro_space.source import SourceError, source_from_env
 from kokoro_space.votes import VoteStore
@@ -80,10 +81,6 @@ def word_times_markdown(run: Run) -> str:
         "<details><summary>Word times</summary>\n\n| word (phonemes) | start s | end s |\n"
         f"|---|---:|---:|\n{rows}\n\n</details>"
     )
-
-
-def _fmt(value: float | None, digits: int = 3) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
 
 
 @dataclass
