@@ -123,9 +123,11 @@ def main() -> None:
     if args.in_browser and not env.get("KOKORO_ORT_DIR"):
         import tempfile
 
+        from publisher.conformance.envs import onnxruntime_web_dist
         from publisher.hub.space import bundle_onnxruntime_web
 
-        bundled = bundle_onnxruntime_web(Path(tempfile.mkdtemp(prefix="space-ort-")))
+        folder = Path(tempfile.mkdtemp(prefix="space-ort-"))
+        bundled = bundle_onnxruntime_web(folder, onnxruntime_web_dist())
         env["KOKORO_ORT_DIR"] = str(bundled)
     proc = subprocess.Popen([sys.executable, str(ROOT / "space" / "app.py")], env=env)
     try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -180,3 +181,43 @@ def test_scoring_without_a_run_or_with_a_garbled_answer_says_so(staged, ort_stub
     request = Request("Hi.", False, "af_heart", 1.0, ("fp32",))
     status, rows, _ = mode.score(request, "{not json")
     assert "not JSON" in status and rows == []
+
+
+def test_a_variant_the_server_cannot_open_is_left_out_with_the_reason(staged, ort_stub, tmp_path):  # noqa: F811
+    import shutil
+
+    folder = tmp_path / "repo"
+    shutil.copytree(staged, folder)
+    (folder / "onnx" / "model_quantized.onnx").write_bytes(b"not a model")
+    request = Request("Hi there.", False, "af_heart", 1.0, ("fp32", "quantized"))
+
+    steps = plan(make_engine(folder), request, ort_stub)
+
+    assert [v["name"] for v in steps["variants"]] == ["fp32"]
+    assert steps["skipped"][0].startswith("quantized: the server cannot open it (")
+
+
+def test_the_server_streams_a_paragraph_sentence_by_sentence_first_audio_early(staged):  # noqa: F811
+    from kokoro_space.streaming import stream_sentences
+
+    paragraph = (
+        "The birch canoe slid on the smooth planks. Glue the sheet to the dark blue "
+        "background. It is easy to tell the depth of a well."
+    )
+    out = list(stream_sentences(make_engine(staged), paragraph, False, "af_heart", 1.0, ["fp32"]))
+
+    chunks = [audio for audio, _ in out if audio is not None]
+    assert len(chunks) == 3 and all(rate == 24000 and pcm.size for rate, pcm in chunks)
+    assert [line.split(";")[0] for _, line in out[:3]] == [
+        f"fp32: sentence {i} of 3" for i in (1, 2, 3)
+    ]
+    final = out[-1][1]
+    first, total = (float(x) for x in re.findall(r"after ([0-9.]+) s", final))
+    assert final.startswith("✓ fp32 streamed 3 sentences") and 0 < first < total
+
+
+def test_streaming_a_bad_request_is_one_line_and_no_audio(staged):  # noqa: F811
+    from kokoro_space.streaming import stream_sentences
+
+    out = list(stream_sentences(make_engine(staged), "   ", False, "af_heart", 1.0, ["fp32"]))
+    assert out == [(None, "⚠️ Nothing to say: type some text first.")]

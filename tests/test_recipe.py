@@ -144,8 +144,8 @@ INVALID_CASES = {
     "pass_unknown": (
         None,
         "passes: unknown pass 'quantise-dynamic' (available: bucket-check, equalize-residuals, "
-        "fold-snake, fp16, quantize-dynamic, quantize-int4, quantize-static, simplify, "
-        "smooth-inputs)",
+        "fold-snake, fp16, polyphase-upsample, quantize-dynamic, quantize-int4, "
+        "quantize-static, simplify, smooth-inputs)",
     ),
     "fold_snake_after_quantize": (
         None,

@@ -77,9 +77,10 @@ def test_compare_in_a_browser_plays_one_audio_per_variant(staged, tmp_path, caps
 @pytest.fixture(scope="module")
 def ort_folder(tmp_path_factory) -> Path:
     """onnxruntime-web bundled as `publisher space` bundles it (the pinned npm release)."""
+    from publisher.conformance.envs import onnxruntime_web_dist
     from publisher.hub.space import bundle_onnxruntime_web
 
-    return bundle_onnxruntime_web(tmp_path_factory.mktemp("space_bundle"))
+    return bundle_onnxruntime_web(tmp_path_factory.mktemp("space_bundle"), onnxruntime_web_dist())
 
 
 @contextlib.contextmanager

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import click
 
+from publisher.runtime.errors import PublisherError
+
 
 @click.command("space")
 @click.option("--repo", "repo_id", required=True, metavar="ORG/NAME", help="The Space repo.")
@@ -51,7 +53,18 @@ def space_command(
     check_repo_id(repo_id)
     check_model_spec(model_repo)
     with tempfile.TemporaryDirectory(prefix="publisher-space-") as tmp:
-        files = assemble(Path(tmp), model_repo, space_dir, browser_runtime=browser_runtime)
+        ort_dist = None
+        if browser_runtime:
+            from publisher.conformance.envs import onnxruntime_web_dist
+
+            try:
+                ort_dist = onnxruntime_web_dist()
+            except PublisherError as err:
+                raise PublisherError(
+                    f"the Space's in-browser mode needs onnxruntime-web from npm: {err} "
+                    "(or pass --no-browser-runtime)"
+                ) from None
+        files = assemble(Path(tmp), model_repo, space_dir, ort_dist=ort_dist)
         if dry_run:
             click.echo(
                 f"dry run: would upload a Gradio Space to {repo_id} playing {model_repo} "

@@ -122,3 +122,17 @@ def _run(cmd: list[str], name: str, timeout: float = INSTALL_TIMEOUT_S, **kwargs
         ) from None
     except OSError as exc:
         raise PublisherError(f"cannot create the {name} environment: {first_line(exc)}") from None
+
+
+def onnxruntime_web_dist(echo: Callable[[str], None] | None = None) -> Path:
+    """The ``dist/`` folder of the pinned onnxruntime-web npm package (the matrix's
+    environment, installed now if missing): what the Space's in-browser mode serves."""
+    from publisher.runtime.clients import ONNXRUNTIME_WEB
+
+    root, _ = environment(
+        f"onnxruntime-web {ONNXRUNTIME_WEB}",
+        (f"onnxruntime-web@{ONNXRUNTIME_WEB}",),
+        echo,
+        npm=True,
+    )
+    return root / "node_modules" / "onnxruntime-web" / "dist"

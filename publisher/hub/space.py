@@ -75,36 +75,30 @@ def _with_models(readme: str, model_repo_id: str) -> str:
     return str(card)
 
 
-def bundle_onnxruntime_web(dest: Path, echo=None) -> Path:
-    """Copy onnxruntime-web's WASM and WebGPU builds (the pinned npm release the runtime
-    matrix runs, installed into its environment if missing) into ``dest/static/ort``, so
-    the Space's in-browser mode loads no script from a CDN. Returns that folder."""
-    from publisher.conformance.envs import environment
+def bundle_onnxruntime_web(dest: Path, dist: Path) -> Path:
+    """Copy onnxruntime-web's WASM and WebGPU builds from ``dist`` (the npm package's
+    ``dist/``, ``conformance.envs.onnxruntime_web_dist``) into ``dest/static/ort``, so the
+    Space's in-browser mode loads no script from a CDN. Returns that folder."""
     from publisher.runtime.clients import ONNXRUNTIME_WEB, ORT_WEB_WASM, ORT_WEB_WEBGPU
 
-    name = f"onnxruntime-web {ONNXRUNTIME_WEB}"
-    try:
-        root, _ = environment(name, (f"onnxruntime-web@{ONNXRUNTIME_WEB}",), echo, npm=True)
-    except PublisherError as err:
-        raise PublisherError(
-            f"the Space's in-browser mode needs {name} from npm: {first_line(err)}"
-        ) from None
-    dist = root / "node_modules" / "onnxruntime-web" / "dist"
     target = Path(dest) / ORT_STATIC
     target.mkdir(parents=True, exist_ok=True)
     for name in (*ORT_WEB_WASM, *ORT_WEB_WEBGPU):
-        if not (dist / name).is_file():
-            raise PublisherError(f"{dist}: {name} is missing; remove {root} to reinstall it")
-        shutil.copyfile(dist / name, target / name)
+        if not (Path(dist) / name).is_file():
+            raise PublisherError(
+                f"{dist}: {name} is missing; remove its environment folder to reinstall "
+                f"onnxruntime-web {ONNXRUNTIME_WEB}"
+            )
+        shutil.copyfile(Path(dist) / name, target / name)
     (target / "VERSION").write_text(ONNXRUNTIME_WEB + "\n")
     return target
 
 
 def assemble(
-    dest: Path, model_repo: str, space_dir: Path | None = None, *, browser_runtime: bool = True
+    dest: Path, model_repo: str, space_dir: Path | None = None, *, ort_dist: Path | None = None
 ) -> list[tuple[str, int]]:
-    """Write the Space's files into ``dest`` (with ``browser_runtime``, onnxruntime-web for
-    its in-browser mode); returns (path, bytes) for each, sorted."""
+    """Write the Space's files into ``dest`` (with ``ort_dist``, onnxruntime-web from that
+    ``dist/`` folder for its in-browser mode); returns (path, bytes) for each, sorted."""
 
     model_repo = check_model_spec(model_repo)
     src = Path(space_dir) if space_dir else default_space_dir()
@@ -137,8 +131,8 @@ def assemble(
     (dest / SPACE_CONFIG).write_text(
         json.dumps({"KOKORO_REPO": model_repo}, indent=2) + "\n", encoding="utf-8"
     )
-    if browser_runtime:
-        bundle_onnxruntime_web(dest)
+    if ort_dist is not None:
+        bundle_onnxruntime_web(dest, ort_dist)
     return [
         (p.relative_to(dest).as_posix(), p.stat().st_size)
         for p in sorted(dest.rglob("*"))

@@ -81,7 +81,11 @@ def browser_reason(engine: Engine, variant: Variant) -> str | None:
     session, which scoring needs anyway, says which)."""
     if kokoro_js_dtype(variant.shape, dict(variant.io), variant.path) is None:
         return "not a file kokoro-js loads (fixed buckets, renamed tensors or its file name)"
-    session, _, _ = engine.session(variant)
+    try:
+        session, _, _ = engine.session(variant)
+    except Exception as exc:  # a broken or missing file: the others still run
+        line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        return f"the server cannot open it ({line[:200]})"
     speed = next((i for i in session.get_inputs() if i.name == variant.io.get("speed")), None)
     if speed is None or speed.type != "tensor(float)":
         return f"its speed input is {speed.type if speed else 'missing'}, not float32"

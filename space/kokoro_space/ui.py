@@ -34,6 +34,7 @@ from kokoro_space.engine import (
 from kokoro_space.markdown import fmt as _fmt
 from kokoro_space.markdown import md_escape
 from kokoro_space.source import SourceError, source_from_env
+from kokoro_space.streaming import streaming_section
 from kokoro_space.votes import VoteStore
 
 log = logging.getLogger("kokoro_space")
@@ -428,6 +429,7 @@ def build_demo(
                         audios.append(gr.Audio(visible=False, interactive=False))
                         words.append(gr.Markdown(visible=False))
                     images.append(gr.Image(visible=False, interactive=False, format="png", scale=2))
+            streaming_section(engine, [text, phoneme_mode, voice_dd, speed, variants])
             browser_section(in_browser, [text, phoneme_mode, voice_dd, speed, variants])
         with gr.Tab("Blind test"):
             gr.Markdown(
