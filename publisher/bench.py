@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import statistics
-from dataclasses import asdict, dataclass, field
+from collections import Counter
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -78,9 +79,6 @@ def distinct_labels(targets: list[Target]) -> list[Target]:
     """Targets whose label another one shares (two builds of one recipe, say a new and an
     old ``cpu-int8``) are told apart by their folder's parent, else by position: results
     are keyed by label, so a shared one would report one file's times twice."""
-    import dataclasses
-    from collections import Counter
-
     shared = {k for k, n in Counter(t.label for t in targets).items() if n > 1}
     out, seen = [], set()
     for i, t in enumerate(targets):
@@ -91,7 +89,7 @@ def distinct_labels(targets: list[Target]) -> list[Target]:
         if label in seen:
             label = f"{label} #{i + 1}"
         seen.add(label)
-        out.append(dataclasses.replace(t, label=label))
+        out.append(replace(t, label=label))
     return out
 
 

@@ -145,6 +145,16 @@ def test_a_browser_output_unlike_the_servers_is_flagged(staged):  # noqa: F811
     assert by_name["quantized"].server_synth_s > 0
 
 
+def _mode(engine, votes, ort_folder):
+    """The browser mode as the UI builds it: failures through the UI's own status line."""
+    import random
+
+    from kokoro_space.browser_ui import BrowserMode
+    from kokoro_space.ui import SpaceApp
+
+    return BrowserMode(engine, votes, ort_folder, SpaceApp(engine, votes, random.Random(0))._fail)
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -162,20 +172,18 @@ def test_the_browser_button_answers_bad_input_with_one_line(
     args,
     message,
 ):
-    from kokoro_space.browser_ui import BrowserMode
     from kokoro_space.votes import VoteStore
 
-    mode = BrowserMode(make_engine(staged), VoteStore(tmp_path / "v.sqlite3"), ort_stub)
+    mode = _mode(make_engine(staged), VoteStore(tmp_path / "v.sqlite3"), ort_stub)
     plan_json, request, status = mode.start(*args)
     assert plan_json == "" and request is None
     assert message in status and status.startswith("⚠️") and "\n" not in status
 
 
 def test_scoring_without_a_run_or_with_a_garbled_answer_says_so(staged, ort_stub, tmp_path):  # noqa: F811
-    from kokoro_space.browser_ui import BrowserMode
     from kokoro_space.votes import VoteStore
 
-    mode = BrowserMode(make_engine(staged), VoteStore(tmp_path / "v.sqlite3"), ort_stub)
+    mode = _mode(make_engine(staged), VoteStore(tmp_path / "v.sqlite3"), ort_stub)
     status, rows, _ = mode.score(None, "")
     assert status == "Nothing ran in the browser yet." and rows == []
     request = Request("Hi.", False, "af_heart", 1.0, ("fp32",))

@@ -662,3 +662,37 @@ def test_a_broken_space_readme_is_one_line(readme, problem):
     with pytest.raises(PublisherError, match=problem) as err:
         _with_models(readme, "me/kokoro")
     assert "\n" not in str(err.value)
+
+
+def test_space_without_npm_says_how_to_go_on_in_one_line(monkeypatch):
+    from publisher.conformance import envs
+    from publisher.runtime.errors import PublisherError
+
+    def no_npm(echo=None):
+        raise PublisherError("the kokoro-js and onnxruntime-web cells need node and npm on PATH")
+
+    monkeypatch.setattr(envs, "onnxruntime_web_dist", no_npm)
+    result = _space_cli(["--repo", "me/space", "--model-repo", "me/kokoro", "--dry-run"])
+
+    assert result.exit_code == 1
+    assert "in-browser mode needs onnxruntime-web from npm" in result.output
+    assert "--no-browser-runtime" in result.output and "Traceback" not in result.output
+
+    result = _space_cli(
+        ["--repo", "me/space", "--model-repo", "me/kokoro", "--dry-run", "--no-browser-runtime"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "app.py" in result.output and "static/ort" not in result.output
+
+
+def test_a_damaged_onnxruntime_web_package_names_the_missing_file(tmp_path):
+    from publisher.hub.space import bundle_onnxruntime_web
+    from publisher.runtime.clients import ORT_WEB_WASM
+    from publisher.runtime.errors import PublisherError
+
+    dist = tmp_path / "dist"
+    dist.mkdir()
+    for name in ORT_WEB_WASM:
+        (dist / name).write_text("x")
+    with pytest.raises(PublisherError, match=r"ort\.webgpu\.min\.mjs is missing; remove its"):
+        bundle_onnxruntime_web(tmp_path / "space", dist)

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from publisher.runtime.clients import ONNXRUNTIME_WEB
 from publisher.runtime.errors import PublisherError, first_line
 from publisher.workspace import replace_folder, scratch_dir
 
@@ -127,8 +128,6 @@ def _run(cmd: list[str], name: str, timeout: float = INSTALL_TIMEOUT_S, **kwargs
 def onnxruntime_web_dist(echo: Callable[[str], None] | None = None) -> Path:
     """The ``dist/`` folder of the pinned onnxruntime-web npm package (the matrix's
     environment, installed now if missing): what the Space's in-browser mode serves."""
-    from publisher.runtime.clients import ONNXRUNTIME_WEB
-
     root, _ = environment(
         f"onnxruntime-web {ONNXRUNTIME_WEB}",
         (f"onnxruntime-web@{ONNXRUNTIME_WEB}",),

@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 
 import publisher
+from publisher.runtime.clients import ONNXRUNTIME_WEB, ORT_WEB_WASM, ORT_WEB_WEBGPU
 from publisher.runtime.errors import PublisherError, first_line
 
 # Paths inside the package; each must import without torch (tests/test_space.py checks it).
@@ -79,8 +80,6 @@ def bundle_onnxruntime_web(dest: Path, dist: Path) -> Path:
     """Copy onnxruntime-web's WASM and WebGPU builds from ``dist`` (the npm package's
     ``dist/``, ``conformance.envs.onnxruntime_web_dist``) into ``dest/static/ort``, so the
     Space's in-browser mode loads no script from a CDN. Returns that folder."""
-    from publisher.runtime.clients import ONNXRUNTIME_WEB, ORT_WEB_WASM, ORT_WEB_WEBGPU
-
     target = Path(dest) / ORT_STATIC
     target.mkdir(parents=True, exist_ok=True)
     for name in (*ORT_WEB_WASM, *ORT_WEB_WEBGPU):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import mimetypes
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,10 +21,10 @@ from kokoro_space.browser import (
     parse_results,
     plan,
 )
-from kokoro_space.engine import Engine, InputError
+from kokoro_space.engine import Engine
 from kokoro_space.markdown import fmt as _fmt
 from kokoro_space.markdown import md_escape
-from kokoro_space.source import LocalSource, SourceError
+from kokoro_space.source import LocalSource
 from kokoro_space.votes import VoteStore
 from publisher.runtime.constants import SAME_AUDIO_MATCH
 
@@ -66,6 +67,7 @@ class BrowserMode:
     engine: Engine
     votes: VoteStore
     ort_folder: Path
+    fail: Callable[[BaseException], str]  # the UI's one status line for a failed request
 
     def serve_files(self) -> None:
         """Let gradio serve onnxruntime-web (and a local folder's model files) with the
@@ -87,7 +89,7 @@ class BrowserMode:
             )
             steps = plan(self.engine, request, self.ort_folder)
         except Exception as err:
-            return ["", None, self._fail(err)]
+            return ["", None, self.fail(err)]
         lines = []
         if steps["variants"]:
             names_run = ", ".join(v["name"] for v in steps["variants"])
@@ -105,7 +107,7 @@ class BrowserMode:
             runs = parse_results(answer, set(request.names))
             hold_to_server(self.engine, request, runs)
         except Exception as err:
-            return [self._fail(err), [], self.summary()]
+            return [self.fail(err), [], self.summary()]
         for run in runs:
             if run.match is not None:
                 self._record(run)
@@ -176,15 +178,6 @@ class BrowserMode:
             verdict,
         ]
 
-    def _fail(self, err: BaseException) -> str:
-        if isinstance(err, InputError | SourceError):
-            message = str(err)
-        else:
-            log.exception("in-browser request failed")
-            message = f"unexpected error: {type(err).__name__}: {err}"
-        gr.Warning(message[:500])
-        return f"⚠️ {md_escape(message)}"
-
 
 def browser_section(mode: BrowserMode, inputs: list) -> None:
     """The components and events, inside the Compare tab; ``inputs`` are the tab's text,
@@ -227,7 +220,12 @@ def browser_section(mode: BrowserMode, inputs: list) -> None:
     ).then(mode.score, [request, answer_box], [status, table, summary], api_visibility="private")
 
 
-def browser_mode(engine: Engine, votes: VoteStore, folder: Path | None = None) -> BrowserMode:
-    mode = BrowserMode(engine, votes, Path(folder) if folder else ort_dir())
+def browser_mode(
+    engine: Engine,
+    votes: VoteStore,
+    fail: Callable[[BaseException], str],
+    folder: Path | None = None,
+) -> BrowserMode:
+    mode = BrowserMode(engine, votes, Path(folder) if folder else ort_dir(), fail)
     mode.serve_files()
     return mode

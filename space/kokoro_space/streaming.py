@@ -5,7 +5,7 @@ audio beside the whole text's time (the browser's own streaming is in browser.py
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import gradio as gr
@@ -55,15 +55,19 @@ def stream_sentences(
     )
 
 
-def streaming_section(engine: Engine, inputs: list) -> None:
-    """A button and a streaming player under Compare; ``inputs`` as for Compare."""
+def streaming_section(engine: Engine, inputs: list, fail: Callable[[BaseException], str]) -> None:
+    """A button and a streaming player under Compare; ``inputs`` as for Compare, ``fail``
+    the UI's status line for an unexpected error (the handler never raises)."""
     with gr.Accordion("Stream the first variant, sentence by sentence", open=False):
         button = gr.Button("Stream", elem_id="stream-btn")
         player = gr.Audio(streaming=True, autoplay=True, interactive=False, label="stream")
         status = gr.Markdown(elem_id="stream-status")
 
     def handler(text, phoneme_mode, voice, speed, variants):
-        for audio, line in stream_sentences(engine, text, phoneme_mode, voice, speed, variants):
-            yield (audio if audio is not None else gr.skip()), line
+        try:
+            for audio, line in stream_sentences(engine, text, phoneme_mode, voice, speed, variants):
+                yield (audio if audio is not None else gr.skip()), line
+        except Exception as err:
+            yield gr.skip(), fail(err)
 
     button.click(handler, inputs, [player, status], api_name="stream")

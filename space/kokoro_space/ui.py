@@ -375,7 +375,7 @@ def build_demo(
             source = _Unconfigured(str(err))
         engine = Engine(source, Settings.from_env())
     app = SpaceApp(engine, votes or VoteStore(), random.Random(seed))
-    in_browser = browser_mode(engine, app.votes, ort_folder)
+    in_browser = browser_mode(engine, app.votes, app._fail, ort_folder)
     catalog, _ = app._catalog_or_none()
     variant_choices = app.variant_choices(catalog) if catalog else []
     voices = catalog.voices if catalog else []
@@ -429,7 +429,7 @@ def build_demo(
                         audios.append(gr.Audio(visible=False, interactive=False))
                         words.append(gr.Markdown(visible=False))
                     images.append(gr.Image(visible=False, interactive=False, format="png", scale=2))
-            streaming_section(engine, [text, phoneme_mode, voice_dd, speed, variants])
+            streaming_section(engine, [text, phoneme_mode, voice_dd, speed, variants], app._fail)
             browser_section(in_browser, [text, phoneme_mode, voice_dd, speed, variants])
         with gr.Tab("Blind test"):
             gr.Markdown(
