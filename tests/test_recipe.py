@@ -145,7 +145,7 @@ INVALID_CASES = {
         None,
         "passes: unknown pass 'quantise-dynamic' (available: bucket-check, equalize-residuals, "
         "fold-snake, fp16, polyphase-upsample, quantize-dynamic, quantize-int4, "
-        "quantize-static, simplify, smooth-inputs)",
+        "quantize-static, simplify, smooth-inputs, snake-lut)",
     ),
     "fold_snake_after_quantize": (
         None,
@@ -165,6 +165,10 @@ INVALID_CASES = {
         None,
         "precision.quantize.dynamic_include: only meaningful when "
         "precision.quantize.type is 'static'",
+    ),
+    "snake_lut_before_quantize": (
+        None,
+        "passes: 'snake-lut' must come after 'quantize-static'",
     ),
     "smooth_inputs_after_quantize": (
         None,

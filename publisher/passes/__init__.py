@@ -74,6 +74,14 @@ def _before_precision(name: str) -> Callable[[Recipe], Problem | None]:
     return check
 
 
+def _after_static_quantize(recipe: Recipe) -> Problem | None:
+    """A pass that reads the 8-bit graph static quantization wrote."""
+    names = list(recipe.passes)
+    if "quantize-static" not in names[: names.index("snake-lut")]:
+        return "passes", "'snake-lut' must come after 'quantize-static'"
+    return None
+
+
 def _bucket_shape(recipe: Recipe) -> Problem | None:
     if not recipe.is_bucket:
         return "passes", "'bucket-check' needs export.shape 'bucket'"
@@ -106,6 +114,8 @@ PASSES: dict[str, PassSpec] = {
         ("precision.quantize",),
         _before_precision("polyphase-upsample"),
     ),
+    # reads the graph only: the Snakes quantize-static put before 8-bit Convs
+    "snake-lut": PassSpec("publisher.passes.snake_lut:snake_lut_pass", (), _after_static_quantize),
     "fp16": PassSpec(
         "publisher.passes.fp16:fp16_pass", ("precision.fp16",), _fp16_mode, converts_precision=True
     ),
