@@ -200,7 +200,7 @@ def test_static_uint8_is_qdq_with_uint8_activations_int8_weights_and_conv_post_f
     assert inits[post.input[1]].data_type == FLOAT  # a plain float weight, no DequantizeLinear
 
 
-def test_cpu_int8_quantizes_decoder_convs_only_with_the_snakes_folded(variants):
+def test_cpu_int8_quantizes_decoder_convs_only_with_the_snakes_as_tables(variants):
     from publisher.manifest import read_manifest
 
     model = _model(variants["cpu-int8"])
@@ -212,16 +212,15 @@ def test_cpu_int8_quantizes_decoder_convs_only_with_the_snakes_folded(variants):
     assert int8 and all(name.startswith("/decoder/") for name in int8)
     assert any(name.startswith("/text_encoder/") for name in float_)  # the text side is float
     assert CONV_POST in float_ and "/decoder/generator/analysis/Conv" in float_
-    # every Snake folded: no Pow left in the residual blocks, and the manifest says how many
+    # every Snake folded, and each (all feed 8-bit Convs) read from a table: no Pow or Sin
+    # left in the residual blocks, and the manifest says how many
     blocks = ("/decoder/generator/resblocks", "/decoder/generator/noise_res")
-    assert not [
-        n.name for n in model.graph.node if n.op_type == "Pow" and n.name.startswith(blocks)
-    ]
-    assert (
-        sum(1 for n in model.graph.node if n.op_type == "Sin" and n.name.startswith(blocks)) == 48
-    )
-    folded = read_manifest(variants["cpu-int8"])["passes"]["notes"]["folded"]
-    assert folded["snake"] == 48 and folded["adain"] > folded["snake"]
+    in_blocks = Counter(n.op_type for n in model.graph.node if n.name.startswith(blocks))
+    assert in_blocks["Pow"] == 0 and in_blocks["Sin"] == 0
+    assert in_blocks["GatherElements"] == 48
+    notes = read_manifest(variants["cpu-int8"])["passes"]["notes"]
+    assert notes["folded"]["snake"] == 48 and notes["folded"]["adain"] > 48
+    assert notes["snake_tables"] == 48
 
 
 @pytest.mark.parametrize("name", ["q4", "q4f16"])
