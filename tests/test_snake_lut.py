@@ -98,4 +98,3 @@ def test_inverse_snake_inverts_the_snake():
     targets = np.linspace(-30, 30, 1001)
     u = inverse_snake(targets)
     assert np.allclose(snake(u), targets, atol=1e-9)
-
