@@ -11,6 +11,8 @@ or a pass that contradicts the precision section. A recipe lists its own passes
 from __future__ import annotations
 
 import importlib
+import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +25,7 @@ if TYPE_CHECKING:
 
     from publisher.recipe.schema import Recipe
 
+log = logging.getLogger(__name__)
 PassFn = Callable[["onnx.ModelProto", "Recipe", "PassContext"], "onnx.ModelProto"]
 Problem = tuple[str, str]  # (field path, message)
 
@@ -216,8 +219,15 @@ def run_passes(
     ctx: PassContext,
     on_step: Callable[[str], None] | None = None,
 ) -> onnx.ModelProto:
+    """Run the recipe's passes and the final ones; each pass's seconds (summed over the
+    graphs one context sees: the shipped graph and its twin) go to ``ctx.notes["seconds"]``."""
+    seconds = ctx.notes.setdefault("seconds", {})
     for name in plan(recipe):
         if on_step:
             on_step(name)
+        start = time.perf_counter()
         model = PASSES[name].load()(model, recipe, ctx)
+        took = time.perf_counter() - start
+        seconds[name] = round(seconds.get(name, 0.0) + took, 2)
+        log.debug("pass %s: %.2f s", name, took)
     return model
