@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import inspect
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -234,7 +235,18 @@ def quantize_static_pass(
         tensor_overrides = overrides(ranges)
         ctx.notes["percentile_ranges"] = len(ranges)
 
+    # the min-max ranges of every other tensor: computed on the first graph of a build (the
+    # shipped one) and reused for its twin, whose file verify measures (onnxruntime 1.27's
+    # calibration_cache_path; an older onnxruntime calibrates each graph on its own)
+    minmax_key = ("quantize-static-minmax", q.calibration_samples, q.op_types)
+    reuse = "calibration_cache_path" in inspect.signature(quantize_static).parameters
+    cache = {}
+
     def tool(src, dst):
+        if reuse:
+            cache["calibration_cache_path"] = Path(src).parent / "ranges.json"
+            if minmax_key in ctx.measured:
+                cache["calibration_cache_path"].write_text(ctx.measured[minmax_key])
         quantize_static(
             src,
             dst,
@@ -251,7 +263,10 @@ def quantize_static_pass(
                 "WeightSymmetric": weight_symmetric(recipe, "static", q.weight_type),
                 "TensorQuantOverrides": tensor_overrides,
             },
+            **cache,
         )
+        if reuse:
+            ctx.measured.setdefault(minmax_key, cache["calibration_cache_path"].read_text())
 
     with quiet_quantizer():
         model = roundtrip(model, tool)

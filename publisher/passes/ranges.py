@@ -32,10 +32,43 @@ def percentile_ranges(
     ranges: dict[str, tuple[float, float]] = {}
     for name, value in _runs(model, list(percentiles), feeds):
         p = percentiles[name]
-        low, high = np.percentile(value, [100 - p, p])
+        low, high = tail_percentile(value, 100 - p), tail_percentile(value, p)
         old = ranges.get(name, (np.inf, -np.inf))
         ranges[name] = (min(old[0], float(low)), max(old[1], float(high)))
     return ranges
+
+
+def tail_percentile(value: Any, q: float, stride: int = 64) -> float:
+    """``np.percentile(value, q)`` (linear interpolation) for a q near 0 or 100, without
+    partitioning the whole tensor (the build calls it for every quantized Conv's input and
+    output in every calibration run; a real-size [1, 128, 100000] tensor: 0.16 s each).
+
+    Every ``stride``-th value gives a threshold that about twice as many values as the
+    percentile needs lie beyond; those few are partitioned exactly. When fewer lie beyond
+    it (an unlucky sample), the whole tensor is partitioned as numpy does."""
+    import numpy as np
+
+    flat = np.ravel(value)
+    n, top = flat.size, q >= 50
+    if n < 16 * stride:
+        return float(np.percentile(flat, q))
+    index = q / 100 * (n - 1)
+    first = int(np.floor(index))
+    last = min(first + 1, n - 1)
+    need = n - first if top else last + 1  # values from order statistic `first` (or `last`) out
+    sample = flat[::stride]
+    keep = min(sample.size - 1, 2 * need // stride + 16)
+    bound = np.partition(sample, sample.size - 1 - keep if top else keep)
+    bound = bound[sample.size - 1 - keep] if top else bound[keep]
+    tail = flat[flat >= bound] if top else flat[flat <= bound]
+    if tail.size < need:
+        return float(np.percentile(flat, q))
+    offset = n - tail.size if top else 0  # the tail's position among all sorted values
+    low_high = np.partition(tail, [first - offset, last - offset])
+    a, b = low_high[first - offset], low_high[last - offset]
+    t = index - first
+    # numpy's own interpolation (lerp, from the nearer end)
+    return float(b - (b - a) * (1 - t) if t >= 0.5 else a + (b - a) * t)
 
 
 def overrides(ranges: dict[str, tuple[float, float]]) -> dict[str, list[dict[str, Any]]]:
