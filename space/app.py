@@ -8,6 +8,7 @@ Model files come from KOKORO_REPO (a Hub model repo, ORG/NAME[@REVISION]) or KOK
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -24,9 +25,11 @@ except ImportError as exc:  # pragma: no cover - a broken deployment
         f"torch-free modules it uses ({exc})"
     ) from None
 
+from kokoro_space.isolation import launch_options  # noqa: E402
 from kokoro_space.ui import build_demo  # noqa: E402
 
 demo = build_demo()
 
 if __name__ == "__main__":
-    demo.launch()
+    # KOKORO_ISOLATED=0: serve without cross-origin isolation (WASM on one thread), to compare
+    demo.launch(**(launch_options() if os.environ.get("KOKORO_ISOLATED", "1") != "0" else {}))

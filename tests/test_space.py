@@ -40,6 +40,7 @@ from kokoro_space.source import (  # noqa: E402
     safe_relpath,
     source_from_env,
 )
+from kokoro_space.isolation import HEADERS, launch_options  # noqa: E402
 from kokoro_space.ui import build_demo  # noqa: E402
 from kokoro_space.votes import VoteStore  # noqa: E402
 
@@ -112,6 +113,7 @@ def launched(demo, download_dir: Path):
         server_port=free_port(),
         prevent_thread_lock=True,
         quiet=True,
+        **launch_options(),  # as space/app.py serves it: cross-origin isolated
     )
     try:
         yield gradio_client.Client(demo.local_url, verbose=False, download_files=str(download_dir))
@@ -696,3 +698,12 @@ def test_a_damaged_onnxruntime_web_package_names_the_missing_file(tmp_path):
         (dist / name).write_text("x")
     with pytest.raises(PublisherError, match=r"ort\.webgpu\.min\.mjs is missing; remove its"):
         bundle_onnxruntime_web(tmp_path / "space", dist)
+
+
+def test_the_page_and_its_files_are_served_cross_origin_isolated(client):
+    import urllib.request
+
+    # onnxruntime-web's WASM threads need SharedArrayBuffer, which only an isolated page gets
+    for path in ("", "config"):
+        with urllib.request.urlopen(client.src.rstrip("/") + "/" + path, timeout=30) as answer:
+            assert {k: answer.headers[k] for k in HEADERS} == HEADERS, path

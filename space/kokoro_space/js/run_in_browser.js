@@ -21,6 +21,10 @@ async (planJson) => {
   try {
     ort = await import(backend === "webgpu" ? plan.ort.webgpu : plan.ort.wasm);
     ort.env.wasm.wasmPaths = plan.ort.dir;
+    // WASM threads need a cross-origin isolated page (kokoro_space/isolation.py); up to 4,
+    // where onnxruntime-web's own gain levels off
+    ort.env.wasm.numThreads = globalThis.crossOriginIsolated
+      ? Math.max(1, Math.min(4, navigator.hardwareConcurrency || 1)) : 1;
   } catch (err) {
     return JSON.stringify({ error: `onnxruntime-web did not load (${String(err.message || err)})` });
   }
@@ -68,7 +72,9 @@ async (planJson) => {
   };
   const results = [];
   for (const v of plan.variants) {
-    const r = { name: v.name, backend, browser };
+    const threads = backend === "wasm" ? ort.env.wasm.numThreads : 0;
+    const label = threads > 1 ? `wasm, ${threads} threads` : backend;
+    const r = { name: v.name, backend: label, browser };
     let session = null;
     try {
       let t0 = performance.now();
@@ -107,7 +113,7 @@ async (planJson) => {
       r.wave = toBase64(wave);
       r.durations = durations;
       const audio_s = wave.length / plan.sample_rate;
-      say(`<div class="browser-run"><b>${esc(v.name)}</b> in your browser (${esc(backend)}): ` +
+      say(`<div class="browser-run"><b>${esc(v.name)}</b> in your browser (${esc(label)}): ` +
         `download ${(r.bytes / 2 ** 20).toFixed(1)} MiB in ${r.download_s.toFixed(2)} s, ` +
         `session ${r.session_s.toFixed(2)} s, synthesis ${r.synth_s.toFixed(2)} s for ` +
         `${audio_s.toFixed(2)} s of audio (RTF ${(r.synth_s / audio_s).toFixed(3)}), first audio ` +
