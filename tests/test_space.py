@@ -31,6 +31,7 @@ gr = pytest.importorskip("gradio", reason="the Space tests need gradio (pip inst
 gradio_client = pytest.importorskip("gradio_client", reason="the Space tests need gradio_client")
 
 from kokoro_space.engine import Engine, Settings  # noqa: E402
+from kokoro_space.isolation import HEADERS, launch_options  # noqa: E402
 from kokoro_space.source import (  # noqa: E402
     FIXED_FILES,
     HubSource,
@@ -40,7 +41,6 @@ from kokoro_space.source import (  # noqa: E402
     safe_relpath,
     source_from_env,
 )
-from kokoro_space.isolation import HEADERS, launch_options  # noqa: E402
 from kokoro_space.ui import build_demo  # noqa: E402
 from kokoro_space.votes import VoteStore  # noqa: E402
 
