@@ -4,6 +4,8 @@ Every cache entry is a folder with one owner that knows how to check it:
 
 * ``exports/<key>/``: fp32 exports (model.onnx and its recorded sha256);
 * ``sensitivity/<key>/``: the graphs sensitivity ranks (same record);
+* ``lexicons/<accent>-<key>/``: sherpa-onnx bundle lexicons built from misaki's
+  dictionaries (``hub/sherpa.py``; the text and its recorded sha256);
 * ``references/<key>/``: upstream torch's side of verification (``verify/store.py``; its
   arrays and their recorded sha256);
 * ``recovered/<name>/``: a named real-weights source (the assembled file against its
@@ -30,8 +32,13 @@ from pathlib import Path
 from publisher.locations import cache_root
 from publisher.runtime.errors import PublisherError
 
-AREAS = ("exports", "sensitivity", "references", "recovered", "envs")
-_RECORDED = {"exports": "model.onnx", "sensitivity": "model.onnx", "references": "entry.npz"}
+AREAS = ("exports", "sensitivity", "lexicons", "references", "recovered", "envs")
+_RECORDED = {
+    "exports": "model.onnx",
+    "sensitivity": "model.onnx",
+    "lexicons": "lexicon.txt",
+    "references": "entry.npz",
+}
 
 
 @dataclass(frozen=True)
@@ -121,6 +128,7 @@ def _check_env(entry: Entry) -> str:
 CHECKS: dict[str, Callable[[Entry], str]] = {
     "exports": _check_recorded,
     "sensitivity": _check_recorded,
+    "lexicons": _check_recorded,
     "references": _check_recorded,
     "recovered": _check_recovered,
     "envs": _check_env,

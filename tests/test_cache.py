@@ -103,3 +103,20 @@ def test_clear_with_an_unreadable_age_is_one_line(cache):
     assert result.exit_code == 1
     assert "--older-than 'a week': expected a number and a unit, like 30m" in result.stderr
     assert (cache / "exports" / "e1").is_dir()
+
+
+def test_sherpa_lexicon_is_built_once_then_read_back_and_a_damaged_one_rebuilt(cache):
+    from publisher.hub import sherpa
+
+    phonemes = "abdefhiklmnprstuvwzæðŋɑɔəɛɪʊʌˈˌ"
+    built = sherpa.lexicon("us", dict.fromkeys(phonemes, 0))  # the builder itself
+    sherpa._lexicon.cache_clear()
+    assert sherpa._lexicon("us", phonemes) == built
+    entries = list((cache / "lexicons").glob("us-*/lexicon.txt"))
+    assert len(entries) == 1 and entries[0].read_text(encoding="utf-8") == built
+    assert "lexicons" in {line.split()[0] for line in _run("info").stdout.splitlines()[2:-1]}
+
+    entries[0].write_text("the ð\n", encoding="utf-8")  # damaged: its sha256 no longer matches
+    assert _run("verify").exit_code == 1 and not entries[0].exists()
+    sherpa._lexicon.cache_clear()
+    assert sherpa._lexicon("us", phonemes) == built and entries[0].read_text("utf-8") == built

@@ -7,20 +7,19 @@ import time
 
 import click
 
+from publisher.cache import AREAS
 from publisher.cli.output import info
 
 _AREA = click.option(
     "--area",
     "areas",
     multiple=True,
-    type=click.Choice(["exports", "sensitivity", "references", "recovered", "envs"]),
+    type=click.Choice(list(AREAS)),
     help="Only this area (repeatable; default: all).",
 )
 
 
 def _areas(areas: tuple[str, ...]) -> tuple[str, ...]:
-    from publisher.cache import AREAS
-
     return areas or AREAS
 
 

@@ -82,6 +82,8 @@ def write_bundle(
     return sorted(p for p in dest.rglob("*") if p.is_file())
 
 
+LEXICON_AREA, LEXICON_FILE = "lexicons", "lexicon.txt"  # cache entries (publisher cache)
+
 # What espeak-ng needs to speak English (en-us, en-gb): the phoneme tables, intonations,
 # the English dictionary and the English language files; the other 120 languages' data
 # (19 MB, 370 files) is left out.
@@ -108,9 +110,29 @@ def _espeak_data() -> Path:
     return Path(espeakng_loader.get_data_path())
 
 
+LEXICON_FORMAT = 1  # bump when lexicon() changes what it writes
+
+
 @functools.lru_cache(maxsize=4)
 def _lexicon(accent: str, phonemes: str) -> str:
-    return lexicon(accent, dict.fromkeys(phonemes, 0))
+    """``lexicon`` for one accent and phoneme set, kept in the cache (``lexicons/``, its
+    sha256 recorded and checked like an export): building it reads misaki's 180k-word
+    dictionaries, about 1.4 s, which every build with a sherpa-onnx bundle paid."""
+    import hashlib
+
+    import misaki
+
+    from publisher.export.cache import cached_entry_ok, store
+    from publisher.locations import cache_root
+
+    settings = [LEXICON_FORMAT, accent, phonemes, getattr(misaki, "__version__", "")]
+    key = hashlib.sha256(json.dumps(settings).encode()).hexdigest()[:24]
+    entry = cache_root() / LEXICON_AREA / f"{accent}-{key}" / LEXICON_FILE
+    if not cached_entry_ok(entry, what="lexicon cache entry"):
+        text = lexicon(accent, dict.fromkeys(phonemes, 0))
+        store(entry, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+        return text
+    return entry.read_text(encoding="utf-8")
 
 
 def lexicon(accent: str, vocab: dict[str, int]) -> str:
