@@ -29,3 +29,77 @@ def test_tail_percentile_when_the_sample_misses_the_tail_equals_numpys():
     values[::64][:300] = np.linspace(10, 20, 300)
     values[1::64][:300] = 5.0
     assert tail_percentile(values, 99.5) == pytest.approx(np.percentile(values, 99.5), rel=1e-6)
+
+
+def _conv_matmul_graph():
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(2)
+    inits = [
+        numpy_helper.from_array(rng.normal(0, 0.5, (8, 4, 3)).astype(np.float32), "w"),
+        numpy_helper.from_array(rng.normal(0, 0.5, (5, 6)).astype(np.float32), "m"),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], name="conv", pads=[1, 1]),
+        helper.make_node("Relu", ["c"], ["r"], name="relu"),
+        helper.make_node("Transpose", ["r"], ["t"], name="t", perm=[0, 2, 1]),
+        helper.make_node("Slice", ["t", "s0", "s1", "s2"], ["sl"], name="slice"),
+        helper.make_node("MatMul", ["sl", "m"], ["y"], name="matmul"),
+    ]
+    inits += [numpy_helper.from_array(np.array([0], np.int64), n) for n in ("s0",)] + [
+        numpy_helper.from_array(np.array([5], np.int64), "s1")
+    ]
+    inits.append(numpy_helper.from_array(np.array([2], np.int64), "s2"))
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, "T"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, "T", 6])],
+        inits,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def test_one_set_of_runs_gives_onnxruntimes_own_minmax_calibration(tmp_path):
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantType, quantize_static
+    from onnxruntime.quantization.calibrate import TensorsData, save_tensors_data
+
+    from publisher.passes.ranges import calibration_ranges, minmax_tensors
+
+    model = _conv_matmul_graph()
+    rng = np.random.default_rng(3)
+    feeds = [{"x": rng.normal(0, 1 + i, (1, 4, 20 + 7 * i)).astype(np.float32)} for i in range(4)]
+
+    class Reader:
+        def __init__(self, runs=feeds):
+            self.left = iter(runs)
+
+        def get_next(self):
+            return next(self.left, None)
+
+    src = tmp_path / "in.onnx"
+    onnx.save(model, str(src))
+    options = dict(
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        per_channel=True,
+        op_types_to_quantize=["Conv", "MatMul"],
+    )
+    quantize_static(str(src), str(tmp_path / "theirs.onnx"), Reader(), **options)
+
+    _, minmax = calibration_ranges(model, {}, minmax_tensors(model, ("Conv", "MatMul")), feeds)
+    cache = tmp_path / "ranges.json"
+    save_tensors_data(TensorsData(CalibrationMethod.MinMax, minmax), cache)
+    # no feeds here: the ranges can only come from the cache
+    quantize_static(
+        str(src), str(tmp_path / "ours.onnx"), Reader([]), calibration_cache_path=cache, **options
+    )
+
+    def scales(path):
+        m = onnx.load(str(path))
+        return {t.name: onnx.numpy_helper.to_array(t).tolist() for t in m.graph.initializer}
+
+    theirs, ours = scales(tmp_path / "theirs.onnx"), scales(tmp_path / "ours.onnx")
+    assert any(name.endswith("_scale") for name in theirs)
+    assert ours == theirs

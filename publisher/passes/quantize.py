@@ -211,6 +211,35 @@ def conv_percentiles(
     return found
 
 
+def _calibration(model: onnx.ModelProto, q, percentiles: dict[str, float], reader, ctx):
+    """(percentile ranges, min-max ranges as onnxruntime's ``TensorsData`` or None).
+
+    With onnxruntime's calibration cache (1.27 and later) one set of runs over the
+    calibration inputs measures both, on the first graph a build quantizes (the shipped
+    one), and its twin, whose file verify measures, takes the same ranges; quantize_static
+    then runs no calibration of its own. An older onnxruntime calibrates each graph
+    itself, and only the percentile ranges come from here."""
+    from onnxruntime.quantization import quantize_static
+
+    from publisher.passes.ranges import calibration_ranges, minmax_tensors, percentile_ranges
+
+    key = ("quantize-static", q.calibration_samples, tuple(sorted(percentiles.items())))
+    if "calibration_cache_path" not in inspect.signature(quantize_static).parameters:
+        if not percentiles:
+            return {}, None
+        return ctx.calibrated(
+            key, lambda: percentile_ranges(model, percentiles, reader.feeds)
+        ), None
+    from onnxruntime.quantization.calibrate import CalibrationMethod, TensorsData
+
+    def measure():
+        tensors = minmax_tensors(model, tuple(q.op_types or STATIC_OPS))
+        return calibration_ranges(model, percentiles, tensors, reader.feeds)
+
+    ranges, minmax = ctx.calibrated((*key, q.op_types, "min-max"), measure)
+    return ranges, TensorsData(CalibrationMethod.MinMax, minmax)
+
+
 @_keep_metadata
 def quantize_static_pass(
     model: onnx.ModelProto, recipe: Recipe, ctx: PassContext
@@ -220,33 +249,25 @@ def quantize_static_pass(
     ``passes/ranges.py``)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, quantize_static
 
-    from publisher.passes.ranges import overrides, percentile_ranges
+    from publisher.passes.ranges import overrides
 
     q = recipe.precision.quantize
     reader = CorpusReader(ctx, q.calibration_samples)
     ctx.notes["calibration_items"] = reader.count
     fmt = QuantFormat.QDQ if q.format == "qdq" else QuantFormat.QOperator
     excluded = excluded_nodes(model, q.exclude, q.include)
-    tensor_overrides = {}
     percentiles = conv_percentiles(model, set(excluded), q.input_percentile, q.output_percentile)
+    ranges, minmax = _calibration(model, q, percentiles, reader, ctx)
     if percentiles:
-        key = ("quantize-static", q.calibration_samples, tuple(sorted(percentiles.items())))
-        ranges = ctx.calibrated(key, lambda: percentile_ranges(model, percentiles, reader.feeds))
-        tensor_overrides = overrides(ranges)
         ctx.notes["percentile_ranges"] = len(ranges)
 
-    # the min-max ranges of every other tensor: computed on the first graph of a build (the
-    # shipped one) and reused for its twin, whose file verify measures (onnxruntime 1.27's
-    # calibration_cache_path; an older onnxruntime calibrates each graph on its own)
-    minmax_key = ("quantize-static-minmax", q.calibration_samples, q.op_types)
-    reuse = "calibration_cache_path" in inspect.signature(quantize_static).parameters
-    cache = {}
-
     def tool(src, dst):
-        if reuse:
+        cache = {}
+        if minmax is not None:
+            from onnxruntime.quantization.calibrate import save_tensors_data
+
             cache["calibration_cache_path"] = Path(src).parent / "ranges.json"
-            if minmax_key in ctx.measured:
-                cache["calibration_cache_path"].write_text(ctx.measured[minmax_key])
+            save_tensors_data(minmax, cache["calibration_cache_path"])
         quantize_static(
             src,
             dst,
@@ -261,12 +282,10 @@ def quantize_static_pass(
             extra_options={
                 "ActivationSymmetric": False,
                 "WeightSymmetric": weight_symmetric(recipe, "static", q.weight_type),
-                "TensorQuantOverrides": tensor_overrides,
+                "TensorQuantOverrides": overrides(ranges),
             },
             **cache,
         )
-        if reuse:
-            ctx.measured.setdefault(minmax_key, cache["calibration_cache_path"].read_text())
 
     with quiet_quantizer():
         model = roundtrip(model, tool)

@@ -38,6 +38,70 @@ def percentile_ranges(
     return ranges
 
 
+def minmax_tensors(model: onnx.ModelProto, op_types: tuple[str, ...]) -> list[str]:
+    """The tensors onnxruntime's MinMax calibrator measures: float inputs and outputs (not
+    initializers) of the nodes of ``op_types``, typed by onnx's shape inference."""
+    import onnx
+
+    typed = onnx.shape_inference.infer_shapes(model)
+    infos = {v.name: v for v in [*typed.graph.value_info, *typed.graph.output, *typed.graph.input]}
+    weights = {t.name for t in model.graph.initializer}
+    floats = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16)
+    found = []
+    for node in model.graph.node:
+        if node.op_type not in op_types:
+            continue
+        for name in [*node.input, *node.output]:
+            info = infos.get(name)
+            if info is None or name in weights or name in found:
+                continue
+            if info.type.HasField("tensor_type") and info.type.tensor_type.elem_type in floats:
+                found.append(name)
+    return found
+
+
+def calibration_ranges(
+    model: onnx.ModelProto,
+    percentiles: dict[str, float],
+    minmax: list[str],
+    feeds: list[dict[str, Any]],
+) -> tuple[dict[str, tuple[float, float]], dict[str, tuple[Any, Any]]]:
+    """``percentile_ranges`` of ``percentiles`` and the lowest and highest value of each
+    tensor of ``minmax`` (what onnxruntime's MinMax calibrator computes, as float32), from
+    one set of runs: every tensor's min and max come from ReduceMin/ReduceMax nodes added
+    to the graph, so only the percentile tensors leave it whole."""
+    import numpy as np
+    import onnx
+
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    reduced = []
+    for i, name in enumerate(minmax):
+        for op in ("ReduceMin", "ReduceMax"):
+            out = f"publisher_calibration/{i}/{op}"
+            probe.graph.node.append(onnx.helper.make_node(op, [name], [out], keepdims=0))
+            reduced.append(out)
+    wanted = [*percentiles, *reduced]
+    ranges: dict[str, tuple[float, float]] = {}
+    lows: dict[str, Any] = {}
+    highs: dict[str, Any] = {}
+    for name, value in _runs(probe, wanted, feeds):
+        if name in percentiles:
+            p = percentiles[name]
+            low, high = tail_percentile(value, 100 - p), tail_percentile(value, p)
+            old = ranges.get(name, (np.inf, -np.inf))
+            ranges[name] = (min(old[0], low), max(old[1], high))
+            continue
+        _, index, op = name.split("/")
+        tensor = minmax[int(index)]
+        value = np.float32(value)
+        if op == "ReduceMin":
+            lows[tensor] = min(lows.get(tensor, value), value)
+        else:
+            highs[tensor] = max(highs.get(tensor, value), value)
+    return ranges, {t: (lows[t], highs[t]) for t in minmax if t in lows}
+
+
 def tail_percentile(value: Any, q: float, stride: int = 64) -> float:
     """``np.percentile(value, q)`` (linear interpolation) for a q near 0 or 100, without
     partitioning the whole tensor (the build calls it for every quantized Conv's input and
