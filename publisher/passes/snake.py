@@ -251,6 +251,13 @@ def fold_snake(model: onnx.ModelProto, quantized=lambda conv: False) -> tuple[in
         fold_one(w, a, snake, quantized)
         removed.update(id(n) for n in (a.mul, a.add, *(snake.nodes if snake else ())))
         emit_at[id(a.add)] = w
+    splice(model, emit_at, removed)
+    return len(plans), sum(1 for _, s in plans if s)
+
+
+def splice(model: onnx.ModelProto, emit_at: dict[int, _Writer], removed: set[int]) -> None:
+    """Rewrite the main graph in place: each writer's nodes (and initializers) go where
+    the node with that id was, the ``removed`` nodes go, unused initializers with them."""
     nodes = []
     for node in model.graph.node:
         if id(node) in emit_at:
@@ -261,7 +268,6 @@ def fold_snake(model: onnx.ModelProto, quantized=lambda conv: False) -> tuple[in
     del model.graph.node[:]
     model.graph.node.extend(nodes)
     _drop_unused_initializers(model)
-    return len(plans), sum(1 for _, s in plans if s)
 
 
 def _drop_unused_initializers(model: onnx.ModelProto) -> None:

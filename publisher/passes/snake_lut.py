@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from publisher.passes import PassContext
-from publisher.passes.snake import _Graph, _other, _Writer
+from publisher.passes.snake import _Graph, _other, _Writer, splice
 
 if TYPE_CHECKING:
     import numpy as np
@@ -179,8 +179,6 @@ def _int_attr(name: str, value: int):
 
 def snake_tables(model: onnx.ModelProto, size: int = TABLE_SIZE) -> int:
     """Rewrite every quantized Snake of the main graph in place; returns how many."""
-    from publisher.passes.snake import _drop_unused_initializers
-
     g = _Graph(model)
     emit_at, removed = {}, set()
     for node in model.graph.node:
@@ -189,16 +187,7 @@ def snake_tables(model: onnx.ModelProto, size: int = TABLE_SIZE) -> int:
         if w is not None:
             emit_at[id(qs.nodes[-1])] = w
             removed.update(id(n) for n in (qs.norm, *qs.nodes))
-    nodes = []
-    for node in model.graph.node:
-        if id(node) in emit_at:
-            nodes.extend(emit_at[id(node)].nodes)
-            model.graph.initializer.extend(emit_at[id(node)].inits)
-        elif id(node) not in removed:
-            nodes.append(node)
-    del model.graph.node[:]
-    model.graph.node.extend(nodes)
-    _drop_unused_initializers(model)
+    splice(model, emit_at, removed)
     return len(emit_at)
 
 
