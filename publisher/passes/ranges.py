@@ -1,5 +1,7 @@
-"""Percentile ranges of Conv outputs and inputs for static quantization
-(``output_percentile``, ``input_percentile``).
+"""Calibration statistics for static quantization: percentile ranges of Conv outputs and
+inputs (``output_percentile``, ``input_percentile``), the min-max ranges of every other
+tensor onnxruntime's quantizer needs (``calibration_ranges``: both from one set of runs,
+so the quantizer runs no calibration of its own), and per-channel peaks.
 
 onnxruntime's own percentile and entropy calibrators stack every calibration run of a
 tensor into one array, so they fail on Kokoro, whose tensors change length with the text
