@@ -120,3 +120,19 @@ def test_sherpa_lexicon_is_built_once_then_read_back_and_a_damaged_one_rebuilt(c
     assert _run("verify").exit_code == 1 and not entries[0].exists()
     sherpa._lexicon.cache_clear()
     assert sherpa._lexicon("us", phonemes) == built and entries[0].read_text("utf-8") == built
+
+
+def test_sherpa_lexicon_when_the_cache_cannot_be_written_is_still_built(tmp_path, monkeypatch):
+    from publisher.hub import sherpa
+
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    monkeypatch.setenv("PUBLISHER_CACHE", str(blocked / "cache"))  # under a file: no mkdir
+    phonemes = "abdefhiklmnprstuvwzæðŋɑɔəɛɪʊʌˈˌ"
+    sherpa._lexicon.cache_clear()
+    try:
+        got = sherpa._lexicon("us", phonemes)
+    finally:
+        sherpa._lexicon.cache_clear()
+    assert got == sherpa.lexicon("us", dict.fromkeys(phonemes, 0))
+    assert blocked.read_text() == "not a folder"

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     import numpy as np
 
 BUNDLE_DIR = "sherpa-onnx"
+log = logging.getLogger(__name__)
 LEXICONS = {"us": "lexicon-us-en.txt", "gb": "lexicon-gb-en.txt"}
 
 
@@ -128,11 +130,14 @@ def _lexicon(accent: str, phonemes: str) -> str:
     settings = [LEXICON_FORMAT, accent, phonemes, getattr(misaki, "__version__", "")]
     key = hashlib.sha256(json.dumps(settings).encode()).hexdigest()[:24]
     entry = cache_root() / LEXICON_AREA / f"{accent}-{key}" / LEXICON_FILE
-    if not cached_entry_ok(entry, what="lexicon cache entry"):
-        text = lexicon(accent, dict.fromkeys(phonemes, 0))
+    if cached_entry_ok(entry, what="lexicon cache entry"):
+        return entry.read_text(encoding="utf-8")
+    text = lexicon(accent, dict.fromkeys(phonemes, 0))
+    try:  # the cache only saves time: a cache that cannot be written costs none of the build
         store(entry, lambda tmp: tmp.write_text(text, encoding="utf-8"))
-        return text
-    return entry.read_text(encoding="utf-8")
+    except OSError as err:
+        log.warning("lexicon not cached (%s): %s", entry.parent, err.strerror or err)
+    return text
 
 
 def lexicon(accent: str, vocab: dict[str, int]) -> str:

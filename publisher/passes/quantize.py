@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
-import inspect
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -212,31 +211,20 @@ def conv_percentiles(
 
 
 def _calibration(model: onnx.ModelProto, q, percentiles: dict[str, float], reader, ctx):
-    """(percentile ranges, min-max ranges as onnxruntime's ``TensorsData`` or None).
-
-    With onnxruntime's calibration cache (1.27 and later) one set of runs over the
-    calibration inputs measures both, on the first graph a build quantizes (the shipped
-    one), and its twin, whose file verify measures, takes the same ranges; quantize_static
-    then runs no calibration of its own. An older onnxruntime calibrates each graph
-    itself, and only the percentile ranges come from here."""
-    from onnxruntime.quantization import quantize_static
-
-    from publisher.passes.ranges import calibration_ranges, minmax_tensors, percentile_ranges
-
-    key = ("quantize-static", q.calibration_samples, tuple(sorted(percentiles.items())))
-    if "calibration_cache_path" not in inspect.signature(quantize_static).parameters:
-        if not percentiles:
-            return {}, None
-        return ctx.calibrated(
-            key, lambda: percentile_ranges(model, percentiles, reader.feeds)
-        ), None
+    """(percentile ranges, min-max ranges as onnxruntime's ``TensorsData``): one set of
+    runs over the calibration inputs measures both, on the first graph a build quantizes
+    (the shipped one), and its twin, whose file verify measures, takes the same ranges;
+    quantize_static reads them as its calibration cache and runs no calibration itself."""
     from onnxruntime.quantization.calibrate import CalibrationMethod, TensorsData
+
+    from publisher.passes.ranges import calibration_ranges, minmax_tensors
 
     def measure():
         tensors = minmax_tensors(model, tuple(q.op_types or STATIC_OPS))
         return calibration_ranges(model, percentiles, tensors, reader.feeds)
 
-    ranges, minmax = ctx.calibrated((*key, q.op_types, "min-max"), measure)
+    key = ("quantize-static", q.calibration_samples, tuple(sorted(percentiles.items())))
+    ranges, minmax = ctx.calibrated((*key, q.op_types), measure)
     return ranges, TensorsData(CalibrationMethod.MinMax, minmax)
 
 
@@ -262,12 +250,10 @@ def quantize_static_pass(
         ctx.notes["percentile_ranges"] = len(ranges)
 
     def tool(src, dst):
-        cache = {}
-        if minmax is not None:
-            from onnxruntime.quantization.calibrate import save_tensors_data
+        from onnxruntime.quantization.calibrate import save_tensors_data
 
-            cache["calibration_cache_path"] = Path(src).parent / "ranges.json"
-            save_tensors_data(minmax, cache["calibration_cache_path"])
+        cache = Path(src).parent / "ranges.json"
+        save_tensors_data(minmax, cache)
         quantize_static(
             src,
             dst,
@@ -284,7 +270,7 @@ def quantize_static_pass(
                 "WeightSymmetric": weight_symmetric(recipe, "static", q.weight_type),
                 "TensorQuantOverrides": overrides(ranges),
             },
-            **cache,
+            calibration_cache_path=cache,
         )
 
     with quiet_quantizer():

@@ -25,21 +25,6 @@ if TYPE_CHECKING:
     import onnx
 
 
-def percentile_ranges(
-    model: onnx.ModelProto, percentiles: dict[str, float], feeds: list[dict[str, Any]]
-) -> dict[str, tuple[float, float]]:
-    """(low, high) of each tensor: its (100 - p)th and pth percentiles, widest over feeds."""
-    import numpy as np
-
-    ranges: dict[str, tuple[float, float]] = {}
-    for name, value in _runs(model, list(percentiles), feeds):
-        p = percentiles[name]
-        low, high = tail_percentile(value, 100 - p), tail_percentile(value, p)
-        old = ranges.get(name, (np.inf, -np.inf))
-        ranges[name] = (min(old[0], float(low)), max(old[1], float(high)))
-    return ranges
-
-
 def minmax_tensors(model: onnx.ModelProto, op_types: tuple[str, ...]) -> list[str]:
     """The tensors onnxruntime's MinMax calibrator measures: float inputs and outputs (not
     initializers) of the nodes of ``op_types``, typed by onnx's shape inference."""
@@ -68,7 +53,8 @@ def calibration_ranges(
     minmax: list[str],
     feeds: list[dict[str, Any]],
 ) -> tuple[dict[str, tuple[float, float]], dict[str, tuple[Any, Any]]]:
-    """``percentile_ranges`` of ``percentiles`` and the lowest and highest value of each
+    """(low, high) of each tensor of ``percentiles``: its (100 - p)th and pth percentiles,
+    widest over the feeds; and the lowest and highest value of each
     tensor of ``minmax`` (what onnxruntime's MinMax calibrator computes, as float32), from
     one set of runs: every tensor's min and max come from ReduceMin/ReduceMax nodes added
     to the graph, so only the percentile tensors leave it whole."""
