@@ -229,3 +229,20 @@ def test_streaming_a_bad_request_is_one_line_and_no_audio(staged):  # noqa: F811
 
     out = list(stream_sentences(make_engine(staged), "   ", False, "af_heart", 1.0, ["fp32"]))
     assert out == [(None, "⚠️ Nothing to say: type some text first.")]
+
+
+def test_the_report_button_writes_the_file_stage_reads(staged, ort_stub, tmp_path):  # noqa: F811
+    from kokoro_space.votes import VoteStore
+
+    from publisher.hub.browser_runs import read_browser_report
+
+    votes = VoteStore(tmp_path / "v.sqlite3")
+    mode = _mode(make_engine(staged), votes, ort_stub)
+    source = mode.engine.source.label
+    votes.record_browser_run(source, "fp32", "wasm, 2 threads", "Chrome 140", 0.99, 1.3, False)
+    votes.record_browser_run("another/repo", "fp32", "webgpu", "Chrome 140", 0.5, 0.1, True)
+    report = read_browser_report(Path(mode.report_file()))
+    assert report["source"] == source
+    assert [(r["backend"], r["variant"], r["runs"]) for r in report["rows"]] == [
+        ("wasm, 2 threads", "fp32", 1)
+    ]

@@ -189,3 +189,38 @@ def test_a_hub_that_does_not_answer_is_an_unreachable_error():
     err = hub_error("me/k", ReadTimeout("slow"), seconds=5)
     assert isinstance(err, HubUnreachableError) and err.status is None
     assert "did not answer within 5 s" in str(err)
+
+
+def test_a_browser_report_reaches_the_hubs_card_and_stays_through_the_next_publish(
+    dist, hub, tmp_path
+):
+    report = {
+        "source": REPO,
+        "written": "2026-12-07T02:00:00+00:00",
+        "rows": [
+            {"backend": "wasm, 2 threads", "variant": "fp32", "runs": 4, "flagged": 0}
+            | {"median_match": 0.9991, "median_rtf": 1.31},
+        ],
+    }
+    path = tmp_path / "browser_report.json"
+    path.write_text(json.dumps(report))
+    row = "| wasm, 2 threads | `onnx/model.onnx` | 4 | 0 | 0.999 | 1.31 |"
+    first = ["publish", "--repo", REPO, "--recipe", "fp32", "--out", str(dist)]
+    first += ["--allow-synthetic", "--browser-report", str(path)]
+    assert CliRunner().invoke(main, first).exit_code == 0
+    assert row in hub.files(REPO)["README.md"].decode()
+    result = _publish(dist)  # the other variants join; no report given this time
+    assert "published:" in result.output, result.output
+    card = hub.files(REPO)["README.md"].decode()
+    assert "`onnx/model_quantized.onnx`" in card and row in card
+    assert json.loads(hub.files(REPO)["manifest.json"])["browser"]["rows"][0]["runs"] == 4
+
+
+def test_a_bad_browser_report_fails_before_any_request(dist, hub, tmp_path):
+    path = tmp_path / "report.json"
+    path.write_text('{"rows": []}')
+    hub.clear_requests()
+    result = _publish(dist, "--browser-report", str(path))
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert "not a browser report from the Space (source: Field required)" in result.output
+    assert hub.requests == []

@@ -39,6 +39,15 @@ def voices_command(checkpoint: str, out_dir: Path) -> None:
     click.echo(f"wrote {len(paths) - 2} voices to {out_dir} (voices.npz, voices.txt, voices/)")
 
 
+_browser_report = click.option(
+    "--browser-report",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE",
+    help="The Space's per-backend report of its listeners' in-browser runs (its 'Report for "
+    "the model card (JSON)' button): the card's \"In listeners' browsers\" table (else the "
+    "repo keeps the one it has).",
+)
+
 _select = [
     recipes_option("A built variant OUT/NAME (repeatable)."),
     click.option("--all", "all_", is_flag=True, help="Every built variant in OUT."),
@@ -56,11 +65,13 @@ def _with_select(fn):
 @_with_select
 @click.option("--dest", type=_DIR, required=True, help="The repo folder to write.")
 @click.option("--repo", "repo_id", default="ORG/NAME", help="Repo id shown in the card's usage.")
-def stage_command(recipes, all_, out_dir, dest, repo_id) -> None:
+@_browser_report
+def stage_command(recipes, all_, out_dir, dest, repo_id, browser_report) -> None:
     """Assemble a repo folder (card, config, tokenizer, voices, variants, manifest)."""
     from publisher.hub.stage import stage
 
-    staged = stage(built_folders(out_dir, recipes, all_), dest, repo_id=repo_id, echo=info)
+    folders = built_folders(out_dir, recipes, all_)
+    staged = stage(folders, dest, repo_id=repo_id, echo=info, browser_report=browser_report)
     click.echo(f"staged {len(staged.manifest['variants'])} variants in {staged.folder}")
 
 
@@ -88,6 +99,7 @@ def stage_command(recipes, all_, out_dir, dest, repo_id) -> None:
     help="Allow publishing builds from weights recovered from an ONNX export (marked so).",
 )
 @click.option("--private", is_flag=True, help="Create the repo private if it does not exist.")
+@_browser_report
 def publish_command(repo_id, recipes, all_, out_dir, card_only, prune, **flags) -> None:
     """Publish the repo's whole family as one commit: the chosen builds, plus every variant
     already on the Hub that still matches its record (token: HF_TOKEN or login)."""
@@ -96,8 +108,10 @@ def publish_command(repo_id, recipes, all_, out_dir, card_only, prune, **flags) 
     check_repo_id(repo_id)
     common = {k: flags[k] for k in ("dry_run", "create_pr", "revision")}
     if card_only:
-        if recipes or all_ or prune:
-            raise PublisherError("--card-only uploads README.md alone; drop --recipe/--all/--prune")
+        if recipes or all_ or prune or flags["browser_report"]:
+            raise PublisherError(
+                "--card-only uploads README.md alone; drop --recipe/--all/--prune/--browser-report"
+            )
         _report(publish_card(repo_id, echo=info, **common), flags)
         return
     folders = [] if prune and not (recipes or all_) else built_folders(out_dir, recipes, all_)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from publisher.hub.browser_runs import browser_table
 from publisher.runtime.clients import kokoro_js_dtype
 from publisher.runtime.errors import PublisherError
 
@@ -70,6 +71,7 @@ def card_context(manifest: dict[str, Any], repo_id: str) -> dict[str, Any]:
         "choices": choices(variants),
         "works_in": works_in(variants),
         "first_audio": first_audio(variants),
+        "browser": browser_table(manifest),
         "figures": _figures(manifest),
         "voices": manifest["voices"],
         "languages": ["en"],

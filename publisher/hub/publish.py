@@ -109,12 +109,18 @@ def publish(
     private: bool = False,
     token: str | None = None,
     echo: Echo | None = None,
+    browser_report: Path | None = None,
 ) -> PublishResult:
     """Stage ``folders`` against the repo's current state and commit the family (see module
-    doc); ``existing_recipes`` given: prune recorded variants whose recipe is not in it.
+    doc); ``existing_recipes`` given: prune recorded variants whose recipe is not in it;
+    ``browser_report``: the Space's in-browser runs for the card (else the repo's own).
     ``dry_run`` only reads the repo (and plans from this run alone if it cannot)."""
     check_repo_id(repo_id)
     echo = echo or (lambda line: None)
+    if browser_report:  # a bad file is one line before any network call
+        from publisher.hub.browser_runs import read_browser_report
+
+        read_browser_report(browser_report)
     if not dry_run:  # refuse before any network call
         _refuse(*_blocked(_build_checkpoints(folders), allow_synthetic, allow_recovered))
     hub = _Hub(repo_id, token, revision, echo)
@@ -122,7 +128,8 @@ def publish(
     def attempt() -> PublishResult | None:
         remote, read = hub.read(quiet=dry_run)
         with tempfile.TemporaryDirectory(prefix="publisher-stage-") as tmp:
-            staged = _stage(folders, Path(tmp) / "repo", repo_id, remote, existing_recipes, echo)
+            where = (Path(tmp) / "repo", repo_id)
+            staged = _stage(folders, where, remote, existing_recipes, browser_report, echo)
             built = sorted(
                 {_recipe(f) for f in folders} & {v["recipe"] for v in staged.manifest["variants"]}
             )
@@ -231,11 +238,18 @@ def _recipe(folder: Path) -> str:
     return read_manifest(folder)["recipe"]
 
 
-def _stage(folders, dest, repo_id, remote, existing_recipes, echo):
+def _stage(folders, where, remote, existing_recipes, browser_report, echo):
     from publisher.hub.stage import stage
 
+    dest, repo_id = where
     return stage(
-        folders, dest, repo_id=repo_id, echo=echo, remote=remote, existing_recipes=existing_recipes
+        folders,
+        dest,
+        repo_id=repo_id,
+        echo=echo,
+        remote=remote,
+        existing_recipes=existing_recipes,
+        browser_report=browser_report,
     )
 
 

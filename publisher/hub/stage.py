@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from publisher.hub.browser_runs import keep_current, read_browser_report
 from publisher.hub.card import render_card
 from publisher.hub.family import MANIFEST_FORMAT, RemoteState, merge
 from publisher.hub.figures import size_speed_figure
@@ -204,12 +205,14 @@ def stage(
     *,
     remote: RemoteState | None = None,
     existing_recipes: set[str] | None = None,
+    browser_report: Path | None = None,
 ) -> Staged:
     """Assemble ``dest`` from built variant folders (see module doc), merged with the Hub's
     recorded variants when ``remote`` is given (see ``publisher.hub.family``)."""
     echo = echo or (lambda line: None)
     if not folders and not (remote and remote.manifest):
         raise PublisherError("nothing to stage: no built variants (run publisher build first)")
+    report = read_browser_report(browser_report) if browser_report else None
     manifests = _passed_builds(folders, echo)
     files, ckpt_info, synthetic, recovered, note = _checkpoint(manifests, remote)
     dest = Path(dest)
@@ -230,6 +233,7 @@ def stage(
             write_model_files(files[0], tmp)
             write_voices(files[1], tmp)
         old = (remote.manifest if remote else None) or {}
+        browser = _browser(report or old.get("browser"), family.variants, echo)
         manifest = RepoManifest.write(
             format=MANIFEST_FORMAT,
             checkpoint=ckpt_info,
@@ -242,6 +246,7 @@ def stage(
             stale=family.stale,
             figures={"size_speed": size_speed_figure(family.variants, tmp)},
             versions=versions(),
+            browser=browser,
         )
         (tmp / "README.md").write_text(render_card(manifest, repo_id), encoding="utf-8")
         write_json_atomic(tmp / "manifest.json", manifest)
@@ -252,6 +257,16 @@ def stage(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return Staged(dest, manifest, synthetic, recovered, family.deletions, family.notes)
+
+
+def _browser(report: dict[str, Any] | None, variants: list[dict[str, Any]], echo):
+    """The report (given now, or the one the repo had) kept to the repo's variants."""
+    if not report:
+        return None
+    kept, notes = keep_current(report, {v["recipe"] for v in variants})
+    for line in notes:
+        echo(line)
+    return kept
 
 
 def _copy_build(folder: Path, m: dict[str, Any], tmp: Path, echo) -> dict[str, Any]:

@@ -4,7 +4,9 @@
   conformance, stage and publish read it) with its ``VerificationReport``;
 * ``VariantEntry``: one variant in a published repo's manifest.json (stage writes it; the
   card, the family merge and the Space read it), with its ``Speech`` and matrix ``Cell``s;
-* ``RepoManifest``: a published repo's manifest.json.
+* ``RepoManifest``: a published repo's manifest.json;
+* ``BrowserReport``: the Space's per-backend summary of its listeners' in-browser runs
+  (the Space writes it, ``publisher stage --browser-report`` puts it in the card).
 
 Writers build these with ``write(...)``, which refuses a field the type does not declare;
 readers validate with ``model_validate``, which ignores fields a newer publisher added.
@@ -150,6 +152,27 @@ class VariantEntry(Artifact):
     first_audio_ms: str = "-"  # time to first audio of the streamed sentence
 
 
+class BackendRuns(Artifact):
+    """One backend's runs of one variant in listeners' browsers (the Space's table)."""
+
+    backend: str  # e.g. "wasm, 2 threads", "webgpu"
+    variant: str  # the recipe name
+    runs: int
+    flagged: int  # runs whose audio did not sound like the server's
+    median_match: float | None  # spectral correlation to the server's run of the same text
+    median_rtf: float | None  # synthesis seconds per second of audio, in the browser
+
+
+class BrowserReport(Artifact):
+    """The Space's browser runs, summarized per backend and variant. Nothing personal:
+    the Space keeps a browser's name and major version, no request data."""
+
+    format: Literal[1] = 1
+    source: str  # the model repo (or folder) the Space served
+    written: str  # ISO 8601, UTC
+    rows: list[BackendRuns]
+
+
 class RepoManifest(Artifact):
     """A published repo's manifest.json. ``stale`` entries may come from older
     publishers, so they stay loosely typed (each has at least recipe, path, sha256)."""
@@ -165,6 +188,7 @@ class RepoManifest(Artifact):
     stale: list[dict[str, Any]] = []
     figures: dict[str, str | None] = {}
     versions: dict[str, Any] = {}
+    browser: BrowserReport | None = None  # the card's "In listeners' browsers" table
 
 
 def first_error(exc: Exception) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import mimetypes
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,6 +126,19 @@ class BrowserMode:
             for r in rows
         ]
 
+    def report_file(self) -> str | None:
+        """The per-backend table as a ``BrowserReport`` JSON file, for the model card
+        (``publisher stage --browser-report FILE``); None when it cannot be read."""
+        try:
+            report = self.votes.browser_report(self.engine.source.label)
+        except Exception:
+            log.exception("reading the browser runs failed")
+            return None
+        folder = Path(tempfile.mkdtemp(prefix="kokoro-browser-report-"))
+        path = folder / "browser_report.json"
+        path.write_text(json.dumps(report, indent=1), encoding="utf-8")
+        return str(path)
+
     def _record(self, run: BrowserRun) -> None:
         try:
             self.votes.record_browser_run(
@@ -211,9 +225,15 @@ def browser_section(mode: BrowserMode, inputs: list) -> None:
             interactive=False,
             elem_id="browser-summary",
         )
+        with gr.Row():
+            export = gr.Button("Report for the model card (JSON)", elem_id="browser-export")
+            report = gr.File(
+                label="publisher stage --browser-report FILE", elem_id="browser-report"
+            )
         plan_box = gr.Textbox(visible=False)
         answer_box = gr.Textbox(visible=False)
         request = gr.State(None)
+    export.click(mode.report_file, None, report, api_name="browser_report")
     started = [plan_box, request, status]
     button.click(mode.start, [*inputs, stream], started, api_visibility="private").then(
         None, [plan_box], [answer_box], js=run_in_browser_js()

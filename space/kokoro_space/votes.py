@@ -15,7 +15,11 @@ import threading
 import time
 from contextlib import closing
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
+
+from publisher.runtime.artifacts import BackendRuns, BrowserReport
 
 CHOICES = ("A", "B", "tie")
 _SCHEMA = """
@@ -62,16 +66,6 @@ def default_db_path() -> Path:
     if data.is_dir() and os.access(data, os.W_OK):
         return data / "kokoro_votes.sqlite3"
     return Path(tempfile.gettempdir()) / "kokoro-space" / "votes.sqlite3"
-
-
-@dataclass(frozen=True)
-class BackendRow:
-    backend: str
-    variant: str
-    runs: int
-    flagged: int
-    median_match: float | None
-    median_rtf: float | None
 
 
 @dataclass(frozen=True)
@@ -179,7 +173,7 @@ class VoteStore:
                 ),
             )
 
-    def browser_summary(self, source: str) -> list[BackendRow]:
+    def browser_summary(self, source: str) -> list[BackendRuns]:
         """Per backend and variant: runs, flagged runs, median match and real-time factor."""
         with closing(self._connect()) as con:
             rows = con.execute(
@@ -194,13 +188,22 @@ class VoteStore:
             matches = [m for m, _, _ in runs if m is not None]
             rtfs = [r for _, r, _ in runs if r is not None]
             out.append(
-                BackendRow(
-                    backend,
-                    variant,
-                    len(runs),
-                    sum(f for _, _, f in runs),
-                    statistics.median(matches) if matches else None,
-                    statistics.median(rtfs) if rtfs else None,
+                BackendRuns(
+                    backend=backend,
+                    variant=variant,
+                    runs=len(runs),
+                    flagged=sum(f for _, _, f in runs),
+                    median_match=statistics.median(matches) if matches else None,
+                    median_rtf=statistics.median(rtfs) if rtfs else None,
                 )
             )
         return out
+
+    def browser_report(self, source: str) -> dict[str, Any]:
+        """``browser_summary`` as the ``BrowserReport`` file the model card reads
+        (``publisher stage --browser-report``)."""
+        return BrowserReport.write(
+            source=source,
+            written=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            rows=[r.model_dump() for r in self.browser_summary(source)],
+        )
