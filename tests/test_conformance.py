@@ -222,7 +222,41 @@ def test_a_missing_env_is_one_line_naming_pypi(monkeypatch, tmp_path):
     monkeypatch.setenv("PUBLISHER_ENVS", str(tmp_path / "envs"))
     with pytest.raises(PublisherError, match=r"cannot create the nope environment \(.*PyPI"):
         environment("nope", ("publisher-no-such-package-0123==9.9.9",))
-    assert [p.name for p in (tmp_path / "envs").iterdir()] == []  # nothing half-made
+    left = [p.name for p in (tmp_path / "envs").iterdir() if p.suffix != ".lock"]
+    assert left == []  # nothing half-made (the lock file says nothing about the env)
+
+
+def test_two_processes_needing_one_missing_env_install_it_once(monkeypatch, tmp_path):
+    import threading
+    import time
+
+    from publisher.conformance import envs
+
+    monkeypatch.setenv("PUBLISHER_ENVS", str(tmp_path / "envs"))
+    installs = []
+
+    def install(folder, name, packages):
+        installs.append(folder)
+        time.sleep(0.5)  # long enough for the other caller to find it missing
+        (folder / "bin").mkdir()
+        (folder / "bin" / "python").write_text("")
+
+    monkeypatch.setattr(envs, "_install_pip", install)
+    roots, seconds = [], []
+
+    def need() -> None:
+        root, took = envs.environment("one", ("pkg==1",))
+        roots.append(root)
+        seconds.append(took)
+
+    callers = [threading.Thread(target=need) for _ in range(2)]
+    for t in callers:
+        t.start()
+    for t in callers:
+        t.join()
+    assert len(installs) == 1
+    assert roots == [tmp_path / "envs" / "one"] * 2 and sorted(seconds)[0] == 0.0
+    assert (tmp_path / "envs" / "one" / "bin" / "python").exists()
 
 
 def _speechlike(seed: int, n: int = 24000):

@@ -20,6 +20,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from filelock import FileLock, Timeout
+
 from publisher.runtime.clients import ONNXRUNTIME_WEB
 from publisher.runtime.errors import PublisherError, first_line
 from publisher.workspace import replace_folder, scratch_dir
@@ -49,15 +51,32 @@ def environment(
     seconds creating it took (0.0 when it was cached): a Python venv (``bin/python``),
     or with ``npm`` a folder whose ``node_modules`` holds the npm packages."""
     root = envs_root() / name.replace(" ", "-")
-    ready = root / ("node_modules" if npm else "bin/python")
+    wanted = _wanted(packages, npm)
+    if _ready(root, wanted, npm):
+        return root, 0.0
+    # Two processes needing the same missing environment (two builds, test workers):
+    # the second waits for the first's install instead of installing it again and then
+    # swapping the folder out from under the first.
+    root.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with FileLock(root.parent / f".{root.name}.lock", timeout=INSTALL_TIMEOUT_S + 60):
+            if _ready(root, wanted, npm):
+                return root, 0.0
+            return _create(root, name, packages, echo or (lambda line: None), npm)
+    except Timeout:
+        raise PublisherError(
+            f"another process has been creating the {name} environment in {root} for over "
+            f"{INSTALL_TIMEOUT_S // 60} minutes; stop it or remove {root}, then retry"
+        ) from None
+
+
+def _ready(root: Path, wanted: dict[str, object], npm: bool) -> bool:
     try:
         mark = json.loads((root / MARK).read_text())
     except (OSError, ValueError):
-        mark = None
-    wanted = _wanted(packages, npm)
-    if mark and {k: mark.get(k) for k in wanted} == wanted and ready.exists():
-        return root, 0.0
-    return _create(root, name, packages, echo or (lambda line: None), npm)
+        return False
+    ready = root / ("node_modules" if npm else "bin/python")
+    return {k: mark.get(k) for k in wanted} == wanted and ready.exists()
 
 
 def _create(root: Path, name: str, packages, echo, npm: bool) -> tuple[Path, float]:
