@@ -11,8 +11,9 @@ path. ``--runs N`` clicks N times (the first click also opens the sessions). Wit
 ``--in-browser`` it then opens "Run in my browser" and waits until the page has run the
 same variants in Chromium with onnxruntime-web (WASM here) and the server has compared
 them, and prints that table too (onnxruntime-web is bundled into a temporary folder as
-``publisher space`` does, unless KOKORO_ORT_DIR names one). A benchmark to run and report,
-not a test.
+``publisher space`` does, unless KOKORO_ORT_DIR names one). ``--report FILE`` then saves
+the Space's per-backend report through its ``/browser_report`` API (gradio_client), the
+file ``publisher stage --browser-report`` reads. A benchmark to run and report, not a test.
 """
 
 from __future__ import annotations
@@ -101,12 +102,24 @@ def _in_browser(page) -> None:
             print("    " + " | ".join(cells))
 
 
+def _save_report(url: str, target: Path) -> None:
+    import shutil
+
+    from gradio_client import Client
+
+    path = Client(url, verbose=False).predict(api_name="/browser_report")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(path, target)
+    print(f"[space] browser report: {target.resolve()}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--text", default=TEXT)
     parser.add_argument("--runs", type=int, default=2, help="clicks (the first opens sessions)")
     parser.add_argument("--shot", type=Path, default=Path("space_compare.png"))
     parser.add_argument("--in-browser", action="store_true", help="also run the in-browser mode")
+    parser.add_argument("--report", type=Path, help="save the Space's browser report here")
     args = parser.parse_args()
     if not os.environ.get("KOKORO_DIR"):
         raise SystemExit("set KOKORO_DIR to a staged folder (publisher stage --dest DIR)")
@@ -163,6 +176,8 @@ def main() -> None:
             page.screenshot(path=str(args.shot), full_page=True)
             browser.close()
         print(f"[space] screenshot: {args.shot.resolve()}")
+        if args.report:
+            _save_report(url, args.report)
     finally:
         proc.terminate()
         proc.wait(timeout=30)

@@ -49,8 +49,8 @@ def test_the_spaces_report_becomes_the_cards_per_backend_table(tiny_dist, tmp_pa
     card = (staged.folder / "README.md").read_text()
     assert "## In listeners' browsers" in card
     # medians per backend and file: three wasm runs (one flagged), one webgpu run
-    assert "| wasm, 2 threads | `onnx/model.onnx` | 3 | 1 | 0.997 | 1.40 |" in card
-    assert "| webgpu | `onnx/model.onnx` | 1 | 0 | 0.998 | 0.20 |" in card
+    assert "| wasm, 2 threads | `onnx/model.onnx` | 3 | 1 | 0.9970 | 1.40 |" in card
+    assert "| webgpu | `onnx/model.onnx` | 1 | 0 | 0.9980 | 0.20 |" in card
     assert "gone" not in card
     assert any("gone is not a variant of this repo" in line for line in lines)
     manifest = json.loads((staged.folder / "manifest.json").read_text())

@@ -204,7 +204,7 @@ def test_a_browser_report_reaches_the_hubs_card_and_stays_through_the_next_publi
     }
     path = tmp_path / "browser_report.json"
     path.write_text(json.dumps(report))
-    row = "| wasm, 2 threads | `onnx/model.onnx` | 4 | 0 | 0.999 | 1.31 |"
+    row = "| wasm, 2 threads | `onnx/model.onnx` | 4 | 0 | 0.9991 | 1.31 |"
     first = ["publish", "--repo", REPO, "--recipe", "fp32", "--out", str(dist)]
     first += ["--allow-synthetic", "--browser-report", str(path)]
     assert CliRunner().invoke(main, first).exit_code == 0
@@ -224,3 +224,19 @@ def test_a_bad_browser_report_fails_before_any_request(dist, hub, tmp_path):
     assert result.exit_code != 0 and "Traceback" not in result.output
     assert "not a browser report from the Space (source: Field required)" in result.output
     assert hub.requests == []
+
+
+def test_a_sherpa_bundle_model_is_the_variant_file_and_uploaded_once(dist, hub):
+    """The build writes sherpa-onnx's keys into the variant, so its bundle's model.onnx is
+    the same bytes: one LFS object on the Hub, sent once."""
+    manifest = json.loads((dist / "fp32" / "manifest.json").read_text())
+    bundle = dist / "fp32" / manifest["sherpa_onnx"] / "model.onnx"
+    shipped = (dist / "fp32" / manifest["model"]).read_bytes()
+    assert _sha(bundle.read_bytes()) == _sha(shipped)
+    hub.clear_requests()
+    assert _publish(dist).exit_code == 0
+    remote = hub.files(REPO)
+    assert remote["onnx/model.onnx"] == remote["sherpa-onnx/fp32/model.onnx"] == shipped
+    uploads = [path for method, path in hub.requests if method == "PUT" and "lfs-upload" in path]
+    assert sum(_sha(shipped) in path for path in uploads) == 1
+    assert len(uploads) == len(set(uploads)) == len(hub.lfs_objects(REPO))

@@ -54,7 +54,7 @@ def browser_table(manifest: dict[str, Any]) -> dict[str, Any] | None:
             "path": paths[r["variant"]],
             "runs": r["runs"],
             "flagged": r["flagged"],
-            "match": "-" if r["median_match"] is None else f"{r['median_match']:.3f}",
+            "match": "-" if r["median_match"] is None else f"{r['median_match']:.4f}",
             "rtf": "-" if r["median_rtf"] is None else f"{r['median_rtf']:.2f}",
         }
         for r in report["rows"]

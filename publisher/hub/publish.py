@@ -356,6 +356,11 @@ class _Hub:
         ops += [CommitOperationDelete(path) for path in deletions]
         try:
             head = remote.head or self._create(private)
+            shared = _one_per_shared_content(ops[: len(ops) - len(deletions)], folder)
+            if shared:  # sent first, so the commit finds them present and sends each once
+                self.api.preupload_lfs_files(
+                    self.repo_id, additions=shared, revision=self.revision, create_pr=create_pr
+                )
             info = self.api.create_commit(
                 self.repo_id,
                 ops,
@@ -395,3 +400,22 @@ class _Hub:
             self.echo(f"warning: {self._error(exc, 'the commit stands, untagged')}")
             return None
         return tag
+
+
+def _one_per_shared_content(additions: list[Any], folder: Path) -> list[Any]:
+    """The first of each group of additions holding the same bytes (a sherpa-onnx bundle's
+    model.onnx is the variant's file): huggingface_hub would upload each path's copy."""
+    from publisher.manifest import file_sha256
+
+    by_size: dict[int, list[Any]] = {}
+    for op in additions:
+        by_size.setdefault((folder / op.path_in_repo).stat().st_size, []).append(op)
+    first: dict[str, Any] = {}
+    shared: list[Any] = []
+    for group in (g for g in by_size.values() if len(g) > 1):
+        for op in group:
+            digest = file_sha256(folder / op.path_in_repo)
+            if digest in first and first[digest] not in shared:
+                shared.append(first[digest])
+            first.setdefault(digest, op)
+    return shared

@@ -4,7 +4,9 @@ shared/reference/client-contracts.md):
 
 - ``model.onnx``: the file with sherpa's metadata (sample_rate, n_speakers, has_espeak,
   style_dim, version 2, voice, speaker_names, model_type); sherpa feeds the three inputs by
-  position and reads output 0;
+  position and reads output 0. A build whose recipe asks for a bundle writes these keys
+  into the variant itself, so the bundle's copy is byte-identical to the repo's model file
+  (the Hub stores one LFS object for both);
 - ``voices.bin``: n_speakers x 510 x 256 raw float32, in ``speaker_names`` order;
 - ``tokens.txt``: ``symbol id`` per line from the vocab (the space's line is " id");
 - ``espeak-ng-data/``: the English part of PyPI espeakng-loader's copy (kokoro-onnx's);
@@ -64,13 +66,20 @@ def write_bundle(
     check_voices(voices)
     speakers = sorted(voices)
     dest.mkdir(parents=True, exist_ok=True)
-    model = onnx.load(str(model_path))
-    kept = [p for p in model.metadata_props if p.key not in sherpa_metadata(speakers)]
-    del model.metadata_props[:]
-    model.metadata_props.extend(kept)
-    for key, value in sherpa_metadata(speakers).items():
-        model.metadata_props.add(key=key, value=value)
-    onnx.save(model, str(dest / "model.onnx"))
+    wanted = sherpa_metadata(speakers)
+    model = onnx.load(str(model_path), load_external_data=False)
+    if {p.key: p.value for p in model.metadata_props}.items() >= wanted.items():
+        # the build wrote sherpa's keys into the variant itself: the bundle holds the same
+        # bytes, which the Hub stores once
+        shutil.copyfile(model_path, dest / "model.onnx")
+    else:  # a file from elsewhere (or an older build): add the keys to a copy
+        model = onnx.load(str(model_path))
+        kept = [p for p in model.metadata_props if p.key not in wanted]
+        del model.metadata_props[:]
+        model.metadata_props.extend(kept)
+        for key, value in wanted.items():
+            model.metadata_props.add(key=key, value=value)
+        onnx.save(model, str(dest / "model.onnx"))
     stack = np.stack([voices[s].reshape(VOICE_SHAPE[0], VOICE_SHAPE[2]) for s in speakers])
     (dest / "voices.bin").write_bytes(stack.astype("<f4").tobytes())
     (dest / "tokens.txt").write_text(

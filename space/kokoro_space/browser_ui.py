@@ -228,7 +228,7 @@ def browser_section(mode: BrowserMode, inputs: list) -> None:
         with gr.Row():
             export = gr.Button("Report for the model card (JSON)", elem_id="browser-export")
             report = gr.File(
-                label="publisher stage --browser-report FILE", elem_id="browser-report"
+                label="publisher stage --browser-report FILE", elem_id="browser-report", height=90
             )
         plan_box = gr.Textbox(visible=False)
         answer_box = gr.Textbox(visible=False)
