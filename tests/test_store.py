@@ -94,10 +94,11 @@ def test_a_damaged_entry_is_named_and_computed_again(
     assert any(f"reference store entry {entry}" in line and "rebuilding" in line for line in said)
 
 
-def test_a_cached_exports_runs_are_stored_and_a_graph_without_a_record_just_runs(
+def test_a_graphs_runs_are_stored_by_its_record_or_its_computation_not_its_metadata(
     tiny, tiny_model, empty_store, monkeypatch, tmp_path
 ):
-    import shutil
+    import onnx
+    from onnx import numpy_helper
 
     import publisher.runtime.synth as synth
     from publisher.export.fp32 import export_fp32
@@ -107,6 +108,7 @@ def test_a_cached_exports_runs_are_stored_and_a_graph_without_a_record_just_runs
     item = _item(tiny)
     style = gates._style(tiny, item)
     first = gates.StoredRuns(tiny, graph).run(item, style)
+    real_run = synth.run_onnx
 
     def no_onnx(*args, **kwargs):
         raise AssertionError("onnxruntime ran")
@@ -115,10 +117,30 @@ def test_a_cached_exports_runs_are_stored_and_a_graph_without_a_record_just_runs
     again = gates.StoredRuns(tiny, graph).run(item, style)  # a new build, the same export
     np.testing.assert_array_equal(again.waveform, first.waveform)
     np.testing.assert_array_equal(again.durations, first.durations)
-    twin = tmp_path / "twin.onnx"  # a variant's own graph: no record, so it runs
-    shutil.copy(graph, twin)
+
+    model = onnx.load(str(graph))
+    model.metadata_props.add(key="publisher.recipe_sha256", value="one recipe text")
+    twin = tmp_path / "twin.onnx"  # a variant's own graph: no record
+    onnx.save(model, str(twin))
+    monkeypatch.setattr(synth, "run_onnx", real_run)
+    built = gates.StoredRuns(tiny, twin).run(item, style)  # runs once, then is stored
+    model.metadata_props[-1].value = "the recipe's text changed, not its passes"
+    rebuilt = tmp_path / "rebuilt.onnx"
+    onnx.save(model, str(rebuilt))
+    monkeypatch.setattr(synth, "run_onnx", no_onnx)
+    runs = gates.StoredRuns(tiny, rebuilt)
+    np.testing.assert_array_equal(runs.run(item, style).waveform, built.waveform)
+    assert runs._session is None  # read back, never opened
+
+    init = max(model.graph.initializer, key=lambda t: int(np.prod(t.dims)))
+    weights = numpy_helper.to_array(init).copy()
+    weights.flat[0] += 1.0
+    init.CopyFrom(numpy_helper.from_array(weights, init.name))
+    changed = tmp_path / "changed.onnx"  # another computation: it runs
+    onnx.save(model, str(changed))
+    monkeypatch.setattr(synth, "run_onnx", no_onnx)
     with pytest.raises(AssertionError, match="onnxruntime ran"):
-        gates.StoredRuns(tiny, twin).run(item, style)
+        gates.StoredRuns(tiny, changed).run(item, style)
 
 
 def test_an_unwritable_cache_skips_the_store_and_the_run_still_answers(

@@ -282,16 +282,19 @@ def torch_reference(
 
 
 class StoredRuns:
-    """A deterministic graph's runs. A graph from the export cache (its sha256 recorded
-    there) keeps them in the reference store, keyed by that sha256 and the input: the fp32
+    """A deterministic graph's runs, kept in the reference store keyed by the graph and the
+    input. A graph from the export cache is known by the sha256 recorded there: the fp32
     parity and voiced exports serve every recipe of a checkpoint, so a second recipe reads
-    them back. A graph without a record (a variant's own twin) just runs; the session
+    them back. Any other graph (a variant's own twin) is known by its computation (the
+    graph and opsets, not the metadata), so a rebuild whose passes made the same twin,
+    after a change to the recipe's text or gates, reads its runs back too. The session
     opens on first need."""
 
     def __init__(self, ckpt: Checkpoint, graph: Path) -> None:
         from publisher.export.cache import recorded_sha256
 
-        self.ckpt, self.graph, self.sha256 = ckpt, graph, recorded_sha256(graph)
+        self.ckpt, self.graph = ckpt, graph
+        self.sha256 = recorded_sha256(graph) or computation_sha256(graph)
         self._session: Any = None
 
     def _run(self, item: Item, style: np.ndarray) -> Synthesis:
@@ -303,9 +306,6 @@ class StoredRuns:
 
     def run(self, item: Item, style: np.ndarray) -> Synthesis:
         import numpy as np
-
-        if self.sha256 is None:
-            return self._run(item, style)
 
         def compute() -> dict[str, np.ndarray]:
             out = self._run(item, style)
@@ -324,6 +324,21 @@ class StoredRuns:
         return Synthesis(
             a["waveform"], a["durations"], None if np.isnan(tail) else tail, int(a["pieces"])
         )
+
+
+def computation_sha256(graph: Path) -> str:
+    """sha256 of what a file computes: its graph (nodes, weights, IO) and opset imports,
+    without the metadata (recipe hash, description, versions) that a rebuild changes."""
+    import hashlib
+
+    import onnx
+
+    model = onnx.load(str(graph))
+    digest = hashlib.sha256(b"computation-v1\n")
+    for opset in sorted((o.domain, o.version) for o in model.opset_import):
+        digest.update(f"{opset[0]}:{opset[1]}\n".encode())
+    digest.update(model.graph.SerializeToString(deterministic=True))
+    return digest.hexdigest()
 
 
 def evaluate(
