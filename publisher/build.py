@@ -69,7 +69,7 @@ def onnx_metadata(recipe, ckpt) -> dict[str, str]:
     if recipe.output.sherpa_onnx:  # so the bundle's model is this very file (stored once)
         from publisher.hub.sherpa import sherpa_metadata
 
-        extra = sherpa_metadata(sorted(ckpt.voices))
+        extra |= sherpa_metadata(sorted(ckpt.voices))
     return extra | {
         "kokoro_config": json.dumps(ckpt.config, ensure_ascii=False, sort_keys=True),
         "sample_rate": str(SAMPLE_RATE),

@@ -223,3 +223,35 @@ def test_a_build_folder_from_before_the_checkpoint_files_is_one_line_to_rebuild(
 
     with pytest.raises(PublisherError, match=r"built before build folders carried .* rebuild it"):
         stage([folder], tmp_path / "repo", repo_id="me/kokoro")
+
+
+def test_a_bundle_copies_a_file_with_sherpas_keys_and_adds_them_to_a_file_without(
+    tiny, tiny_dist, tmp_path
+):
+    import hashlib
+
+    import onnx
+
+    from publisher.hub.sherpa import sherpa_metadata, write_bundle
+
+    def sha(path) -> str:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+
+    built = tiny_dist / "fp32" / "onnx" / "model.onnx"  # the build wrote sherpa's keys
+    write_bundle(built, tiny.voices, tiny.config["vocab"], tmp_path / "same")
+    assert sha(tmp_path / "same" / "model.onnx") == sha(built)
+
+    wanted = sherpa_metadata(sorted(tiny.voices))
+    model = onnx.load(str(built))
+    kept = [p for p in model.metadata_props if p.key not in wanted]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    plain = tmp_path / "plain.onnx"  # a file from elsewhere: no sherpa keys
+    onnx.save(model, str(plain))
+    before = sha(plain)
+    write_bundle(plain, tiny.voices, tiny.config["vocab"], tmp_path / "added")
+    meta = {
+        p.key: p.value for p in onnx.load(str(tmp_path / "added" / "model.onnx")).metadata_props
+    }
+    assert meta.items() >= wanted.items() and meta["publisher.recipe"] == "fp32"
+    assert sha(plain) == before  # the given file is left as it was

@@ -67,13 +67,12 @@ def write_bundle(
     speakers = sorted(voices)
     dest.mkdir(parents=True, exist_ok=True)
     wanted = sherpa_metadata(speakers)
-    model = onnx.load(str(model_path), load_external_data=False)
+    model = onnx.load(str(model_path))
     if {p.key: p.value for p in model.metadata_props}.items() >= wanted.items():
         # the build wrote sherpa's keys into the variant itself: the bundle holds the same
         # bytes, which the Hub stores once
         shutil.copyfile(model_path, dest / "model.onnx")
     else:  # a file from elsewhere (or an older build): add the keys to a copy
-        model = onnx.load(str(model_path))
         kept = [p for p in model.metadata_props if p.key not in wanted]
         del model.metadata_props[:]
         model.metadata_props.extend(kept)
