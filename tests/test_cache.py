@@ -136,3 +136,21 @@ def test_sherpa_lexicon_when_the_cache_cannot_be_written_is_still_built(tmp_path
         sherpa._lexicon.cache_clear()
     assert got == sherpa.lexicon("us", dict.fromkeys(phonemes, 0))
     assert blocked.read_text() == "not a folder"
+
+
+def test_the_sherpa_lexicon_gives_function_words_misakis_weak_forms(tmp_path):
+    """The oracle is misaki's own G2P: the forms its special cases give these words in
+    running speech (before a consonant), not the dictionaries' citation forms."""
+    from misaki.en import Lexicon, TokenContext
+
+    from publisher.hub.sherpa import lexicon
+    from publisher.runtime.text import packaged_vocab
+
+    vocab = packaged_vocab()
+    lines = dict(line.split(" ", 1) for line in lexicon("us", vocab).splitlines())
+    misaki = Lexicon(british=False)
+    for word, tag in (("a", "DT"), ("an", "DT"), ("the", "DT"), ("to", "TO"), ("in", "IN")):
+        weak, _ = misaki.get_special_case(word, tag, None, TokenContext(future_vowel=False))
+        assert lines[word].replace(" ", "") == weak, word
+    assert lines["cat"].replace(" ", "") == misaki.golds["cat"]  # the rest as before
+    assert sum(line.startswith("the ") for line in lexicon("us", vocab).splitlines()) == 1

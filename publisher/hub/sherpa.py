@@ -120,7 +120,7 @@ def _espeak_data() -> Path:
     return Path(espeakng_loader.get_data_path())
 
 
-LEXICON_FORMAT = 1  # bump when lexicon() changes what it writes
+LEXICON_FORMAT = 2  # bump when lexicon() changes what it writes (2: WEAK_FORMS)
 
 
 @functools.lru_cache(maxsize=4)
@@ -148,14 +148,26 @@ def _lexicon(accent: str, phonemes: str) -> str:
     return text
 
 
+# A lexicon gives a word one pronunciation wherever it stands. misaki's G2P (what Kokoro
+# was trained on) gives these function words their weak form in running speech
+# (misaki.en's special cases, before a consonant, unstressed); its dictionaries hold the
+# citation form (``a`` -> ˈA as in "the letter A", ``to`` -> tu), which sherpa-onnx would
+# otherwise say in every sentence.
+WEAK_FORMS = {"a": "ɐ", "an": "ɐn", "the": "ðə", "to": "tə", "in": "ɪn"}
+
+
 def lexicon(accent: str, vocab: dict[str, int]) -> str:
-    """misaki's ``{accent}_gold`` then ``{accent}_silver`` as sherpa lexicon lines; a word
-    is kept once (gold wins), phonemes outside the vocab are dropped."""
+    """``WEAK_FORMS``, then misaki's ``{accent}_gold`` then ``{accent}_silver`` as sherpa
+    lexicon lines; a word is kept once (the first wins), phonemes outside the vocab are
+    dropped."""
     import misaki
 
     data = Path(misaki.__file__).parent / "data"
     seen: set[str] = set()
     lines = []
+    for word, phonemes in WEAK_FORMS.items():
+        seen.add(word)
+        lines.append(f"{word} {' '.join(c for c in phonemes if c in vocab)}\n")
     for part in ("gold", "silver"):
         entries: dict[str, Any] = json.loads((data / f"{accent}_{part}.json").read_text())
         for word, value in entries.items():
