@@ -18,6 +18,7 @@ from pathlib import Path
 from publisher.conformance.matrix import probe
 from publisher.conformance.runtimes import runtimes
 from publisher.manifest import read_manifest
+from publisher.runtime.clients import sherpa_lexicon_for
 from publisher.runtime.corpus import load_corpus
 from publisher.runtime.speech import corpus_wer, dnsmos, recognize
 
@@ -41,6 +42,7 @@ def listen(folder: Path, n: int) -> dict:
                 "bundle": str(bundle),
                 "text": item.text,
                 "sid": speakers.index(item.voice),
+                "lexicon": sherpa_lexicon_for(item.voice),
                 "save": str(save),
             }
             out = probe(sherpa, request, Path(tmp), print)

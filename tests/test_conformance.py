@@ -414,3 +414,24 @@ def test_sherpa_onnx_2_0_1_synthesizes_from_the_bundle(tiny_dist, tmp_path):
     out = matrix.probe(runtime, request | {"text": "Hello there.", "sid": 0}, tmp_path, print)
     assert out["ok"], out
     assert out["sample_rate"] == 24000 and out["samples"] > 0
+
+
+def test_sherpa_onnx_gets_the_lexicon_of_its_voices_accent(tiny, tiny_dist, tmp_path):
+    """One lexicon per sherpa-onnx config, the voice's accent's: a British voice's request
+    names the UK lexicon, and sherpa-onnx speaks with it (a missing one is an error)."""
+    from publisher.runtime.clients import sherpa_lexicon_for
+
+    assert sherpa_lexicon_for("bf_emma") == "lexicon-gb-en.txt"
+    assert sherpa_lexicon_for("af_heart") == "lexicon-us-en.txt"
+    fp32 = tiny_dist / "fp32"
+    model = fp32 / "onnx" / "model.onnx"
+    requests = matrix.prepare_requests(model, tiny.voices, tiny.config, tmp_path / "r")
+    voice = requests["onnxruntime"]["voice"]
+    assert requests["sherpa-onnx"]["lexicon"] == sherpa_lexicon_for(voice)
+    runtime = next(r for r in runtimes() if r.kind == "sherpa-onnx")
+    bundle = fp32 / json.loads((fp32 / "manifest.json").read_text())["sherpa_onnx"]
+    request = {"bundle": str(bundle), "text": "Hello there.", "sid": 0}
+    out = matrix.probe(runtime, request | {"lexicon": "lexicon-gb-en.txt"}, tmp_path, print)
+    assert out["ok"], out
+    out = matrix.probe(runtime, request | {"lexicon": "lexicon-xx-en.txt"}, tmp_path, print)
+    assert not out["ok"]

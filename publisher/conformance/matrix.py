@@ -28,7 +28,7 @@ from publisher.conformance.runtimes import (
     target_of,
 )
 from publisher.progress import progress
-from publisher.runtime.clients import CHROMIUM, CHROMIUM_ARGS
+from publisher.runtime.clients import CHROMIUM, CHROMIUM_ARGS, sherpa_lexicon_for
 from publisher.runtime.errors import PublisherError
 
 PROBE = Path(__file__).with_name("probe.py")
@@ -81,7 +81,7 @@ def prepare_requests(
         "fastkokoro": common
         | {"voices": str(scratch / "voices.npz"), "scratch": str(scratch / "fastkokoro")},
         "sherpa-onnx": {"bundle": str(bundle.resolve()) if bundle else "", "text": TEXT}
-        | {"sid": sorted(voices).index(voice)},
+        | {"sid": sorted(voices).index(voice), "lexicon": sherpa_lexicon_for(voice)},
     }
     if claim is not None and claim.kokoro_js_dtype:
         requests["kokoro-js"] = common | _stage_for_kokoro_js(model, config, scratch, claim)

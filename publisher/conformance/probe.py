@@ -91,11 +91,9 @@ def _sherpa_onnx(req):
                 voices=os.path.join(folder, "voices.bin"),
                 tokens=os.path.join(folder, "tokens.txt"),
                 data_dir=os.path.join(folder, "espeak-ng-data"),
-                lexicon=",".join(
-                    os.path.join(folder, name)
-                    for name in ("lexicon-us-en.txt", "lexicon-gb-en.txt")
-                    if os.path.exists(os.path.join(folder, name))
-                ),
+                # one accent's lexicon: given both, sherpa-onnx merges them and every
+                # voice gets a mix of US and UK pronunciations
+                lexicon=os.path.join(folder, req.get("lexicon", "lexicon-us-en.txt")),
             ),
             num_threads=1,
         ),

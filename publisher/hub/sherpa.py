@@ -24,6 +24,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from publisher.runtime.clients import SHERPA_LEXICONS
 from publisher.runtime.constants import SAMPLE_RATE, VOICE_SHAPE
 from publisher.runtime.errors import PublisherError
 
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 
 BUNDLE_DIR = "sherpa-onnx"
 log = logging.getLogger(__name__)
-LEXICONS = {"us": "lexicon-us-en.txt", "gb": "lexicon-gb-en.txt"}
+LEXICONS = SHERPA_LEXICONS
 
 
 def bundle_folder(recipe_name: str) -> str:

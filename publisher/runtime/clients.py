@@ -49,3 +49,14 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+
+
+# sherpa-onnx bundle lexicons, one per accent (publisher/hub/sherpa.py writes them)
+SHERPA_LEXICONS = {"us": "lexicon-us-en.txt", "gb": "lexicon-gb-en.txt"}
+
+
+def sherpa_lexicon_for(voice: str) -> str:
+    """The bundle lexicon a voice should speak with: Kokoro's ``b*`` voices are British
+    English, the others American. sherpa-onnx takes one per config; given both, it merges
+    them, and on the real fp32 bundle every voice then scored worse (docs/runtimes.md)."""
+    return SHERPA_LEXICONS["gb" if voice.startswith("b") else "us"]
