@@ -56,7 +56,8 @@ def test_smoothed_graph_computes_what_it_did_with_input_and_weight_ranges_balanc
     # every Snake in the decoder that feeds an 8-bit Conv (cpu-int8's excludes aside)
     assert ctx.notes["smoothed_conv_inputs"] == len(pairs) > 10
     # each channel's activation peak over its weight column's peak: one value per input
-    assert unbalanced > 2 and _balance(after, pairs, feeds) < 1.001
+    # (before: about 2 on the tiny model, moving with its random source)
+    assert unbalanced > 1.5 and _balance(after, pairs, feeds) < 1.001
     want = ort.InferenceSession(before).run(None, feeds[1])
     got = ort.InferenceSession(after.SerializeToString()).run(None, feeds[1])
     np.testing.assert_array_equal(got[1], want[1])  # durations
