@@ -435,3 +435,17 @@ def test_sherpa_onnx_gets_the_lexicon_of_its_voices_accent(tiny, tiny_dist, tmp_
     assert out["ok"], out
     out = matrix.probe(runtime, request | {"lexicon": "lexicon-xx-en.txt"}, tmp_path, print)
     assert not out["ok"]
+
+
+def test_an_environment_locked_by_another_process_too_long_is_one_line(monkeypatch, tmp_path):
+    from filelock import FileLock
+
+    from publisher.conformance import envs
+
+    monkeypatch.setenv("PUBLISHER_ENVS", str(tmp_path / "envs"))
+    monkeypatch.setattr(envs, "INSTALL_TIMEOUT_S", -59)  # wait one second, not 16 minutes
+    (tmp_path / "envs").mkdir()
+    held = FileLock(tmp_path / "envs" / ".one.lock")  # another process is installing it
+    with held, pytest.raises(PublisherError, match=r"another process has been creating the one"):
+        envs.environment("one", ("pkg==1",))
+    assert [p.name for p in (tmp_path / "envs").iterdir()] == [".one.lock"]

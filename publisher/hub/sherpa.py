@@ -33,7 +33,6 @@ if TYPE_CHECKING:
 
 BUNDLE_DIR = "sherpa-onnx"
 log = logging.getLogger(__name__)
-LEXICONS = SHERPA_LEXICONS
 
 
 def bundle_folder(recipe_name: str) -> str:
@@ -88,7 +87,7 @@ def write_bundle(
     )
     _copy_espeak_english(_espeak_data(), dest / "espeak-ng-data")
     phonemes = "".join(sorted(vocab))
-    for accent, name in LEXICONS.items():
+    for accent, name in SHERPA_LEXICONS.items():
         (dest / name).write_text(_lexicon(accent, phonemes), encoding="utf-8")
     return sorted(p for p in dest.rglob("*") if p.is_file())
 
