@@ -37,6 +37,31 @@ def test_the_build_strips_opset_imports_no_node_uses():
     assert ctx.notes["opset_imports_removed"] == ["ai.onnx.ml 5", "com.microsoft 1"]
 
 
+def test_a_domain_used_only_inside_a_subgraph_or_a_function_keeps_its_import():
+    cond = helper.make_tensor_value_info("c", TensorProto.BOOL, [])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])
+    branch = helper.make_graph(
+        [helper.make_node("Gelu", ["x"], ["y"], domain="com.microsoft")], "b", [], [y]
+    )
+    call = helper.make_node("Twice", ["x"], ["z"], domain="my.funcs")
+    body = [helper.make_node("Add", ["a", "a"], ["b"])]
+    twice = helper.make_function(
+        "my.funcs", "Twice", ["a"], ["b"], body, [helper.make_opsetid("", 17)]
+    )
+    z = helper.make_tensor_value_info("z", TensorProto.FLOAT, [2])
+    nodes = [helper.make_node("If", ["c"], ["y"], then_branch=branch, else_branch=branch), call]
+    graph = helper.make_graph(nodes, "g", [cond, x], [y, z])
+    opsets = [("", 17), ("com.microsoft", 1), ("my.funcs", 1), ("ai.onnx.ml", 3)]
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid(d, v) for d, v in opsets], functions=[twice]
+    )
+    ctx = PassContext(config={})
+    out = opsets_pass(model, load_recipe("fp32"), ctx)
+    assert [o.domain for o in out.opset_import] == ["", "com.microsoft", "my.funcs"]
+    assert ctx.notes["opset_imports_removed"] == ["ai.onnx.ml 3"]
+
+
 def test_a_file_above_target_opset_fails_in_one_line():
     recipe = load_recipe("fp32").model_copy(update={"target": Target(opset=17)})
     with pytest.raises(PublisherError, match=r"needs ai\.onnx opset 18, above target\.opset 17"):
@@ -121,6 +146,56 @@ def test_a_newer_ml_import_fails_the_1_16_3_floor_and_passes_1_20_1(ml5_file, ti
     assert matrix.check_floor(ml5_file, "1.20.1", tiny.voices, tiny.config)["runtime"] == (
         "onnxruntime 1.20.1"
     )
+
+
+def _static_graph(path: Path) -> Path:
+    """A bucket-shaped file: static token width, float16 speed, metadata."""
+    ins = [
+        helper.make_tensor_value_info("ids", TensorProto.INT64, [1, 48]),
+        helper.make_tensor_value_info("style", TensorProto.FLOAT, [1, 256]),
+        helper.make_tensor_value_info("speed", TensorProto.FLOAT16, [1]),
+        helper.make_tensor_value_info("lengths", TensorProto.INT64, ["batch"]),
+    ]
+    outs = [
+        helper.make_tensor_value_info("wave", TensorProto.FLOAT, [28800]),
+        helper.make_tensor_value_info("dur", TensorProto.INT64, [1, 48]),
+    ]
+    nodes = [
+        helper.make_node("Cast", ["ids"], ["f"], to=TensorProto.FLOAT),
+        helper.make_node("ReduceSum", ["f"], ["s"], keepdims=0),
+        helper.make_node("Expand", ["s", "n"], ["wave"]),
+        helper.make_node("Identity", ["ids"], ["dur"]),
+    ]
+    n = helper.make_tensor("n", TensorProto.INT64, [1], [28800])
+    graph = helper.make_graph(nodes, "g", ins, outs, initializer=[n])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    helper.set_model_props(model, {"fastkokoro.fixed_alignment_frames": "48"})
+    onnx.save(model, str(path))
+    return path
+
+
+def test_the_floor_reads_a_files_io_as_an_onnxruntime_session_reports_it(tiny_dist, tmp_path):
+    import onnxruntime as ort
+
+    files = [
+        tiny_dist / "fp32" / "onnx" / "model.onnx",
+        tiny_dist / "quantized" / "onnx" / "model_quantized.onnx",
+        _static_graph(tmp_path / "b48.onnx"),
+    ]
+    for path in files:
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        header = matrix.GraphIO(path)
+        for ours, theirs in [
+            (header.get_inputs(), session.get_inputs()),
+            (header.get_outputs(), session.get_outputs()),
+        ]:
+            assert [(a.name, a.type, a.shape) for a in ours] == [
+                (a.name, a.type, a.shape) for a in theirs
+            ], path.name
+        assert (
+            header.get_modelmeta().custom_metadata_map
+            == session.get_modelmeta().custom_metadata_map
+        )
 
 
 def test_every_build_ran_in_its_floor_and_carries_no_unused_import(tiny_dist):

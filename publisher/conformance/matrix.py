@@ -14,7 +14,9 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from publisher.conformance.envs import environment
@@ -57,17 +59,9 @@ def prepare_requests(
     import numpy as np
 
     from publisher.hub.repo_files import write_voices
-    from publisher.runtime.corpus import load_corpus
-    from publisher.runtime.synth import bucket_info, feeds_for, open_session, style_row
 
     write_voices(voices, scratch)
-    voice = VOICE if VOICE in voices else sorted(voices)[0]
-    session = open_session(model)
-    ids = load_corpus().eval[0].ids(config["vocab"])
-    info = bucket_info(session)
-    if info is not None:
-        ids = ids[: info.bucket - 2]
-    feeds = feeds_for(session, ids, style_row(voices[voice], len(ids)))
+    session, feeds, voice = _feeds(model, voices, config)
     np.savez(scratch / "feeds.npz", **feeds)
     (scratch / "feeds.json").write_text(json.dumps({k: _tensor(v) for k, v in feeds.items()}))
     _reference(session, feeds, scratch)
@@ -86,6 +80,74 @@ def prepare_requests(
     if claim is not None and claim.kokoro_js_dtype:
         requests["kokoro-js"] = common | _stage_for_kokoro_js(model, config, scratch, claim)
     return requests
+
+
+def _feeds(model: Path, voices: dict[str, Any], config: dict[str, Any], session=None):
+    """(session, the feeds of one call: the corpus's first sentence, the voice, voice)."""
+    from publisher.runtime.corpus import load_corpus
+    from publisher.runtime.synth import bucket_info, feeds_for, open_session, style_row
+
+    voice = VOICE if VOICE in voices else sorted(voices)[0]
+    session = session or open_session(model)
+    ids = load_corpus().eval[0].ids(config["vocab"])
+    info = bucket_info(session)
+    if info is not None:
+        ids = ids[: info.bucket - 2]
+    return session, feeds_for(session, ids, style_row(voices[voice], len(ids))), voice
+
+
+class GraphIO:
+    """What ``feeds_for`` reads of a session (inputs, outputs, metadata), from the file's
+    header: a session optimizes the whole graph first (0.5-0.9 s for a tiny quantized one)
+    to tell the same. Types and shapes are written as onnxruntime writes them."""
+
+    @dataclass(frozen=True)
+    class Arg:
+        name: str
+        type: str
+        shape: list
+
+    def __init__(self, path: Path) -> None:
+        import onnx
+
+        model = onnx.load(str(path), load_external_data=False)
+        weights = {t.name for t in model.graph.initializer}
+        self._inputs = [self._arg(v) for v in model.graph.input if v.name not in weights]
+        self._outputs = [self._arg(v) for v in model.graph.output]
+        self._meta = SimpleNamespace(
+            custom_metadata_map={p.key: p.value for p in model.metadata_props}
+        )
+
+    @staticmethod
+    def _arg(value) -> GraphIO.Arg:
+        import onnx
+
+        t = value.type.tensor_type
+        kind = onnx.TensorProto.DataType.Name(t.elem_type).lower()
+        dims = [
+            d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in t.shape.dim
+        ]
+        return GraphIO.Arg(value.name, f"tensor({kind})", dims)
+
+    def get_inputs(self) -> list[Arg]:
+        return self._inputs
+
+    def get_outputs(self) -> list[Arg]:
+        return self._outputs
+
+    def get_modelmeta(self) -> SimpleNamespace:
+        return self._meta
+
+
+def floor_request(model: Path, voices, config, scratch: Path) -> dict[str, Any]:
+    """The onnxruntime cell's request alone (the floor check runs only that cell and
+    compares nothing: no reference runs, no voices file)."""
+    import numpy as np
+
+    _, feeds, voice = _feeds(model, voices, config, session=GraphIO(model))
+    np.savez(scratch / "feeds.npz", **feeds)
+    resolved = str(Path(model).resolve())
+    return {"model": resolved, "voice": voice, "text": TEXT, "feeds": str(scratch / "feeds.npz")}
 
 
 def _reference(session, feeds: dict[str, Any], scratch: Path) -> None:
@@ -334,8 +396,8 @@ def check_floor(
     if key in _FLOOR_PASSED:  # the same bytes already ran there in this process
         return {"runtime": runtime.name, "seconds": 0.0, "same_file_as_before": True}
     with tempfile.TemporaryDirectory(prefix="publisher-floor-") as tmp:
-        requests = prepare_requests(model, voices, config, Path(tmp))
-        out = probe(runtime, requests["onnxruntime"], Path(tmp), echo or (lambda line: None))
+        request = floor_request(model, voices, config, Path(tmp))
+        out = probe(runtime, request, Path(tmp), echo or (lambda line: None))
     if not out["ok"]:
         raise PublisherError(
             f"{Path(model).name} does not run in {runtime.name} (target.min_onnxruntime): "
