@@ -9,6 +9,7 @@ Timing is taken inside the child around the session run, excluding the pipe.
 from __future__ import annotations
 
 import json
+import logging
 import statistics
 from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
@@ -18,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 from publisher.progress import progress
 from publisher.runtime.constants import SAMPLE_RATE
 from publisher.runtime.errors import PublisherError
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from publisher.verify.gates import Item
@@ -93,7 +96,7 @@ def distinct_labels(targets: list[Target]) -> list[Target]:
     return out
 
 
-def external_targets(files: list[Path], ckpt, *, listen: bool, echo=None) -> list[Target]:
+def external_targets(files: list[Path], ckpt, *, listen: bool) -> list[Target]:
     """ONNX files built elsewhere (kokoro-onnx's int8, an older release); with ``listen``
     their WER and DNSMOS are measured on the speech set against upstream torch."""
     for path in files:  # every file checked before minutes of listening
@@ -105,7 +108,7 @@ def external_targets(files: list[Path], ckpt, *, listen: bool, echo=None) -> lis
         if listen:
             from publisher.verify.listen import listen as hear
 
-            speech = hear(ckpt, model, str(path), echo)
+            speech = hear(ckpt, model, str(path))
             if speech["ran"]:
                 t.wer, t.dnsmos = speech["variant_wer"], speech["variant_dnsmos"]["overall"]
         targets.append(t)
@@ -133,18 +136,16 @@ def run_bench(
     warmup: int = 1,
     repeats: int = 3,
     baseline: str | None = None,
-    echo=None,
 ) -> list[TargetResult]:
     """Measure every target on every item; ``style_of(item)`` gives its style row."""
     from publisher.verify.worker import ModelWorker
 
-    echo = echo or (lambda line: None)
     if not targets:
         raise PublisherError("nothing to benchmark: give --recipe NAME or built folders")
     workers, results = {}, {}
     try:
         for t in targets:
-            echo(f"loading {t.label} ...")
+            log.info("loading %s ...", t.label)
             try:
                 workers[t.label] = ModelWorker(t.target, threads=threads, label=t.label)
             except PublisherError as err:
@@ -169,7 +170,7 @@ def run_bench(
         order = list(workers)
         for rep in progress(range(warmup + repeats), "bench"):
             phase = "warm-up" if rep < warmup else f"repeat {rep - warmup + 1}/{repeats}"
-            echo(f"{phase}: {len(items)} inputs x {len(order)} models")
+            log.info("%s: %d inputs x %d models", phase, len(items), len(order))
             for k, item in enumerate(items):
                 start = (rep + k) % len(order)
                 for label in order[start:] + order[:start]:
@@ -324,7 +325,6 @@ def benchmark(
     listen: bool = False,
     profile: bool = False,
     first_audio: bool = False,
-    echo=None,
 ) -> BenchRun:
     """The ``publisher bench`` job over built variant folders (plus torch if asked, plus
     ``external`` ONNX files, heard on the speech set when ``listen``)."""
@@ -341,7 +341,7 @@ def benchmark(
     ckpt = open_checkpoint(read_manifest(folders[0])["checkpoint"]["source"])
     items = verification_items(ckpt, max_phonemes=max_phonemes)
     targets = targets_from_builds(folders)
-    targets += external_targets(list(external or []), ckpt, listen=listen, echo=echo)
+    targets += external_targets(list(external or []), ckpt, listen=listen)
     targets += [torch_target(folders)] if with_torch else []
     targets = distinct_labels(targets)
     labels = [t.label for t in targets]
@@ -354,7 +354,6 @@ def benchmark(
         warmup=warmup,
         repeats=repeats,
         baseline=baseline,
-        echo=echo,
     )
     settings = {
         "threads": threads,
@@ -370,13 +369,11 @@ def benchmark(
     if profile:  # the targets that loaded and ran in the timed run
         paths.update(profile_outputs(ran, items, ckpt, threads, report))
     if first_audio:
-        paths.update(first_audio_outputs(ran, ckpt, threads, repeats, report, echo))
+        paths.update(first_audio_outputs(ran, ckpt, threads, repeats, report))
     return BenchRun(results, baseline, paths)
 
 
-def first_audio_outputs(
-    targets: list[Target], ckpt, threads: int, repeats: int, report: Path, echo=None
-):
+def first_audio_outputs(targets: list[Target], ckpt, threads: int, repeats: int, report: Path):
     """``--first-audio``: the corpus's 10-word sentence streamed through every ONNX target
     (first_audio.json/.md/.png, keys prefixed ``first_audio_``)."""
     from publisher import first_audio
@@ -393,7 +390,6 @@ def first_audio_outputs(
         sentence.speed,
         threads=threads,
         repeats=max(repeats, 3),
-        echo=echo,
     )
     settings = {
         "threads": threads,

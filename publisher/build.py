@@ -7,9 +7,9 @@ when every gate passed, so a failed build leaves nothing in ``OUT/NAME``.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,7 @@ from publisher.workspace import (
     write_json_atomic,
 )
 
-Echo = Callable[[str], None]
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -116,14 +116,14 @@ def prepare(
     if out is not None:  # before any heavy work: a full disk is one line, nothing exported
         check_writable_folder(out, "--out", need_bytes=room_needed(ckpt))
     with timer.step("export fp32", "cached per checkpoint and export settings"):
-        graph = export_fp32(ckpt, recipe, model=model, echo=timer.echo)
+        graph = export_fp32(ckpt, recipe, model=model)
     with timer.step(
         "export deterministic graphs",
         "noise only for sample-by-sample parity; with the sine (voiced) for fidelity",
     ):
-        parity_graph = export_fp32(ckpt, recipe, model=model, parity=True, echo=timer.echo)
+        parity_graph = export_fp32(ckpt, recipe, model=model, parity=True)
         voiced_graph = (
-            export_fp32(ckpt, recipe, model=model, parity=True, voiced=True, echo=timer.echo)
+            export_fp32(ckpt, recipe, model=model, parity=True, voiced=True)
             if voiced_fidelity(ckpt)
             else parity_graph
         )
@@ -141,7 +141,6 @@ def _verify(
     scratch: Path,
     report_dir: Path,
     timer,
-    echo: Echo,
     speech: bool = True,
 ) -> dict[str, Any]:
     """Evaluate ``shipped``; the twin graph goes to ``scratch`` (never beside the
@@ -168,7 +167,6 @@ def _verify(
             twin_graph=twin_graph,
             shipped_graph=shipped,
             items=items,
-            echo=echo,
             speech=speech,
         )
     if twin_path:
@@ -189,7 +187,6 @@ def build(
     recipe,
     checkpoint: str | None = None,
     out_dir: Path = Path("dist"),
-    echo: Echo | None = None,
     speech: bool = True,
     floor: bool = True,
     opened: dict | None = None,
@@ -203,10 +200,9 @@ def build(
     from publisher.provenance import StepTimer
     from publisher.verify.gates import enforce_gates, passed, public
 
-    echo = echo or (lambda line: None)
     final = Path(out_dir) / recipe.name
     check_target(final)
-    timer = StepTimer(total=7, echo=echo)
+    timer = StepTimer(total=7)
     p = prepare(recipe, checkpoint or recipe.checkpoint, timer, out=final.parent, opened=opened)
     run = scratch_dir(final.parent, recipe.name)  # removed on any exit, swept if killed
     try:
@@ -215,11 +211,11 @@ def build(
         model_path = built / recipe.output.path
         model_path.parent.mkdir(parents=True, exist_ok=True)
         onnx.save(p.variant, str(model_path))
-        floor_run = _floor(recipe, p, model_path, timer, echo) if floor else {"skipped": True}
-        report = _verify(p, model_path, scratch, built, timer, echo, speech)
+        floor_run = _floor(recipe, p, model_path, timer) if floor else {"skipped": True}
+        report = _verify(p, model_path, scratch, built, timer, speech)
         report["floor"] = floor_run
         for line in _gate_lines(report):
-            echo(line)
+            log.info(line)
         enforce_gates(report)
         with timer.step("write", str(final)):
             if recipe.output.sherpa_onnx:
@@ -245,40 +241,36 @@ def build_many(
     recipes: list,
     checkpoint: str | None = None,
     out_dir: Path = Path("dist"),
-    echo: Echo | None = None,
     speech: bool = True,
     floor: bool = True,
 ) -> ManyBuilt:
     """Build every recipe in one process: each checkpoint is opened once, exports come
     from the export cache and upstream's side from the reference store; a failing recipe
     is recorded and the next one still builds."""
-    echo = echo or (lambda line: None)
     opened: dict = {}
     result = ManyBuilt([], [])
     several = len(recipes) > 1
     for k, recipe in enumerate(recipes, 1):
         if several:
-            echo(f"== {recipe.name} ({k}/{len(recipes)})")
+            log.info("== %s (%d/%d)", recipe.name, k, len(recipes))
         try:
-            result.built.append(
-                build(recipe, checkpoint, out_dir, echo, speech, floor, opened=opened)
-            )
+            result.built.append(build(recipe, checkpoint, out_dir, speech, floor, opened=opened))
         except PublisherError as err:
             if not several:
                 raise  # one recipe: its own error, type and all
             result.failed.append((recipe.name, str(err)))
-            echo(f"== {recipe.name} failed: {err}")
+            log.info("== %s failed: %s", recipe.name, err)
     return result
 
 
-def _floor(recipe, p: Prepared, model_path: Path, timer, echo) -> dict[str, Any]:
+def _floor(recipe, p: Prepared, model_path: Path, timer) -> dict[str, Any]:
     """The file loads and runs once in the onnxruntime ``target.min_onnxruntime`` names
     (its own cached environment), before the long verification."""
     from publisher.conformance.matrix import check_floor
 
     version = recipe.target.min_onnxruntime
     with timer.step("floor", f"load and run in onnxruntime {version}"):
-        return check_floor(model_path, version, p.ckpt.voices, p.ckpt.config, echo)
+        return check_floor(model_path, version, p.ckpt.voices, p.ckpt.config)
 
 
 def _sherpa_bundle(recipe, p: Prepared, model_path: Path, built: Path) -> None:
@@ -343,7 +335,6 @@ def verify_built(
     recipe,
     out_dir: Path = Path("dist"),
     checkpoint: str | None = None,
-    echo: Echo | None = None,
     speech: bool = True,
 ) -> dict[str, Any]:
     """Re-verify an existing ``out_dir/<name>/`` build; updates its manifest and report.
@@ -352,11 +343,10 @@ def verify_built(
     from publisher.provenance import StepTimer
     from publisher.verify.gates import enforce_gates, passed, public
 
-    echo = echo or (lambda line: None)
     folder = Path(out_dir) / recipe.name
     manifest = read_build(folder)  # every recorded file as it was written, or one line
     shipped = folder / manifest["model"]
-    timer = StepTimer(total=5, echo=echo)
+    timer = StepTimer(total=5)
     p = prepare(recipe, checkpoint or manifest["checkpoint"]["source"], timer)
     if p.ckpt.sha256 != manifest["checkpoint"]["sha256"]:
         raise PublisherError(
@@ -365,13 +355,13 @@ def verify_built(
         )
     run = scratch_dir(folder.parent, f"{folder.name}.verify")
     try:
-        report = _verify(p, shipped, run, run, timer, echo, speech)
+        report = _verify(p, shipped, run, run, timer, speech)
         for name in REPORT_FILES:
             os.replace(run / name, folder / name)
     finally:
         shutil.rmtree(run, ignore_errors=True)
     for line in _gate_lines(report):
-        echo(line)
+        log.info(line)
     manifest["verification"] = public(report) | {"passed": passed(report)}
     rewritten = file_index(folder)  # only what this run wrote is recorded anew
     manifest["files"].update({n: rewritten[n] for n in REPORT_FILES if n in rewritten})

@@ -10,6 +10,7 @@ main bench is; the median of the repeats is reported.
 from __future__ import annotations
 
 import json
+import logging
 import statistics
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from publisher.progress import progress
 from publisher.runtime.errors import PublisherError
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -48,7 +51,6 @@ def run_first_audio(
     threads: int = 0,
     warmup: int = 1,
     repeats: int = 5,
-    echo=None,
 ) -> list[FirstAudio]:
     """Time ``ids`` streamed through every ONNX target, interleaved."""
     from publisher.verify.worker import ModelWorker
@@ -68,7 +70,7 @@ def run_first_audio(
         order = list(workers)
         for rep in progress(range(warmup + repeats), "first audio"):
             phase = "warm-up" if rep < warmup else f"repeat {rep - warmup + 1}/{repeats}"
-            (echo or (lambda line: None))(f"first audio, {phase}: {len(order)} models")
+            log.info("first audio, %s: %d models", phase, len(order))
             start = rep % max(len(order), 1)
             for label in order[start:] + order[:start]:
                 if label not in workers:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import platform
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import metadata
+
+log = logging.getLogger(__name__)
 
 
 def package_version(name: str) -> str:
@@ -66,18 +69,17 @@ def host() -> dict[str, object]:
 class StepTimer:
     """Times named steps and reports each as it starts and ends."""
 
-    def __init__(self, total: int, echo=None) -> None:
+    def __init__(self, total: int) -> None:
         self.total = total
         self.index = 0
         self.seconds: dict[str, float] = {}
-        self.echo = echo or (lambda line: None)
 
     @contextmanager
     def step(self, name: str, detail: str = "") -> Iterator[None]:
         self.index += 1
-        self.echo(f"[{self.index}/{self.total}] {name}{': ' + detail if detail else ''} ...")
+        log.info("[%d/%d] %s%s ...", self.index, self.total, name, f": {detail}" if detail else "")
         start = time.perf_counter()
         yield
         took = time.perf_counter() - start
         self.seconds[name] = round(took, 3)
-        self.echo(f"[{self.index}/{self.total}] {name} done in {took:.1f}s")
+        log.info("[%d/%d] %s done in %.1fs", self.index, self.total, name, took)

@@ -95,6 +95,7 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
 
+    from publisher.cli.output import show_progress
     from publisher.model.sources import open_checkpoint
     from publisher.recipe.loader import load_recipe
     from publisher.sensitivity.output import write_outputs
@@ -110,6 +111,7 @@ def main() -> None:
     start = time.perf_counter()
     ckpt = open_checkpoint(args.checkpoint)
     opened = time.perf_counter() - start
+    show_progress()  # the ranking's progress lines on stderr, as the command shows them
     ranking = rank_nodes(ckpt, recipe, validate=args.validate or None, sample=args.sample)
     ranking.summary["checkpoint_open_seconds"] = round(opened, 2)
     ranking.summary["load_average_at_start"] = [round(x, 2) for x in load_start]

@@ -5,6 +5,7 @@ the card's "In listeners' browsers" table, and a later restage keeps it."""
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -40,12 +41,11 @@ RUNS = [
 ]
 
 
-def test_the_spaces_report_becomes_the_cards_per_backend_table(tiny_dist, tmp_path):
+def test_the_spaces_report_becomes_the_cards_per_backend_table(tiny_dist, tmp_path, caplog):
     report = _report(tmp_path, RUNS)
-    lines = []
-    staged = stage(
-        [tiny_dist / "fp32"], tmp_path / "repo", echo=lines.append, browser_report=report
-    )
+    caplog.set_level(logging.INFO, logger="publisher")
+    staged = stage([tiny_dist / "fp32"], tmp_path / "repo", browser_report=report)
+    lines = [r.getMessage() for r in caplog.records]
     card = (staged.folder / "README.md").read_text()
     assert "## In listeners' browsers" in card
     # medians per backend and file: three wasm runs (one flagged), one webgpu run

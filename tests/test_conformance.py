@@ -212,7 +212,7 @@ def _fake_probe(outcomes: dict[str, dict], save: bool = True):
     faithful runtime would: the reference run itself, with its durations."""
     import numpy as np
 
-    def probe(runtime, request, scratch, echo):
+    def probe(runtime, request, scratch):
         out = outcomes.get(runtime.name, {"ok": True, "samples": 100, "peak": 0.5})
         if save and out["ok"] and runtime.kind in matrix.FEEDS_KINDS:
             wave = np.load(scratch / "reference.npy")
@@ -486,7 +486,7 @@ def test_sherpa_onnx_2_0_1_synthesizes_from_the_bundle(tiny_dist, tmp_path):
     manifest = json.loads((tiny_dist / "quantized" / "manifest.json").read_text())
     runtime = next(r for r in runtimes() if r.kind == "sherpa-onnx")
     request = {"bundle": str(tiny_dist / "quantized" / manifest["sherpa_onnx"])}
-    out = matrix.probe(runtime, request | {"text": "Hello there.", "sid": 0}, tmp_path, print)
+    out = matrix.probe(runtime, request | {"text": "Hello there.", "sid": 0}, tmp_path)
     assert out["ok"], out
     assert out["sample_rate"] == 24000 and out["samples"] > 0
 
@@ -506,9 +506,9 @@ def test_sherpa_onnx_gets_the_lexicon_of_its_voices_accent(tiny, tiny_dist, tmp_
     runtime = next(r for r in runtimes() if r.kind == "sherpa-onnx")
     bundle = fp32 / json.loads((fp32 / "manifest.json").read_text())["sherpa_onnx"]
     request = {"bundle": str(bundle), "text": "Hello there.", "sid": 0}
-    out = matrix.probe(runtime, request | {"lexicon": "lexicon-gb-en.txt"}, tmp_path, print)
+    out = matrix.probe(runtime, request | {"lexicon": "lexicon-gb-en.txt"}, tmp_path)
     assert out["ok"], out
-    out = matrix.probe(runtime, request | {"lexicon": "lexicon-xx-en.txt"}, tmp_path, print)
+    out = matrix.probe(runtime, request | {"lexicon": "lexicon-xx-en.txt"}, tmp_path)
     assert not out["ok"]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import shutil
 import threading
 from pathlib import Path
@@ -265,7 +266,7 @@ def test_a_file_changed_by_hand_on_the_hub_is_listed_as_stale(dist_copy, hub):
     assert "### Stale files" in card.text and _described(manifest) == _onnx_files(hub)
 
 
-def test_two_publishes_at_once_both_end_in_the_card(dist_copy, hub, monkeypatch):
+def test_two_publishes_at_once_both_end_in_the_card(dist_copy, hub, monkeypatch, caplog):
     """Both read the same head (a barrier holds each after its first read), both commit
     against it: the Hub refuses the second (412), which re-reads and keeps the first's row."""
     from publisher.hub import publish as module
@@ -284,12 +285,12 @@ def test_two_publishes_at_once_both_end_in_the_card(dist_copy, hub, monkeypatch)
         return state
 
     monkeypatch.setattr(module._Hub, "read", read_then_wait)
-    notes: list[str] = []
+    caplog.set_level(logging.INFO, logger="publisher")
     errors: list[BaseException] = []
 
     def run(name: str) -> None:
         try:
-            publish([dist_copy / name], REPO, allow_synthetic=True, echo=notes.append)
+            publish([dist_copy / name], REPO, allow_synthetic=True)
         except BaseException as exc:  # reported below
             errors.append(exc)
 
@@ -299,6 +300,7 @@ def test_two_publishes_at_once_both_end_in_the_card(dist_copy, hub, monkeypatch)
     for t in threads:
         t.join(120)
     assert not errors, errors
+    notes = [r.getMessage() for r in caplog.records]
     assert any("moved while publishing" in n for n in notes)
     _, manifest = _card_and_manifest(hub)
     assert [v["recipe"] for v in manifest["variants"]] == ["fp32", "kokoro-v1.0", "quantized"]
@@ -326,17 +328,18 @@ def test_the_card_embeds_the_figures_it_uploads(dist_copy, hub):
     assert manifest["variants"][0]["sha256"] == sha
 
 
-def test_a_repo_that_keeps_moving_ends_in_one_line_and_no_commit(dist_copy, monkeypatch):
+def test_a_repo_that_keeps_moving_ends_in_one_line_and_no_commit(dist_copy, monkeypatch, caplog):
     from publisher.hub import publish as module
     from publisher.runtime.errors import PublisherError
 
     commits: list[int] = []
     monkeypatch.setattr(module._Hub, "read", lambda self, quiet=False: (RemoteState(), True))
     monkeypatch.setattr(module._Hub, "commit", lambda self, *a: commits.append(1))  # 412 each
-    notes: list[str] = []
+    caplog.set_level(logging.INFO, logger="publisher")
     with pytest.raises(PublisherError, match=r"kept moving \(3 attempts.*no commit was made"):
-        module.publish([dist_copy / "fp32"], REPO, allow_synthetic=True, echo=notes.append)
+        module.publish([dist_copy / "fp32"], REPO, allow_synthetic=True)
     assert len(commits) == 3
+    notes = [r.getMessage() for r in caplog.records]
     assert [n for n in notes if "moved while publishing" in n] == [
         f"{REPO} moved while publishing; re-reading it (attempt 2 of 3)",
         f"{REPO} moved while publishing; re-reading it (attempt 3 of 3)",

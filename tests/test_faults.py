@@ -615,7 +615,7 @@ def test_a_read_only_out_is_refused_before_any_work_without_root(tmp_path, monke
 def test_conformance_exits_1_naming_the_failed_cell(dist_copy, monkeypatch):
     from publisher.conformance import matrix
 
-    def probe(runtime, request, scratch, echo):
+    def probe(runtime, request, scratch):
         if runtime.name == "kokoro-onnx 0.6.1":
             return {"ok": False, "error": "boom", "seconds": 0.1, "env_seconds": 0.0}
         return {"ok": False, "error": "not run in this test", "seconds": 0.0, "env_seconds": 0}

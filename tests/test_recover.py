@@ -80,7 +80,7 @@ def graphs(distinct, tmp_path_factory) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("graphs")
     paths = {}
     for name in ("fp32", "quantized"):
-        p = prepare(load_recipe(name), distinct.source, StepTimer(total=6, echo=lambda _: None))
+        p = prepare(load_recipe(name), distinct.source, StepTimer(total=6))
         onnx.save(p.variant, str(out / f"{name}.onnx"))
         paths[name] = out / f"{name}.onnx"
     return paths

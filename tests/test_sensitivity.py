@@ -68,7 +68,7 @@ def graph(tiny, int8):
 @pytest.fixture(scope="module")
 def ranked(tiny, int8_some):
     """One validated ranking on tiny, shared by the tests that read it."""
-    return rank_nodes(tiny, int8_some, items=ITEMS, validate=5, sample=6, echo=None)
+    return rank_nodes(tiny, int8_some, items=ITEMS, validate=5, sample=6)
 
 
 def _switched(model, cands, recipe):
@@ -195,7 +195,7 @@ def test_ranking_covers_every_candidate_once_worst_first(ranked, graph, int8_som
 def test_exclude_globs_remove_nodes_from_the_ranking(tiny, tmp_path):
     globs = '    exclude: ["/decoder/*", "/bert/*", "/text_encoder/*"]\n'
     recipe = _recipe(tmp_path, extra=globs)
-    ranking = rank_nodes(tiny, recipe, items=ITEMS, echo=None)
+    ranking = rank_nodes(tiny, recipe, items=ITEMS)
     names = [r.node for r in ranking.rows]
     assert names and not [n for n in names if n.startswith(("/decoder/", "/bert/", "/text_"))]
     assert ranking.summary["conv_post"]["rank"] is None  # excluded, so not ranked
@@ -296,7 +296,7 @@ def test_recipe_without_precision_conversion_is_a_one_line_error(tiny, tmp_path)
         conversion(plain)
     assert "\n" not in str(err.value)
     with pytest.raises(PublisherError, match="nothing to rank"):
-        rank_nodes(tiny, plain, echo=None)
+        rank_nodes(tiny, plain)
 
     from publisher.cli import _Group
 
@@ -332,7 +332,7 @@ def test_dnsmos_score_is_zero_for_the_reference_and_positive_for_a_noisy_copy():
 
 def test_an_unknown_score_or_missing_dnsmos_tools_is_one_line(tiny, int8, monkeypatch, tmp_path):
     with pytest.raises(PublisherError, match="unknown sensitivity score 'wer'"):
-        rank_nodes(tiny, int8, score="wer", echo=None)
+        rank_nodes(tiny, int8, score="wer")
     monkeypatch.setattr(
         "publisher.runtime.speech.missing_tools", lambda: "speech gates need speechmos"
     )

@@ -670,7 +670,7 @@ def test_space_without_npm_says_how_to_go_on_in_one_line(monkeypatch):
     from publisher.conformance import envs
     from publisher.runtime.errors import PublisherError
 
-    def no_npm(echo=None):
+    def no_npm():
         raise PublisherError("the kokoro-js and onnxruntime-web cells need node and npm on PATH")
 
     monkeypatch.setattr(envs, "onnxruntime_web_dist", no_npm)

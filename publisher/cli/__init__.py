@@ -13,7 +13,7 @@ import sys
 
 import click
 
-from publisher.cli.output import one_line
+from publisher.cli.output import one_line, show_progress
 from publisher.runtime.errors import PublisherError
 
 
@@ -24,6 +24,7 @@ class _Group(click.Group):
 
     def main(self, args=None, prog_name=None, complete_var=None, **extra):
         extra.pop("standalone_mode", None)
+        show_progress()
         previous = _on_sigterm()
         try:
             code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)

@@ -8,7 +8,6 @@ from pathlib import Path
 import click
 
 from publisher.cli.options import out_option, recipes_option
-from publisher.cli.output import info
 
 
 @click.command("bench")
@@ -102,7 +101,6 @@ def bench_command(
         listen=listen,
         profile=profile,
         first_audio=first_audio,
-        echo=info,
     )
     click.echo(markdown_table(run.results, run.baseline))
     click.echo(f"wrote {run.paths['json']}, {run.paths['md']}, {run.paths['png']}")

@@ -15,7 +15,6 @@ from publisher.cli.options import (
     recipe_option,
     speech_gates_option,
 )
-from publisher.cli.output import info
 from publisher.runtime.errors import PublisherError
 
 
@@ -65,7 +64,7 @@ def build_command(
         return
     from publisher.build import build_many
 
-    many = build_many(recipes, checkpoint, out_dir, echo=info, speech=speech, floor=floor)
+    many = build_many(recipes, checkpoint, out_dir, speech=speech, floor=floor)
     for result in many.built:
         size = result.model_path.stat().st_size / 2**20
         worst = max(p["max_abs_error"] for p in result.manifest["verification"]["parity"])
@@ -122,7 +121,7 @@ def verify_command(recipe_name: str, out_dir: Path, checkpoint: str | None, spee
     from publisher.recipe.loader import load_recipe
 
     recipe = load_recipe(recipe_name)
-    verify_built(recipe, out_dir=out_dir, checkpoint=checkpoint, echo=info, speech=speech)
+    verify_built(recipe, out_dir=out_dir, checkpoint=checkpoint, speech=speech)
     click.echo(
         f"verified {out_dir / recipe.name}: all gates pass; "
         f"report {out_dir / recipe.name / 'verify.md'}"

@@ -7,7 +7,6 @@ from pathlib import Path
 import click
 
 from publisher.cli.options import out_option, recipes_option
-from publisher.cli.output import info
 from publisher.runtime.errors import PublisherError
 
 
@@ -34,7 +33,7 @@ def run_and_report(folders: list[Path]) -> None:
     click.echo("|---" * (len(names) + 1) + "|")
     failed: list[str] = []
     for folder in folders:
-        result = run_matrix(folder, echo=info)
+        result = run_matrix(folder)
         cells = [result["cells"].get(n, {}).get("status", "-") for n in names]
         click.echo(f"| {folder.name} | " + " | ".join(cells) + " |")
         failed += failures(folder.name, result)

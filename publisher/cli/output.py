@@ -1,13 +1,43 @@
-"""How commands talk: progress lines on stderr, errors on one line."""
+"""How commands talk: progress lines on stderr, errors on one line.
+
+The library reports progress through module loggers under ``publisher`` (a Python caller
+sees nothing unless it configures logging); the command line shows their INFO lines on
+stderr, warnings prefixed ``warning:``, so stdout stays the result.
+"""
 
 from __future__ import annotations
 
+import logging
+
 import click
+
+LOGGER = "publisher"
 
 
 def info(line: str) -> None:
-    """A progress line (stderr, so stdout stays the result)."""
+    """A progress line of the command itself (stderr, so stdout stays the result)."""
     click.echo(line, err=True)
+
+
+class _ClickHandler(logging.Handler):
+    """Each record as one line through click (so a test's CliRunner captures it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = record.getMessage()
+        except Exception:  # a malformed call in a library must not stop a command
+            self.handleError(record)
+            return
+        prefix = "warning: " if record.levelno >= logging.WARNING else ""
+        click.echo(f"{prefix}{line}", err=True)
+
+
+def show_progress(level: int = logging.INFO) -> None:
+    """Show the library's log lines on stderr (once per process, however often called)."""
+    logger = logging.getLogger(LOGGER)
+    logger.setLevel(level)
+    if not any(isinstance(h, _ClickHandler) for h in logger.handlers):
+        logger.addHandler(_ClickHandler())
 
 
 def one_line(err: BaseException) -> str:

@@ -7,7 +7,6 @@ from pathlib import Path
 import click
 
 from publisher.cli.options import out_option, recipes_option
-from publisher.cli.output import info
 from publisher.runtime.errors import PublisherError
 
 _DIR = click.Path(file_okay=False, path_type=Path)
@@ -71,7 +70,7 @@ def stage_command(recipes, all_, out_dir, dest, repo_id, browser_report) -> None
     from publisher.hub.stage import stage
 
     folders = built_folders(out_dir, recipes, all_)
-    staged = stage(folders, dest, repo_id=repo_id, echo=info, browser_report=browser_report)
+    staged = stage(folders, dest, repo_id=repo_id, browser_report=browser_report)
     click.echo(f"staged {len(staged.manifest['variants'])} variants in {staged.folder}")
 
 
@@ -112,11 +111,11 @@ def publish_command(repo_id, recipes, all_, out_dir, card_only, prune, **flags) 
             raise PublisherError(
                 "--card-only uploads README.md alone; drop --recipe/--all/--prune/--browser-report"
             )
-        _report(publish_card(repo_id, echo=info, **common), flags)
+        _report(publish_card(repo_id, **common), flags)
         return
     folders = [] if prune and not (recipes or all_) else built_folders(out_dir, recipes, all_)
     existing = _recipe_names() if prune else None
-    _report(publish(folders, repo_id, existing_recipes=existing, echo=info, **flags), flags)
+    _report(publish(folders, repo_id, existing_recipes=existing, **flags), flags)
 
 
 def _recipe_names() -> set[str]:

@@ -12,7 +12,6 @@ from pathlib import Path
 import click
 
 from publisher.cli.options import checkpoint_option, out_option, recipe_option
-from publisher.cli.output import info
 from publisher.runtime.errors import PublisherError
 
 SHOW_TOP = 10
@@ -85,9 +84,7 @@ def sensitivity_command(
     conversion(recipe)  # fail before loading weights when nothing would be converted
     check_score(score)
     ckpt = open_checkpoint(checkpoint or recipe.checkpoint)
-    ranking = rank_nodes(
-        ckpt, recipe, items=items or None, validate=validate_k, score=score, echo=info
-    )
+    ranking = rank_nodes(ckpt, recipe, items=items or None, validate=validate_k, score=score)
     paths = write_outputs(ranking, out_dir, threshold=threshold, write_excludes=write_excludes)
     s = ranking.summary
     click.echo(

@@ -12,12 +12,12 @@ install leaves nothing.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from filelock import FileLock, Timeout
@@ -25,6 +25,8 @@ from filelock import FileLock, Timeout
 from publisher.runtime.clients import ONNXRUNTIME_WEB
 from publisher.runtime.errors import PublisherError, first_line
 from publisher.workspace import replace_folder, scratch_dir
+
+log = logging.getLogger(__name__)
 
 ENVS_ENV = "PUBLISHER_ENVS"
 MARK = "publisher-env.json"
@@ -44,7 +46,6 @@ def _wanted(packages: tuple[str, ...], npm: bool) -> dict[str, object]:
 def environment(
     name: str,
     packages: tuple[str, ...],
-    echo: Callable[[str], None] | None = None,
     npm: bool = False,
 ) -> tuple[Path, float]:
     """The root of ``name``'s environment (created now if missing or different) and the
@@ -62,7 +63,7 @@ def environment(
         with FileLock(root.parent / f".{root.name}.lock", timeout=INSTALL_TIMEOUT_S + 60):
             if _ready(root, wanted, npm):
                 return root, 0.0
-            return _create(root, name, packages, echo or (lambda line: None), npm)
+            return _create(root, name, packages, npm)
     except Timeout:
         raise PublisherError(
             f"another process has been creating the {name} environment in {root} for over "
@@ -79,11 +80,11 @@ def _ready(root: Path, wanted: dict[str, object], npm: bool) -> bool:
     return {k: mark.get(k) for k in wanted} == wanted and ready.exists()
 
 
-def _create(root: Path, name: str, packages, echo, npm: bool) -> tuple[Path, float]:
+def _create(root: Path, name: str, packages, npm: bool) -> tuple[Path, float]:
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = scratch_dir(root.parent, root.name)
     start = time.perf_counter()
-    echo(f"creating the {name} environment (once; cached in {root}) ...")
+    log.info("creating the %s environment (once; cached in %s) ...", name, root)
     try:
         (_install_npm if npm else _install_pip)(tmp, name, packages)
         seconds = round(time.perf_counter() - start, 1)
@@ -92,7 +93,7 @@ def _create(root: Path, name: str, packages, echo, npm: bool) -> tuple[Path, flo
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    echo(f"created the {name} environment in {seconds:.0f} s")
+    log.info("created the %s environment in %.0f s", name, seconds)
     return root, seconds
 
 
@@ -144,13 +145,12 @@ def _run(cmd: list[str], name: str, timeout: float = INSTALL_TIMEOUT_S, **kwargs
         raise PublisherError(f"cannot create the {name} environment: {first_line(exc)}") from None
 
 
-def onnxruntime_web_dist(echo: Callable[[str], None] | None = None) -> Path:
+def onnxruntime_web_dist() -> Path:
     """The ``dist/`` folder of the pinned onnxruntime-web npm package (the matrix's
     environment, installed now if missing): what the Space's in-browser mode serves."""
     root, _ = environment(
         f"onnxruntime-web {ONNXRUNTIME_WEB}",
         (f"onnxruntime-web@{ONNXRUNTIME_WEB}",),
-        echo,
         npm=True,
     )
     return root / "node_modules" / "onnxruntime-web" / "dist"

@@ -8,12 +8,12 @@ A cell is ``ok``, ``fails`` (with the runtime's own first error line), ``known f
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -41,7 +41,7 @@ FEEDS_KINDS = ("onnxruntime", "onnxruntime-web")  # run our feeds: heard against
 PROBE_TIMEOUT_S = 600
 TEXT = "Hello from Kokoro."
 VOICE = "af_heart"
-Echo = Callable[[str], None]
+log = logging.getLogger(__name__)
 _FLOOR_PASSED: set[tuple[str, str]] = set()  # (runtime, file sha256) that ran ok here
 
 
@@ -204,9 +204,9 @@ def chromium_path() -> str:
     return os.environ.get(CHROMIUM_ENV, "").strip() or CHROMIUM
 
 
-def probe(runtime: Runtime, request: dict[str, Any], scratch: Path, echo: Echo) -> dict:
+def probe(runtime: Runtime, request: dict[str, Any], scratch: Path) -> dict:
     """Run one cell; returns ``ok``, ``error`` or what came out, and the seconds."""
-    root, env_seconds = environment(runtime.name, runtime.packages, echo, npm=runtime.npm)
+    root, env_seconds = environment(runtime.name, runtime.packages, npm=runtime.npm)
     path = scratch / f"request-{runtime.kind}.json"
     if runtime.kind in FEEDS_KINDS:  # keep the waveform, to hear it against the reference
         request = request | {"save": str(_saved(runtime, scratch))}
@@ -331,14 +331,13 @@ def _cell(runtime: Runtime, out: dict[str, Any], known: dict[str, str]) -> dict[
     )
 
 
-def run_matrix(folder: Path, echo: Echo | None = None) -> dict[str, Any]:
+def run_matrix(folder: Path) -> dict[str, Any]:
     """Every runtime's cell for the build in ``folder``; recorded in its manifest."""
     from publisher.manifest import read_build
     from publisher.model.sources import open_checkpoint
     from publisher.provenance import host
     from publisher.workspace import write_json_atomic
 
-    echo = echo or (lambda line: None)
     m = read_build(folder)
     claim = claim_of(m)
     known = target_of(m["resolved_recipe"])["known_failures"]
@@ -354,9 +353,9 @@ def run_matrix(folder: Path, echo: Echo | None = None) -> dict[str, Any]:
             folder / m["model"], ckpt.voices, ckpt.config, Path(tmp), bundle, claim
         )
         for rt in progress(claimed, "runtimes"):
-            out = heard(rt, probe(rt, requests[rt.kind], Path(tmp), echo), Path(tmp))
+            out = heard(rt, probe(rt, requests[rt.kind], Path(tmp)), Path(tmp))
             cells[rt.name] = _cell(rt, out, known)
-            echo(f"{m['recipe']} in {rt.name}: {cells[rt.name]['status']}")
+            log.info("%s in %s: %s", m["recipe"], rt.name, cells[rt.name]["status"])
     m["conformance"] = {
         "cells": cells,
         "seconds": round(time.perf_counter() - start, 1),
@@ -384,9 +383,7 @@ def failures(recipe: str, conformance: dict[str, Any]) -> list[str]:
     ]
 
 
-def check_floor(
-    model: Path, min_onnxruntime: str, voices, config, echo: Echo | None = None
-) -> dict:
+def check_floor(model: Path, min_onnxruntime: str, voices, config) -> dict:
     """Load and run ``model`` once in the onnxruntime of ``target.min_onnxruntime``; a
     failure is one line with onnxruntime's own reason (the op or opset it lacks)."""
     from publisher.model.checkpoint import file_sha256
@@ -397,7 +394,7 @@ def check_floor(
         return {"runtime": runtime.name, "seconds": 0.0, "same_file_as_before": True}
     with tempfile.TemporaryDirectory(prefix="publisher-floor-") as tmp:
         request = floor_request(model, voices, config, Path(tmp))
-        out = probe(runtime, request, Path(tmp), echo or (lambda line: None))
+        out = probe(runtime, request, Path(tmp))
     if not out["ok"]:
         raise PublisherError(
             f"{Path(model).name} does not run in {runtime.name} (target.min_onnxruntime): "

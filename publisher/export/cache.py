@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,6 +17,8 @@ from publisher.workspace import atomic_path, sweep, write_text_atomic
 if TYPE_CHECKING:
     from publisher.model.checkpoint import Checkpoint
     from publisher.recipe.schema import Recipe
+
+log = logging.getLogger(__name__)
 
 EXPORT_FORMAT_VERSION = 2  # bump when publisher/export/dynamic.py changes its output
 BUCKET_FORMAT_VERSION = 4  # bump when publisher/export/bucket/ changes its output
@@ -61,7 +63,7 @@ def recorded_sha256(target: Path) -> str | None:
         return None
 
 
-def cached_entry_ok(target: Path, echo=None, what: str = "export cache entry") -> bool:
+def cached_entry_ok(target: Path, what: str = "export cache entry") -> bool:
     """Whether the cached graph is whole: its sha256, recorded when it was written,
     still matches. A damaged or unrecorded entry is named in one line and rebuilt."""
     if not target.is_file():
@@ -72,12 +74,9 @@ def cached_entry_ok(target: Path, echo=None, what: str = "export cache entry") -
             return True
     except OSError:
         pass
-    (echo or _stderr)(
-        f"{what} {target}: no recorded sha256, or it does not match "
-        "(damaged or incomplete); rebuilding it"
+    log.warning(
+        "%s %s: no recorded sha256, or it does not match (damaged or incomplete); rebuilding it",
+        what,
+        target,
     )
     return False
-
-
-def _stderr(line: str) -> None:
-    print(line, file=sys.stderr)

@@ -25,7 +25,6 @@ def export_fp32(
     voiced: bool = False,
     model=None,
     use_cache: bool = True,
-    echo=None,
 ) -> Path:
     """Return the path of the cached fp32 graph for (checkpoint, export settings, mode):
     ``parity`` the noise-only deterministic switch, with ``voiced`` its sine kept (see
@@ -48,7 +47,7 @@ def export_fp32(
 
     target = cache_root() / "exports" / export_key(ckpt, recipe, parity=parity, voiced=voiced)
     target = target / "model.onnx"
-    if use_cache and cached_entry_ok(target, echo):
+    if use_cache and cached_entry_ok(target):
         return target
     model = model if model is not None else ckpt.build_model()
 

@@ -13,8 +13,8 @@ the huggingface_hub login; it is never printed, logged or written by this module
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ from publisher.hub.stage import check_staged
 from publisher.runtime.errors import PublisherError
 
 ATTEMPTS = 3
-Echo = Callable[[str], None]
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -108,7 +108,6 @@ def publish(
     allow_recovered: bool = False,
     private: bool = False,
     token: str | None = None,
-    echo: Echo | None = None,
     browser_report: Path | None = None,
 ) -> PublishResult:
     """Stage ``folders`` against the repo's current state and commit the family (see module
@@ -116,20 +115,19 @@ def publish(
     ``browser_report``: the Space's in-browser runs for the card (else the repo's own).
     ``dry_run`` only reads the repo (and plans from this run alone if it cannot)."""
     check_repo_id(repo_id)
-    echo = echo or (lambda line: None)
     if browser_report:  # a bad file is one line before any network call
         from publisher.hub.browser_runs import read_browser_report
 
         read_browser_report(browser_report)
     if not dry_run:  # refuse before any network call
         _refuse(*_blocked(_build_checkpoints(folders), allow_synthetic, allow_recovered))
-    hub = _Hub(repo_id, token, revision, echo)
+    hub = _Hub(repo_id, token, revision)
 
     def attempt() -> PublishResult | None:
         remote, read = hub.read(quiet=dry_run)
         with tempfile.TemporaryDirectory(prefix="publisher-stage-") as tmp:
             where = (Path(tmp) / "repo", repo_id)
-            staged = _stage(folders, where, remote, existing_recipes, browser_report, echo)
+            staged = _stage(folders, where, remote, existing_recipes, browser_report)
             built = sorted(
                 {_recipe(f) for f in folders} & {v["recipe"] for v in staged.manifest["variants"]}
             )
@@ -159,7 +157,7 @@ def publish(
             )
         return _finished(result, done)
 
-    return _retrying(repo_id, echo, attempt)
+    return _retrying(repo_id, attempt)
 
 
 def publish_card(
@@ -169,7 +167,6 @@ def publish_card(
     create_pr: bool = False,
     revision: str | None = None,
     token: str | None = None,
-    echo: Echo | None = None,
 ) -> PublishResult:
     """Re-render README.md from the repo's own manifest.json with the current templates and
     commit it alone (nothing is built; no model file is touched)."""
@@ -179,8 +176,7 @@ def publish_card(
     from publisher.runtime.artifacts import RepoManifest, first_error
 
     check_repo_id(repo_id)
-    echo = echo or (lambda line: None)
-    hub = _Hub(repo_id, token, revision, echo)
+    hub = _Hub(repo_id, token, revision)
 
     def attempt() -> PublishResult | None:
         remote, _ = hub.read()
@@ -206,7 +202,7 @@ def publish_card(
             done = hub.commit(folder, [], summary, "", remote, create_pr, private=False)
         return _finished(result, done)
 
-    return _retrying(repo_id, echo, attempt)
+    return _retrying(repo_id, attempt)
 
 
 def _finished(result: PublishResult, done) -> PublishResult | None:
@@ -218,14 +214,19 @@ def _finished(result: PublishResult, done) -> PublishResult | None:
     return result
 
 
-def _retrying(repo_id: str, echo: Echo, attempt) -> PublishResult:
+def _retrying(repo_id: str, attempt) -> PublishResult:
     """``attempt()`` until it returns a result, at most ``ATTEMPTS`` times."""
     for n in range(1, ATTEMPTS + 1):
         result = attempt()
         if result is not None:
             return result
         if n < ATTEMPTS:
-            echo(f"{repo_id} moved while publishing; re-reading it (attempt {n + 1} of {ATTEMPTS})")
+            log.info(
+                "%s moved while publishing; re-reading it (attempt %d of %d)",
+                repo_id,
+                n + 1,
+                ATTEMPTS,
+            )
     raise PublisherError(
         f"{repo_id}: the repo kept moving ({ATTEMPTS} attempts, each refused because another "
         "commit landed first); no commit was made; run the publish again"
@@ -238,7 +239,7 @@ def _recipe(folder: Path) -> str:
     return read_manifest(folder)["recipe"]
 
 
-def _stage(folders, where, remote, existing_recipes, browser_report, echo):
+def _stage(folders, where, remote, existing_recipes, browser_report):
     from publisher.hub.stage import stage
 
     dest, repo_id = where
@@ -246,7 +247,6 @@ def _stage(folders, where, remote, existing_recipes, browser_report, echo):
         folders,
         dest,
         repo_id=repo_id,
-        echo=echo,
         remote=remote,
         existing_recipes=existing_recipes,
         browser_report=browser_report,
@@ -289,7 +289,7 @@ def _refuse(blocked: bool, recovered_blocked: bool) -> None:
 class _Hub:
     """The Hub calls of one publish, every failure turned into one line by ``hub_error``."""
 
-    def __init__(self, repo_id: str, token: str | None, revision: str | None, echo: Echo) -> None:
+    def __init__(self, repo_id: str, token: str | None, revision: str | None) -> None:
         from huggingface_hub import HfApi
 
         from publisher.hub.session import use_hub_timeouts
@@ -298,7 +298,6 @@ class _Hub:
         self.repo_id, self.token = repo_id, token
         self.revision = revision or "main"
         self.api = HfApi(token=token)
-        self.echo = echo
 
     def _error(self, exc: Exception, undone: str = "no commit was made") -> PublisherError:
         from publisher.runtime.hub_errors import hub_error
@@ -397,7 +396,7 @@ class _Hub:
         try:
             self.api.create_tag(self.repo_id, tag=tag, revision=oid, tag_message=message)
         except Exception as exc:
-            self.echo(f"warning: {self._error(exc, 'the commit stands, untagged')}")
+            log.warning("%s", self._error(exc, "the commit stands, untagged"))
             return None
         return tag
 

@@ -8,6 +8,7 @@ gates are never staged. Written into a temporary folder and moved into place who
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -30,6 +31,8 @@ from publisher.workspace import (
     scratch_dir,
     write_json_atomic,
 )
+
+log = logging.getLogger(__name__)
 
 # Written into every staged folder: stage replaces only folders that carry it (or empty
 # ones), never a user's folder. Not uploaded (see publish.plan).
@@ -161,14 +164,14 @@ def _tensors(variant_path: Path) -> list[dict[str, str]]:
     return rows
 
 
-def _passed_builds(folders: list[Path], echo) -> list[tuple[Path, dict[str, Any]]]:
+def _passed_builds(folders: list[Path]) -> list[tuple[Path, dict[str, Any]]]:
     from publisher.manifest import read_build
 
     manifests = []
     for folder in folders:
         m = read_build(folder)  # every recorded file checked: a changed one is refused
         if not m.get("verification", {}).get("passed"):
-            echo(f"skipping {m['recipe']}: it did not pass its verification gates")
+            log.info("skipping %s: it did not pass its verification gates", m["recipe"])
             continue
         manifests.append((folder, m))
     if folders and not manifests:
@@ -201,7 +204,6 @@ def stage(
     folders: list[Path],
     dest: Path,
     repo_id: str = "ORG/NAME",
-    echo=None,
     *,
     remote: RemoteState | None = None,
     existing_recipes: set[str] | None = None,
@@ -209,11 +211,10 @@ def stage(
 ) -> Staged:
     """Assemble ``dest`` from built variant folders (see module doc), merged with the Hub's
     recorded variants when ``remote`` is given (see ``publisher.hub.family``)."""
-    echo = echo or (lambda line: None)
     if not folders and not (remote and remote.manifest):
         raise PublisherError("nothing to stage: no built variants (run publisher build first)")
     report = read_browser_report(browser_report) if browser_report else None
-    manifests = _passed_builds(folders, echo)
+    manifests = _passed_builds(folders)
     files, ckpt_info, synthetic, recovered, note = _checkpoint(manifests, remote)
     dest = Path(dest)
     need = sum((folder / m["model"]).stat().st_size for folder, m in manifests)
@@ -221,10 +222,10 @@ def stage(
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = scratch_dir(dest.parent, dest.name)
     try:
-        built = [_copy_build(folder, m, tmp, echo) for folder, m in manifests]
+        built = [_copy_build(folder, m, tmp) for folder, m in manifests]
         family = merge(built, remote or RemoteState(), ckpt_info["sha256"], existing_recipes)
         for line in family.notes:
-            echo(line)
+            log.info(line)
         if not family.variants:
             raise PublisherError(
                 "nothing to describe: no current variant would be left in the repo"
@@ -233,7 +234,7 @@ def stage(
             write_model_files(files[0], tmp)
             write_voices(files[1], tmp)
         old = (remote.manifest if remote else None) or {}
-        browser = _browser(report or old.get("browser"), family.variants, echo)
+        browser = _browser(report or old.get("browser"), family.variants)
         manifest = RepoManifest.write(
             format=MANIFEST_FORMAT,
             checkpoint=ckpt_info,
@@ -259,17 +260,17 @@ def stage(
     return Staged(dest, manifest, synthetic, recovered, family.deletions, family.notes)
 
 
-def _browser(report: dict[str, Any] | None, variants: list[dict[str, Any]], echo):
+def _browser(report: dict[str, Any] | None, variants: list[dict[str, Any]]):
     """The report (given now, or the one the repo had) kept to the repo's variants."""
     if not report:
         return None
     kept, notes = keep_current(report, {v["recipe"] for v in variants})
     for line in notes:
-        echo(line)
+        log.info(line)
     return kept
 
 
-def _copy_build(folder: Path, m: dict[str, Any], tmp: Path, echo) -> dict[str, Any]:
+def _copy_build(folder: Path, m: dict[str, Any], tmp: Path) -> dict[str, Any]:
     entry = variant_entry(folder, m)
     target = tmp / m["model"]
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -279,7 +280,7 @@ def _copy_build(folder: Path, m: dict[str, Any], tmp: Path, echo) -> dict[str, A
         shutil.copy2(folder / SPECTROGRAM, tmp / entry["spectrogram"])
     if entry["sherpa_onnx"]:
         shutil.copytree(folder / entry["sherpa_onnx"], tmp / entry["sherpa_onnx"])
-    echo(f"staged {m['recipe']} -> {m['model']}")
+    log.info("staged %s -> %s", m["recipe"], m["model"])
     return entry
 
 

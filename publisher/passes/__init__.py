@@ -141,7 +141,7 @@ PASSES: dict[str, PassSpec] = {
     "opsets": PassSpec("publisher.passes.opsets:opsets_pass", ("target",)),
     "metadata": PassSpec("publisher.passes.metadata:metadata_pass"),
 }
-# opsets before strip-shapes: onnx_ir writes value_info back when it serializes
+# in this order after every recipe's own passes
 FINAL_PASSES = ("io-names", "topo-sort", "opsets", "strip-shapes", "metadata")
 
 

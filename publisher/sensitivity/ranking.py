@@ -15,9 +15,9 @@ reload, no new session and no random source between trials, so the scores carry 
 
 from __future__ import annotations
 
-import sys
+import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,11 +33,7 @@ if TYPE_CHECKING:
 
 BASELINE_TOLERANCE = 1e-4  # all-switches-off vs the plain parity graph, max abs
 PROGRESS_EVERY = 10
-Echo = Callable[[str], None]
-
-
-def _stderr(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
+log = logging.getLogger(__name__)
 
 
 def passes_before_precision(recipe: Recipe) -> list[str]:
@@ -93,7 +89,7 @@ def conv_post(model: Any) -> str | None:
     return gen[-1] if gen else None
 
 
-def _trials(session: Any, n: int, probe_list: list[Probe], scorer: Scorer, echo: Echo) -> list:
+def _trials(session: Any, n: int, probe_list: list[Probe], scorer: Scorer) -> list:
     """(damage, log-mel) with switch i alone on, for every i; progress every 10 nodes."""
     import numpy as np
 
@@ -108,7 +104,7 @@ def _trials(session: Any, n: int, probe_list: list[Probe], scorer: Scorer, echo:
         if (i + 1) % PROGRESS_EVERY == 0 or i + 1 == n:
             spent = time.perf_counter() - start
             left = spent / (i + 1) * (n - i - 1)
-            echo(f"  {i + 1}/{n} nodes, {spent:.0f} s, about {left:.0f} s left")
+            log.info("  %d/%d nodes, %.0f s, about %.0f s left", i + 1, n, spent, left)
     return scores
 
 
@@ -120,7 +116,6 @@ def rank_nodes(
     validate: int | None = None,
     sample: int = 8,
     score: str = "spectral",
-    echo: Echo | None = _stderr,
 ) -> Ranking:
     """Score every candidate node of ``recipe`` alone; ``validate=k`` also runs the checks
     of ``publisher.sensitivity.validate`` (real quantization of worst-k vs random-k, and
@@ -133,7 +128,6 @@ def rank_nodes(
     from publisher.runtime.synth import open_session
     from publisher.sensitivity.graph import SWITCHES, conversion, find_candidates, instrument
 
-    echo = echo or (lambda line: None)
     check_score(score)
     kind = conversion(recipe)
     if validate is not None and kind != "dynamic":
@@ -151,7 +145,13 @@ def rank_nodes(
     run_waves(plain, probe_list)  # one timed pass: the cost of a trial without switches
     plain_seconds = time.perf_counter() - tick
     del plain
-    echo(f"sensitivity {recipe.name}: {len(cands)} {kind} candidates, {len(probe_list)} inputs")
+    log.info(
+        "sensitivity %s: %d %s candidates, %d inputs",
+        recipe.name,
+        len(cands),
+        kind,
+        len(probe_list),
+    )
     wired = instrument(model, cands, recipe).SerializeToString()
     session = ort.InferenceSession(wired, providers=["CPUExecutionProvider"])
     del wired
@@ -161,7 +161,7 @@ def rank_nodes(
         raise PublisherError(f"instrumented graph drifts from the parity graph by {drift:.3g}")
     setup = time.perf_counter() - start
     scorer = Scorer(base, score)
-    scores = _trials(session, len(cands), probe_list, scorer, echo)
+    scores = _trials(session, len(cands), probe_list, scorer)
     del session
     order = sorted(range(len(cands)), key=lambda i: (-scores[i][0], -scores[i][1], i))
     rows = [
@@ -222,7 +222,6 @@ def rank_nodes(
             scorer if drift == 0 else Scorer(refs, score),
             k=validate,
             sample=sample,
-            echo=echo,
         )
     ranking.summary["wall_seconds_with_validation"] = round(time.perf_counter() - start, 2)
     return ranking

@@ -10,13 +10,16 @@
 
 from __future__ import annotations
 
+import logging
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from publisher.passes.quantize import quantize_dynamic_file, quiet_quantizer, weight_type
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -123,19 +126,17 @@ def validate(
     sample: int = 8,
     draws: int = RANDOM_DRAWS,
     seed: int = SEED,
-    echo: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Both checks (see module doc); returns the numbers for summary.json."""
     import numpy as np
 
-    echo = echo or (lambda line: None)
     names = [r.node for r in ranking.rows]
     k = max(1, min(k, len(names)))
     rng = np.random.default_rng(seed)
     with tempfile.TemporaryDirectory(prefix="sensitivity-") as tmp:
         work = Path(tmp)
         worst = real_damage(graph, recipe, ranking, names[:k], probe_list, scorer, work)
-        echo(f"  validate: worst-{k} real damage {worst['damage']:.4g}")
+        log.info("  validate: worst-%d real damage %.4g", k, worst["damage"])
         randoms = []
         for _ in range(draws):
             picked = sorted(rng.choice(len(names), size=k, replace=False).tolist())
@@ -143,7 +144,7 @@ def validate(
                 graph, recipe, ranking, [names[i] for i in picked], probe_list, scorer, work
             )
             randoms.append({"ranks": [i + 1 for i in picked], **result})
-            echo(f"  validate: random-{k} real damage {result['damage']:.4g}")
+            log.info("  validate: random-%d real damage %.4g", k, result["damage"])
         agreement = []
         for i in spread(len(names), sample):
             row = ranking.rows[i]
@@ -159,7 +160,9 @@ def validate(
                     "slow_seconds": slow["seconds"],
                 }
             )
-            echo(f"  validate: rank {row.rank} fast {row.damage:.3g} slow {slow['damage']:.3g}")
+            log.info(
+                "  validate: rank %d fast %.3g slow %.3g", row.rank, row.damage, slow["damage"]
+            )
     mean_random = float(np.mean([r["damage"] for r in randoms]))
     median_random = float(np.median([r["damage"] for r in randoms]))
     per_node = float(np.mean([a["slow_seconds"] for a in agreement]))

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,6 +34,8 @@ from publisher.runtime.metrics import (
 from publisher.runtime.synth import Synthesis
 from publisher.verify import store
 from publisher.verify.listen import SPEECH_OFF, listen, report_lines, speech_gates
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -350,7 +353,6 @@ def evaluate(
     twin_graph: Path,
     shipped_graph: Path,
     items: list[Item],
-    echo=None,
     speech: bool = True,
 ) -> dict[str, Any]:
     """Measure everything. ``parity_graph``: the fp32 noise-only export, proven sample by
@@ -359,7 +361,6 @@ def evaluate(
     same mode. Returns the report dict (gates not enforced)."""
     from publisher.verify.worker import ModelWorker
 
-    echo = echo or (lambda line: None)
     parity_runs, twin_runs = StoredRuns(ckpt, parity_graph), StoredRuns(ckpt, twin_graph)
     parity, fidelity, refs, outs = [], [], {}, {}
     # bucket graphs: only inputs that fit (n <= B - 2 and at most F frames in the unpadded
@@ -386,15 +387,20 @@ def evaluate(
         used.append(item)
         if bucket:
             bucket_rows.append(_bucket_row(item, ref, [out, twin]))
-        echo(
-            f"  {k}/{len(items)} {item.id}: {len(item.ids)} phonemes, "
-            f"corr {fidelity[-1].spectral_correlation:.5f} "
-            f"(frame-aligned {fidelity[-1].frame_correlation:.5f}, durations equal "
-            f"{fidelity[-1].duration_equal_share:.3f}), "
-            f"parity {parity[-1].max_abs_error:.2g}"
+        log.info(
+            "  %d/%d %s: %d phonemes, corr %.5f (frame-aligned %.5f, durations equal %.3f), "
+            "parity %.2g",
+            k,
+            len(items),
+            item.id,
+            len(item.ids),
+            fidelity[-1].spectral_correlation,
+            fidelity[-1].frame_correlation,
+            fidelity[-1].duration_equal_share,
+            parity[-1].max_abs_error,
         )
     if bucket:
-        echo(
+        log.info(
             f"  bucket {bucket.bucket}: {len(used)} inputs compared, skipped "
             f"{len(skipped['too_long'])} longer than {bucket.bucket - 2} phonemes and "
             f"{len(skipped['over_frames'])} over {bucket.frames} frames"
@@ -402,7 +408,7 @@ def evaluate(
         if not used:
             raise PublisherError(f"no verification input fits a {bucket.bucket}-token bucket")
     shipped = _shipped(ckpt, model, shipped_graph, used[:SHIPPED_ITEMS], ModelWorker, (refs, outs))
-    speech = listen(ckpt, model, str(shipped_graph), echo) if speech else SPEECH_OFF
+    speech = listen(ckpt, model, str(shipped_graph)) if speech else SPEECH_OFF
     pic_item = max(used[: max(1, len(used) // 2)], key=lambda i: len(i.ids))
     bucket_report = None
     if bucket:

@@ -15,9 +15,12 @@ a machine without the ``[quality]`` tools (one line naming what to install).
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from publisher.progress import progress
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from publisher.model.checkpoint import Checkpoint
@@ -35,22 +38,21 @@ def skip_reason(ckpt: Checkpoint) -> str | None:
     return missing_tools()
 
 
-def listen(ckpt: Checkpoint, model: Any, graph: str, echo=None) -> dict[str, Any]:
+def listen(ckpt: Checkpoint, model: Any, graph: str) -> dict[str, Any]:
     """Speak the speech set with upstream torch and ``graph``; WER and DNSMOS of both."""
     from publisher.runtime.constants import SAMPLE_RATE
     from publisher.runtime.corpus import load_corpus
     from publisher.runtime.synth import style_row
     from publisher.verify.worker import ModelWorker
 
-    echo = echo or (lambda line: None)
     reason = skip_reason(ckpt)
     if reason:
-        echo(f"  {reason}")
+        log.info("  %s", reason)
         return {"ran": False, "skipped": reason}
     items = [it for it in load_corpus().speech if it.voice in ckpt.voices]
     if not items:
         reason = "no voice of the speech set is in this checkpoint: WER and DNSMOS skipped"
-        echo(f"  {reason}")
+        log.info("  %s", reason)
         return {"ran": False, "skipped": reason}
     rows = []
     with ModelWorker(graph, label=str(graph)) as worker:
@@ -60,9 +62,13 @@ def listen(ckpt: Checkpoint, model: Any, graph: str, echo=None) -> dict[str, Any
             ref = reference_scores(ckpt, model, ids, style, item.speed, SEED + k)
             out, _ = worker.run(ids, style, item.speed)
             rows.append(_row(item, ref, out.waveform, SAMPLE_RATE))
-            echo(
-                f"  speech {k + 1}/{len(items)} {item.voice}: heard "
-                f"{rows[-1]['variant_heard']!r} (upstream: {rows[-1]['reference_heard']!r})"
+            log.info(
+                "  speech %d/%d %s: heard %r (upstream: %r)",
+                k + 1,
+                len(items),
+                item.voice,
+                rows[-1]["variant_heard"],
+                rows[-1]["reference_heard"],
             )
     return {"ran": True, "skipped": "", **summarize(rows), "items": rows}
 

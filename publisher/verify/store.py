@@ -75,7 +75,7 @@ def load(k: str) -> dict[str, np.ndarray] | None:
     from publisher.export.cache import cached_entry_ok
 
     path = _path(k)
-    if not cached_entry_ok(path, log.warning, what="reference store entry"):
+    if not cached_entry_ok(path, what="reference store entry"):
         return None
     try:
         with np.load(path, allow_pickle=False) as data:
