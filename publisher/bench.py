@@ -16,9 +16,18 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from publisher import first_audio, profile
+from publisher.manifest import MANIFEST, read_build, read_manifest
+from publisher.model import sources as checkpoint_sources
 from publisher.progress import progress
 from publisher.runtime.constants import SAMPLE_RATE
+from publisher.runtime.corpus import load_corpus
 from publisher.runtime.errors import PublisherError
+from publisher.runtime.synth import style_row
+from publisher.verify.gates import verification_items
+from publisher.verify.listen import listen as hear
+from publisher.verify.worker import ModelWorker
+from publisher.workspace import write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +64,6 @@ class TargetResult:
 
 
 def targets_from_builds(folders: list[Path]) -> list[Target]:
-    from publisher.manifest import read_build
-
     targets = []
     for folder in folders:
         m = read_build(folder)
@@ -106,8 +113,6 @@ def external_targets(files: list[Path], ckpt, *, listen: bool) -> list[Target]:
     for path in files:
         t = Target(path.name, str(path), path.stat().st_size)
         if listen:
-            from publisher.verify.listen import listen as hear
-
             speech = hear(ckpt, model, str(path))
             if speech["ran"]:
                 t.wer, t.dnsmos = speech["variant_wer"], speech["variant_dnsmos"]["overall"]
@@ -116,8 +121,6 @@ def external_targets(files: list[Path], ckpt, *, listen: bool) -> list[Target]:
 
 
 def torch_target(folders: list[Path]) -> Target:
-    from publisher.manifest import read_manifest
-
     source = read_manifest(folders[0])["checkpoint"]["source"]
     return Target("torch (cpu)", f"torch:{source}")
 
@@ -138,7 +141,6 @@ def run_bench(
     baseline: str | None = None,
 ) -> list[TargetResult]:
     """Measure every target on every item; ``style_of(item)`` gives its style row."""
-    from publisher.verify.worker import ModelWorker
 
     if not targets:
         raise PublisherError("nothing to benchmark: give --recipe NAME or built folders")
@@ -280,8 +282,6 @@ def write_outputs(
     results: list[TargetResult], targets: list[Target], report_dir: Path, settings: dict[str, Any]
 ) -> dict[str, Path]:
     """bench.json, bench.md, bench.png in report_dir; each variant's manifest gets its row."""
-    from publisher.manifest import MANIFEST
-    from publisher.workspace import write_json_atomic
 
     report_dir.mkdir(parents=True, exist_ok=True)
     data = {"settings": settings, "results": [asdict(r) for r in results]}
@@ -328,17 +328,13 @@ def benchmark(
 ) -> BenchRun:
     """The ``publisher bench`` job over built variant folders (plus torch if asked, plus
     ``external`` ONNX files, heard on the speech set when ``listen``)."""
-    from publisher.manifest import read_manifest
-    from publisher.model.sources import open_checkpoint
-    from publisher.runtime.synth import style_row
-    from publisher.verify.gates import verification_items
 
     if not folders:
         raise PublisherError("nothing to benchmark: give --recipe NAME or built folders")
     sources = {read_manifest(f)["checkpoint"]["sha256"] for f in folders}
     if len(sources) > 1:
         raise PublisherError("these builds come from different checkpoints; bench one at a time")
-    ckpt = open_checkpoint(read_manifest(folders[0])["checkpoint"]["source"])
+    ckpt = checkpoint_sources.open_checkpoint(read_manifest(folders[0])["checkpoint"]["source"])
     items = verification_items(ckpt, max_phonemes=max_phonemes)
     targets = targets_from_builds(folders)
     targets += external_targets(list(external or []), ckpt, listen=listen)
@@ -376,8 +372,6 @@ def benchmark(
 def first_audio_outputs(targets: list[Target], ckpt, threads: int, repeats: int, report: Path):
     """``--first-audio``: the corpus's 10-word sentence streamed through every ONNX target
     (first_audio.json/.md/.png, keys prefixed ``first_audio_``)."""
-    from publisher import first_audio
-    from publisher.runtime.corpus import load_corpus
 
     corpus = load_corpus()
     sentence = next(c for c in [*corpus.speech, *corpus.eval] if c.id == first_audio.SENTENCE_ID)
@@ -406,8 +400,6 @@ def first_audio_outputs(targets: list[Target], ckpt, threads: int, repeats: int,
 def profile_outputs(targets: list[Target], items, ckpt, threads: int, report: Path) -> dict:
     """``--profile``: every ONNX target through onnxruntime's profiler on the same inputs;
     profile.json/.md/.png beside the bench report (keys prefixed ``profile_``)."""
-    from publisher import profile
-    from publisher.runtime.synth import style_row
 
     inputs = [(list(i.ids), style_row(ckpt.voices[i.voice], len(i.ids)), i.speed) for i in items]
     files = [(t.label, t.target) for t in targets if not t.target.startswith("torch:")]

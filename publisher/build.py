@@ -14,6 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from publisher.conformance.matrix import check_floor
+from publisher.export.bucket.shape import bucket_metadata, bucket_shape
+from publisher.hub.sherpa import bundle_folder, sherpa_metadata, write_bundle
 from publisher.manifest import (
     MANIFEST,
     REPORT_FILES,
@@ -22,7 +25,22 @@ from publisher.manifest import (
     read_build,
     write_checkpoint_files,
 )
+from publisher.model import sources
+from publisher.passes import FINAL_PASSES, PassContext, plan, run_passes
+from publisher.provenance import StepTimer, host, publisher_version, versions
+from publisher.recipe.loader import recipe_hash
+from publisher.runtime.constants import SAMPLE_RATE
 from publisher.runtime.errors import PublisherError
+from publisher.verify.gates import (
+    bucket_probes,
+    enforce_gates,
+    evaluate,
+    passed,
+    public,
+    verification_items,
+    voiced_fidelity,
+    write_report,
+)
 from publisher.workspace import (
     check_writable_folder,
     replace_folder,
@@ -57,18 +75,11 @@ class Prepared:
 
 def onnx_metadata(recipe, ckpt) -> dict[str, str]:
     """The metadata every variant carries (read by kokoro-onnx and our own tools)."""
-    from publisher.provenance import publisher_version
-    from publisher.recipe.loader import recipe_hash
-    from publisher.runtime.constants import SAMPLE_RATE
 
     extra = {}
     if recipe.is_bucket:  # fastkokoro's four keys and publisher.bucket
-        from publisher.export.bucket.shape import bucket_metadata, bucket_shape
-
         extra = bucket_metadata(bucket_shape(recipe))
     if recipe.output.sherpa_onnx:  # so the bundle's model is this very file (stored once)
-        from publisher.hub.sherpa import sherpa_metadata
-
         extra |= sherpa_metadata(sorted(ckpt.voices))
     return extra | {
         "kokoro_config": json.dumps(ckpt.config, ensure_ascii=False, sort_keys=True),
@@ -99,17 +110,16 @@ def prepare(
     checkpoints (and torch models) a caller building several recipes keeps by spec."""
     import onnx
 
+    # lazy: the export side imports torch and kokoro (7 s); stage, publish and --dry-run
+    # import this module without them
     from publisher.export.fp32 import export_fp32
-    from publisher.model.sources import open_checkpoint
-    from publisher.passes import FINAL_PASSES, PassContext, plan, run_passes
-    from publisher.verify.gates import voiced_fidelity
 
     passes = plan(recipe)  # unknown passes fail before any heavy work
     with timer.step("checkpoint", spec):
         if opened is not None and spec in opened:
             ckpt, model = opened[spec]
         else:
-            ckpt = open_checkpoint(spec)
+            ckpt = sources.open_checkpoint(spec)
             model = ckpt.build_model()
             if opened is not None:
                 opened[spec] = (ckpt, model)
@@ -146,8 +156,6 @@ def _verify(
     """Evaluate ``shipped``; the twin graph goes to ``scratch`` (never beside the
     artifact), verify.md and its picture to ``report_dir``."""
     import onnx
-
-    from publisher.verify.gates import bucket_probes, evaluate, verification_items, write_report
 
     twin_path = None
     twin_graph = p.voiced_graph
@@ -196,9 +204,6 @@ def build(
     skips running the file in the onnxruntime of ``target.min_onnxruntime``; ``opened``:
     see ``prepare``."""
     import onnx
-
-    from publisher.provenance import StepTimer
-    from publisher.verify.gates import enforce_gates, passed, public
 
     final = Path(out_dir) / recipe.name
     check_target(final)
@@ -266,7 +271,6 @@ def build_many(
 def _floor(recipe, p: Prepared, model_path: Path, timer) -> dict[str, Any]:
     """The file loads and runs once in the onnxruntime ``target.min_onnxruntime`` names
     (its own cached environment), before the long verification."""
-    from publisher.conformance.matrix import check_floor
 
     version = recipe.target.min_onnxruntime
     with timer.step("floor", f"load and run in onnxruntime {version}"):
@@ -275,7 +279,6 @@ def _floor(recipe, p: Prepared, model_path: Path, timer) -> dict[str, Any]:
 
 def _sherpa_bundle(recipe, p: Prepared, model_path: Path, built: Path) -> None:
     """sherpa-onnx/<recipe>/ beside the model (see publisher.hub.sherpa)."""
-    from publisher.hub.sherpa import bundle_folder, write_bundle
 
     write_bundle(
         model_path, p.ckpt.voices, p.ckpt.config["vocab"], built / bundle_folder(recipe.name)
@@ -294,8 +297,6 @@ def check_target(final: Path) -> None:
 
 def write_manifest(folder: Path, p: Prepared, verification: dict, steps: dict) -> dict:
     """manifest.json and recipe.json beside the artifact: what it is and how it was made."""
-    from publisher.provenance import host, versions
-    from publisher.recipe.loader import recipe_hash
 
     write_json_atomic(folder / RESOLVED_RECIPE, p.recipe.model_dump(mode="json"))
     write_checkpoint_files(folder, p.ckpt.config, p.ckpt.voices)
@@ -326,8 +327,6 @@ def write_manifest(folder: Path, p: Prepared, verification: dict, steps: dict) -
 
 
 def _bundle_or_none(recipe) -> str | None:
-    from publisher.hub.sherpa import bundle_folder
-
     return bundle_folder(recipe.name) if recipe.output.sherpa_onnx else None
 
 
@@ -340,8 +339,6 @@ def verify_built(
     """Re-verify an existing ``out_dir/<name>/`` build; updates its manifest and report.
 
     Raises VerificationError (after writing the report) when a gate fails."""
-    from publisher.provenance import StepTimer
-    from publisher.verify.gates import enforce_gates, passed, public
 
     folder = Path(out_dir) / recipe.name
     manifest = read_build(folder)  # every recorded file as it was written, or one line

@@ -29,8 +29,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from publisher.conformance.envs import MARK, envs_root
+from publisher.export.cache import recorded_sha256
 from publisher.locations import cache_root
+from publisher.model import recovered
 from publisher.runtime.errors import PublisherError
+from publisher.workspace import file_sha256
 
 AREAS = ("exports", "sensitivity", "lexicons", "references", "recovered", "envs")
 _RECORDED = {
@@ -68,8 +72,6 @@ def _folders(root: Path) -> list[Path]:
 
 
 def _envs_root() -> Path:
-    from publisher.conformance.envs import envs_root
-
     return envs_root()
 
 
@@ -91,8 +93,6 @@ def entries(areas: tuple[str, ...] = AREAS) -> list[Entry]:
 # ------------------------------------------------------------------ checks
 def _check_recorded(entry: Entry) -> str:
     """An entry of one file whose sha256 was recorded beside it when written."""
-    from publisher.export.cache import recorded_sha256
-    from publisher.workspace import file_sha256
 
     model = entry.path / _RECORDED[entry.area]
     if not model.is_file():
@@ -105,8 +105,6 @@ def _check_recorded(entry: Entry) -> str:
 
 
 def _check_recovered(entry: Entry) -> str:
-    from publisher.model import recovered
-
     if entry.path.parent.name == "onnx":
         return recovered.load_cached_state(entry.path)[1]
     source = recovered.SOURCES.get(entry.name)
@@ -116,8 +114,6 @@ def _check_recovered(entry: Entry) -> str:
 
 
 def _check_env(entry: Entry) -> str:
-    from publisher.conformance.envs import MARK
-
     try:
         json.loads((entry.path / MARK).read_text())
     except (OSError, ValueError):

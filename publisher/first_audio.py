@@ -16,8 +16,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from publisher.manifest import MANIFEST
 from publisher.progress import progress
 from publisher.runtime.errors import PublisherError
+from publisher.verify.worker import ModelWorker
+from publisher.workspace import write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +56,6 @@ def run_first_audio(
     repeats: int = 5,
 ) -> list[FirstAudio]:
     """Time ``ids`` streamed through every ONNX target, interleaved."""
-    from publisher.verify.worker import ModelWorker
 
     onnx = [t for t in targets if not t.target.startswith("torch:")]
     if not onnx:
@@ -156,8 +158,6 @@ def write_outputs(
     settings: dict[str, Any],
 ) -> dict[str, Path]:
     """first_audio.json/.md/.png in report_dir; each built variant's manifest its row."""
-    from publisher.manifest import MANIFEST
-    from publisher.workspace import write_json_atomic
 
     report_dir.mkdir(parents=True, exist_ok=True)
     paths = {k: report_dir / f"first_audio.{k}" for k in ("json", "md", "png")}

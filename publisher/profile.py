@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from publisher.runtime.constants import SAMPLE_RATE
 from publisher.runtime.errors import PublisherError
+from publisher.runtime.synth import bucket_info, feeds_for, open_session
 
 if TYPE_CHECKING:
     import onnx
@@ -207,8 +208,6 @@ def measure_peak(threads: int, n: int = 1024, repeats: int = 20) -> Peak:
     """GMAC/s of an n x n x n GEMM in onnxruntime, float32 and uint8 x int8 (best run)."""
     import numpy as np
 
-    from publisher.runtime.synth import open_session
-
     rates = []
     for int8 in (False, True):
         with tempfile.TemporaryDirectory(prefix="publisher-peak-") as tmp:
@@ -269,7 +268,6 @@ def profile_model(
 ) -> ModelProfile:
     """Run ``inputs`` once to warm up, once profiled; the op and module breakdown. A bucket
     graph takes the inputs that fit its width."""
-    from publisher.runtime.synth import bucket_info, feeds_for, open_session
 
     with tempfile.TemporaryDirectory(prefix="publisher-profile-") as tmp:
         sess = open_session(path, threads, str(Path(tmp) / "ort"))

@@ -13,8 +13,20 @@ import sys
 
 import click
 
+from publisher.cli.bench import bench_command
+from publisher.cli.build import build_command, verify_command
+from publisher.cli.cache import cache_group
+from publisher.cli.changed import changed_command
+from publisher.cli.conformance import conformance_command
+from publisher.cli.convert_io import convert_io_command
+from publisher.cli.inspect import inspect_command
 from publisher.cli.output import one_line, show_progress
+from publisher.cli.publish import publish_command, stage_command, voices_command
+from publisher.cli.recipes import list_command, validate_command
+from publisher.cli.sensitivity import sensitivity_command
+from publisher.cli.space import space_command
 from publisher.runtime.errors import PublisherError
+from publisher.workspace import os_error_line
 
 
 class _Group(click.Group):
@@ -44,8 +56,6 @@ class _Group(click.Group):
         sys.exit(code if isinstance(code, int) else 0)
 
     def invoke(self, ctx: click.Context):
-        from publisher.workspace import os_error_line
-
         try:
             return super().invoke(ctx)
         except PublisherError as err:  # one line, whatever a quoted name holds
@@ -89,18 +99,6 @@ def main() -> None:
 
 
 def _register_commands() -> None:
-    from publisher.cli.bench import bench_command
-    from publisher.cli.build import build_command, verify_command
-    from publisher.cli.cache import cache_group
-    from publisher.cli.changed import changed_command
-    from publisher.cli.conformance import conformance_command
-    from publisher.cli.convert_io import convert_io_command
-    from publisher.cli.inspect import inspect_command
-    from publisher.cli.publish import publish_command, stage_command, voices_command
-    from publisher.cli.recipes import list_command, validate_command
-    from publisher.cli.sensitivity import sensitivity_command
-    from publisher.cli.space import space_command
-
     for command in (
         list_command,
         validate_command,

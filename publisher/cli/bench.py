@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from publisher.bench import benchmark, markdown_table
 from publisher.cli.options import out_option, recipes_option
 
 
@@ -86,7 +87,6 @@ def bench_command(
     first_audio: bool,
 ) -> None:
     """Time variants interleaved on the corpus: load, median/p90, RTF, memory, size."""
-    from publisher.bench import benchmark, markdown_table
 
     chosen = [*folders, *(out_dir / name for name in recipes)]
     run = benchmark(

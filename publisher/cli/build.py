@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from publisher.build import build_many, verify_built
+from publisher.cli.conformance import run_and_report
 from publisher.cli.options import (
     checkpoint_option,
     checkpoint_option_with,
@@ -15,6 +17,8 @@ from publisher.cli.options import (
     recipe_option,
     speech_gates_option,
 )
+from publisher.passes import plan
+from publisher.recipe.loader import list_recipes, load_recipe
 from publisher.runtime.errors import PublisherError
 
 
@@ -62,7 +66,6 @@ def build_command(
         for recipe in recipes:
             click.echo(json.dumps(_plan(recipe, checkpoint, out_dir), indent=2))
         return
-    from publisher.build import build_many
 
     many = build_many(recipes, checkpoint, out_dir, speech=speech, floor=floor)
     for result in many.built:
@@ -75,8 +78,6 @@ def build_command(
     for name, why in many.failed:
         click.echo(f"failed: {name}: {why}", err=True)
     if conformance and many.built:
-        from publisher.cli.conformance import run_and_report
-
         run_and_report([r.folder for r in many.built])
     if many.failed:
         names = ", ".join(name for name, _ in many.failed)
@@ -87,8 +88,6 @@ def build_command(
 
 
 def _chosen(recipe_names: tuple[str, ...], all_: bool) -> list:
-    from publisher.recipe.loader import list_recipes, load_recipe
-
     if recipe_names and all_:
         raise PublisherError("give --recipe NAME (repeatable) or --all, not both")
     if all_:
@@ -99,8 +98,6 @@ def _chosen(recipe_names: tuple[str, ...], all_: bool) -> list:
 
 
 def _plan(recipe, checkpoint: str | None, out_dir: Path) -> dict:
-    from publisher.passes import plan
-
     return {
         "recipe": recipe.name,
         "checkpoint": checkpoint or recipe.checkpoint,
@@ -117,8 +114,6 @@ def _plan(recipe, checkpoint: str | None, out_dir: Path) -> dict:
 @speech_gates_option
 def verify_command(recipe_name: str, out_dir: Path, checkpoint: str | None, speech: bool) -> None:
     """Re-run parity, fidelity and gates on a built variant; update its manifest and report."""
-    from publisher.build import verify_built
-    from publisher.recipe.loader import load_recipe
 
     recipe = load_recipe(recipe_name)
     verify_built(recipe, out_dir=out_dir, checkpoint=checkpoint, speech=speech)

@@ -7,8 +7,9 @@ import time
 
 import click
 
-from publisher.cache import AREAS
+from publisher.cache import AREAS, clear, entries, human_bytes, parse_age, verify
 from publisher.cli.output import info
+from publisher.locations import cache_root
 
 _AREA = click.option(
     "--area",
@@ -32,8 +33,6 @@ def cache_group() -> None:
 @_AREA
 def info_command(areas: tuple[str, ...]) -> None:
     """Every cache entry: area, size, last change, path."""
-    from publisher.cache import entries, human_bytes
-    from publisher.locations import cache_root
 
     found = entries(_areas(areas))
     click.echo(f"cache: {cache_root()}")
@@ -55,7 +54,6 @@ def info_command(areas: tuple[str, ...]) -> None:
 def verify_command(areas: tuple[str, ...], keep_damaged: bool) -> None:
     """Check every entry against the hashes recorded when it was written; exit 1 if any
     was damaged."""
-    from publisher.cache import verify
 
     info("checking the cache entries (hashing every file) ...")
     checked, damaged = verify(_areas(areas), remove=not keep_damaged)
@@ -78,7 +76,6 @@ def verify_command(areas: tuple[str, ...], keep_damaged: bool) -> None:
 @click.option("--dry-run", is_flag=True, help="List what would be removed; remove nothing.")
 def clear_command(areas: tuple[str, ...], older_than: str | None, dry_run: bool) -> None:
     """Remove cache entries (each is rebuilt from its source when next needed)."""
-    from publisher.cache import clear, human_bytes, parse_age
 
     age = parse_age(older_than) if older_than is not None else None
     removed = clear(_areas(areas), older_than=age, dry_run=dry_run)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import click
 
+from publisher.changed import affected, repo_toplevel
+
 
 @click.command("changed")
 @click.option(
@@ -22,7 +24,6 @@ import click
 )
 def changed_command(base: str, head: str, as_json: bool) -> None:
     """List the recipes to rebuild for the changes on HEAD since it left BASE (base...head)."""
-    from publisher.changed import affected, repo_toplevel
 
     plan = affected(repo_toplevel(), base, head)
     if as_json:

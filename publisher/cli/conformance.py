@@ -7,6 +7,9 @@ from pathlib import Path
 import click
 
 from publisher.cli.options import out_option, recipes_option
+from publisher.cli.publish import built_folders
+from publisher.conformance.matrix import failures, run_matrix
+from publisher.conformance.runtimes import runtime_names
 from publisher.runtime.errors import PublisherError
 
 
@@ -17,7 +20,6 @@ from publisher.runtime.errors import PublisherError
 def conformance_command(recipes, all_, out_dir: Path) -> None:
     """Load and run each built file in every runtime it claims, each in its own cached
     environment; record the matrix in its manifest; exit 1 if a claimed cell fails."""
-    from publisher.cli.publish import built_folders
 
     run_and_report(built_folders(out_dir, recipes, all_))
 
@@ -25,8 +27,6 @@ def conformance_command(recipes, all_, out_dir: Path) -> None:
 def run_and_report(folders: list[Path]) -> None:
     """The matrix of each build as a table on stdout; one error line per failed cell on
     stderr and a PublisherError (exit 1) when any claimed cell failed."""
-    from publisher.conformance.matrix import failures, run_matrix
-    from publisher.conformance.runtimes import runtime_names
 
     names = runtime_names()
     click.echo("| variant | " + " | ".join(names) + " |")

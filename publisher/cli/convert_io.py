@@ -12,6 +12,9 @@ from pathlib import Path
 
 import click
 
+from publisher.passes.io_names import rename_tensors
+from publisher.passes.metadata import set_metadata
+from publisher.recipe.schema import IO_PROFILES
 from publisher.runtime.constants import BUCKET_INPUT_ROLES, OUTPUT_ROLES
 from publisher.runtime.errors import PublisherError, first_line
 from publisher.workspace import atomic_path, check_writable_folder
@@ -57,10 +60,6 @@ def convert_io(
 ) -> dict[str, str]:
     """Rename ``src``'s IO (explicit old->new mapping, or a profile by role); write ``dst``."""
     import onnx
-
-    from publisher.passes.io_names import rename_tensors
-    from publisher.passes.metadata import set_metadata
-    from publisher.recipe.schema import IO_PROFILES
 
     try:
         model = onnx.load(str(src))

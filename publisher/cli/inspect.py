@@ -11,6 +11,15 @@ from pathlib import Path
 
 import click
 
+from publisher.inspect_graph import (
+    diff_ops,
+    format_diff,
+    format_table,
+    inspect_model,
+    to_dict,
+    to_json,
+)
+
 _MODEL = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 
@@ -25,15 +34,6 @@ def inspect_command(model: Path, other: Path | None, as_json: bool) -> None:
     from their dims, so external data is never read.
     """
     import onnx  # noqa: F401  (fail here, not mid-walk, when onnx is missing)
-
-    from publisher.inspect_graph import (
-        diff_ops,
-        format_diff,
-        format_table,
-        inspect_model,
-        to_dict,
-        to_json,
-    )
 
     a = inspect_model(model)
     if other is None:

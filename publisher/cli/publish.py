@@ -7,6 +7,11 @@ from pathlib import Path
 import click
 
 from publisher.cli.options import out_option, recipes_option
+from publisher.hub.publish import check_repo_id, publish, publish_card
+from publisher.hub.repo_files import write_voices
+from publisher.hub.stage import stage
+from publisher.model import sources
+from publisher.recipe.loader import recipe_files
 from publisher.runtime.errors import PublisherError
 
 _DIR = click.Path(file_okay=False, path_type=Path)
@@ -31,10 +36,8 @@ def built_folders(out_dir: Path, recipes: tuple[str, ...], all_: bool) -> list[P
 @out_option("Folder to write into.", required=True)
 def voices_command(checkpoint: str, out_dir: Path) -> None:
     """Write voices.npz, voices.txt and voices/<name>.bin from a checkpoint's voices."""
-    from publisher.hub.repo_files import write_voices
-    from publisher.model.sources import open_checkpoint
 
-    paths = write_voices(open_checkpoint(checkpoint).voices, out_dir)
+    paths = write_voices(sources.open_checkpoint(checkpoint).voices, out_dir)
     click.echo(f"wrote {len(paths) - 2} voices to {out_dir} (voices.npz, voices.txt, voices/)")
 
 
@@ -67,7 +70,6 @@ def _with_select(fn):
 @_browser_report
 def stage_command(recipes, all_, out_dir, dest, repo_id, browser_report) -> None:
     """Assemble a repo folder (card, config, tokenizer, voices, variants, manifest)."""
-    from publisher.hub.stage import stage
 
     folders = built_folders(out_dir, recipes, all_)
     staged = stage(folders, dest, repo_id=repo_id, browser_report=browser_report)
@@ -102,7 +104,6 @@ def stage_command(recipes, all_, out_dir, dest, repo_id, browser_report) -> None
 def publish_command(repo_id, recipes, all_, out_dir, card_only, prune, **flags) -> None:
     """Publish the repo's whole family as one commit: the chosen builds, plus every variant
     already on the Hub that still matches its record (token: HF_TOKEN or login)."""
-    from publisher.hub.publish import check_repo_id, publish, publish_card
 
     check_repo_id(repo_id)
     common = {k: flags[k] for k in ("dry_run", "create_pr", "revision")}
@@ -119,8 +120,6 @@ def publish_command(repo_id, recipes, all_, out_dir, card_only, prune, **flags) 
 
 
 def _recipe_names() -> set[str]:
-    from publisher.recipe.loader import recipe_files
-
     return {path.stem for path in recipe_files()}
 
 

@@ -6,12 +6,13 @@ from __future__ import annotations
 import click
 
 from publisher.cli.output import one_line
+from publisher.recipe.loader import list_recipes, load_recipe, recipe_files
+from publisher.runtime.errors import RecipeError
 
 
 @click.command("list")
 def list_command() -> None:
     """Show every recipe with its one-line description."""
-    from publisher.recipe.loader import list_recipes
 
     recipes = list_recipes()
     width = max((len(r.name) for r in recipes), default=0)
@@ -23,8 +24,6 @@ def list_command() -> None:
 @click.argument("recipes", nargs=-1)
 def validate_command(recipes: tuple[str, ...]) -> None:
     """Check recipes (names or paths; all of recipes/ when none given)."""
-    from publisher.recipe.loader import load_recipe, recipe_files
-    from publisher.runtime.errors import RecipeError
 
     if not recipes:  # every file, each reported, the broken ones included
         recipes = tuple(str(path) for path in recipe_files())

@@ -12,7 +12,13 @@ from pathlib import Path
 import click
 
 from publisher.cli.options import checkpoint_option, out_option, recipe_option
+from publisher.model import sources
+from publisher.recipe.loader import load_recipe
 from publisher.runtime.errors import PublisherError
+from publisher.sensitivity.graph import conversion
+from publisher.sensitivity.output import excludes_yaml, write_outputs
+from publisher.sensitivity.ranking import rank_nodes
+from publisher.sensitivity.scoring import check_score
 
 SHOW_TOP = 10
 
@@ -71,19 +77,13 @@ def sensitivity_command(
     Uses one instrumented copy of the deterministic (parity-mode) fp32 graph and one run
     per node; writes ranking.csv, ranking.json, summary.json and top30.png.
     """
-    from publisher.model.sources import open_checkpoint
-    from publisher.recipe.loader import load_recipe
-    from publisher.sensitivity.graph import conversion
-    from publisher.sensitivity.output import excludes_yaml, write_outputs
-    from publisher.sensitivity.ranking import rank_nodes
-    from publisher.sensitivity.scoring import check_score
 
     if write_excludes and threshold is None:
         raise PublisherError("--write-excludes needs --threshold")
     recipe = load_recipe(recipe_name)
     conversion(recipe)  # fail before loading weights when nothing would be converted
     check_score(score)
-    ckpt = open_checkpoint(checkpoint or recipe.checkpoint)
+    ckpt = sources.open_checkpoint(checkpoint or recipe.checkpoint)
     ranking = rank_nodes(ckpt, recipe, items=items or None, validate=validate_k, score=score)
     paths = write_outputs(ranking, out_dir, threshold=threshold, write_excludes=write_excludes)
     s = ranking.summary

@@ -13,6 +13,9 @@ from pathlib import Path
 
 import click
 
+from publisher.conformance import envs
+from publisher.hub.publish import check_repo_id
+from publisher.hub.space import SPACE_CONFIG, assemble, check_model_spec, upload
 from publisher.runtime.errors import PublisherError
 
 
@@ -47,18 +50,14 @@ def space_command(
     browser_runtime: bool,
 ) -> None:
     """Upload space/ as a Gradio Space that plays MODEL-REPO (token: HF_TOKEN or login)."""
-    from publisher.hub.publish import check_repo_id
-    from publisher.hub.space import SPACE_CONFIG, assemble, check_model_spec, upload
 
     check_repo_id(repo_id)
     check_model_spec(model_repo)
     with tempfile.TemporaryDirectory(prefix="publisher-space-") as tmp:
         ort_dist = None
         if browser_runtime:
-            from publisher.conformance.envs import onnxruntime_web_dist
-
             try:
-                ort_dist = onnxruntime_web_dist()
+                ort_dist = envs.onnxruntime_web_dist()
             except PublisherError as err:
                 raise PublisherError(
                     f"the Space's in-browser mode needs onnxruntime-web from npm: {err} "

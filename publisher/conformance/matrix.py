@@ -29,9 +29,19 @@ from publisher.conformance.runtimes import (
     runtimes,
     target_of,
 )
+from publisher.hub.repo_files import write_model_files, write_voices
+from publisher.manifest import read_build
+from publisher.model import sources
+from publisher.model.checkpoint import file_sha256
 from publisher.progress import progress
-from publisher.runtime.clients import CHROMIUM, CHROMIUM_ARGS, sherpa_lexicon_for
+from publisher.provenance import host
+from publisher.runtime.clients import CHROMIUM, CHROMIUM_ARGS, KOKORO_JS_DTYPES, sherpa_lexicon_for
+from publisher.runtime.constants import SAME_AUDIO_MATCH, SAMPLES_PER_FRAME
+from publisher.runtime.corpus import load_corpus
 from publisher.runtime.errors import PublisherError
+from publisher.runtime.metrics import aligned_spectra, correlation
+from publisher.runtime.synth import bucket_info, feeds_for, open_session, style_row
+from publisher.workspace import write_json_atomic
 
 PROBE = Path(__file__).with_name("probe.py")
 PROBE_NODE = Path(__file__).with_name("probe.mjs")
@@ -58,8 +68,6 @@ def prepare_requests(
     (kokoro-onnx, fastkokoro), the bundle (sherpa-onnx), a staged repo (kokoro-js)."""
     import numpy as np
 
-    from publisher.hub.repo_files import write_voices
-
     write_voices(voices, scratch)
     session, feeds, voice = _feeds(model, voices, config)
     np.savez(scratch / "feeds.npz", **feeds)
@@ -84,8 +92,6 @@ def prepare_requests(
 
 def _feeds(model: Path, voices: dict[str, Any], config: dict[str, Any], session=None):
     """(session, the feeds of one call: the corpus's first sentence, the voice, voice)."""
-    from publisher.runtime.corpus import load_corpus
-    from publisher.runtime.synth import bucket_info, feeds_for, open_session, style_row
 
     voice = VOICE if VOICE in voices else sorted(voices)[0]
     session = session or open_session(model)
@@ -174,8 +180,6 @@ def _wave_and_durations(session, feeds):
 def heard_correlation(ref, ref_durations, test, test_durations) -> float:
     """Spectral correlation with the test read on the reference's timeline, token by token
     (a token one frame longer in one runtime shifts nothing after it)."""
-    from publisher.runtime.constants import SAMPLES_PER_FRAME
-    from publisher.runtime.metrics import aligned_spectra, correlation
 
     return correlation(
         *aligned_spectra(ref, test, ref_durations, test_durations, SAMPLES_PER_FRAME)
@@ -188,8 +192,6 @@ def _tensor(array) -> dict[str, Any]:
 
 def _stage_for_kokoro_js(model: Path, config, scratch: Path, claim: Claim) -> dict[str, Any]:
     """A repo folder as kokoro-js reads it (config, tokenizer, onnx/<file> linked)."""
-    from publisher.hub.repo_files import write_model_files
-    from publisher.runtime.clients import KOKORO_JS_DTYPES
 
     repo = scratch / "models" / REPO_NAME
     (repo / "onnx").mkdir(parents=True)
@@ -290,8 +292,6 @@ def heard(runtime: Runtime, out: dict[str, Any], scratch: Path) -> dict[str, Any
     run-to-run correlation; below SAME_AUDIO_MATCH the cell fails (garbled output)."""
     import numpy as np
 
-    from publisher.runtime.constants import SAME_AUDIO_MATCH
-
     saved = _saved(runtime, scratch)
     if not out["ok"] or runtime.kind not in FEEDS_KINDS:
         return out
@@ -333,10 +333,6 @@ def _cell(runtime: Runtime, out: dict[str, Any], known: dict[str, str]) -> dict[
 
 def run_matrix(folder: Path) -> dict[str, Any]:
     """Every runtime's cell for the build in ``folder``; recorded in its manifest."""
-    from publisher.manifest import read_build
-    from publisher.model.sources import open_checkpoint
-    from publisher.provenance import host
-    from publisher.workspace import write_json_atomic
 
     m = read_build(folder)
     claim = claim_of(m)
@@ -344,7 +340,7 @@ def run_matrix(folder: Path) -> dict[str, Any]:
     claimed = [rt for rt in runtimes() if rt.claims(claim)]
     if any(rt.kind == "onnxruntime-web" for rt in claimed):
         _check_chromium()
-    ckpt = open_checkpoint(m["checkpoint"]["source"])
+    ckpt = sources.open_checkpoint(m["checkpoint"]["source"])
     start = time.perf_counter()
     cells: dict[str, Any] = {rt.name: {"status": "not claimed"} for rt in runtimes()}
     with tempfile.TemporaryDirectory(prefix="publisher-conformance-") as tmp:
@@ -386,7 +382,6 @@ def failures(recipe: str, conformance: dict[str, Any]) -> list[str]:
 def check_floor(model: Path, min_onnxruntime: str, voices, config) -> dict:
     """Load and run ``model`` once in the onnxruntime of ``target.min_onnxruntime``; a
     failure is one line with onnxruntime's own reason (the op or opset it lacks)."""
-    from publisher.model.checkpoint import file_sha256
 
     runtime = floor_runtime(min_onnxruntime)
     key = (runtime.name, file_sha256(Path(model)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from publisher.provenance import package_version
 from publisher.runtime.clients import ONNXRUNTIME_WEB, kokoro_js_dtype
 from publisher.runtime.constants import ONNXRUNTIME_FLOORS
 
@@ -49,7 +50,6 @@ def _version(text: str) -> tuple[int, ...]:
 
 def current_onnxruntime() -> str:
     """The onnxruntime this publisher builds and verifies with (its current release)."""
-    from publisher.provenance import package_version
 
     return package_version("onnxruntime")
 

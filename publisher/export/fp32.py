@@ -7,6 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from publisher.export import dynamic as dynamic_export
+from publisher.export.bucket.shape import bucket_shape
 from publisher.export.cache import cached_entry_ok, export_key, store
 from publisher.export.stft import exact_stft
 from publisher.export.torchscript import check_graph
@@ -31,8 +33,9 @@ def export_fp32(
     publisher/export/parity.py); neither: the shipped graph."""
     opset = recipe.export.opset
     if recipe.is_bucket:
+        # lazy: the bucket exporter imports torch and kokoro's modules at its top; a
+        # cached export needs neither
         from publisher.export.bucket.export import torch_export_bucket
-        from publisher.export.bucket.shape import bucket_shape
 
         shape = bucket_shape(recipe)
 
@@ -40,10 +43,9 @@ def export_fp32(
             torch_export_bucket(model, ckpt, shape, path, opset, parity=parity, voiced=voiced)
 
     else:
-        from publisher.export.dynamic import export_dynamic
 
         def write(model, path: Path) -> None:
-            export_dynamic(model, ckpt, path, opset, parity=parity, voiced=voiced)
+            dynamic_export.export_dynamic(model, ckpt, path, opset, parity=parity, voiced=voiced)
 
     target = cache_root() / "exports" / export_key(ckpt, recipe, parity=parity, voiced=voiced)
     target = target / "model.onnx"

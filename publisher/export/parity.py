@@ -59,6 +59,7 @@ class _FixedNoiseTorch(types.ModuleType):
         return tiled.unsqueeze(0).expand_as(t).to(t.dtype)
 
     def angle(self, z: Any) -> Any:
+        # lazy: export.stft imports torch at its top; this module is read without it
         from publisher.export.stft import pinned_angle
 
         return pinned_angle(z.real, z.imag, BRANCH_CUT)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from publisher import locations
 from publisher.hub.browser_runs import browser_table
 from publisher.runtime.clients import kokoro_js_dtype
 from publisher.runtime.errors import PublisherError
@@ -37,10 +38,8 @@ def render_card(manifest: dict[str, Any], repo_id: str) -> str:
 def _render_body(context: dict[str, Any]) -> str:
     import jinja2
 
-    from publisher.locations import shipped_dir
-
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(shipped_dir("templates"))),
+        loader=jinja2.FileSystemLoader(str(locations.shipped_dir("templates"))),
         undefined=jinja2.StrictUndefined,
         autoescape=False,
         keep_trailing_newline=True,

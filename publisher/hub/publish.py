@@ -19,9 +19,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from publisher.hub.browser_runs import read_browser_report
+from publisher.hub.card import render_card
 from publisher.hub.family import RemoteFile, RemoteState
-from publisher.hub.stage import check_staged
-from publisher.runtime.errors import PublisherError
+from publisher.hub.session import use_hub_timeouts
+from publisher.hub.stage import STAGE_MARK, check_staged, stage
+from publisher.manifest import file_sha256, read_manifest
+from publisher.provenance import git_commit, publisher_version
+from publisher.runtime.artifacts import RepoManifest, first_error
+from publisher.runtime.errors import HubConflictError, PublisherError
+from publisher.runtime.hub_errors import hub_error
 
 ATTEMPTS = 3
 log = logging.getLogger(__name__)
@@ -87,7 +94,6 @@ def commit_message(
 
 def plan(folder: Path) -> list[tuple[str, int]]:
     """The files a publish uploads: everything staged but stage's own marker."""
-    from publisher.hub.stage import STAGE_MARK
 
     return [
         (p.relative_to(folder).as_posix(), p.stat().st_size)
@@ -116,8 +122,6 @@ def publish(
     ``dry_run`` only reads the repo (and plans from this run alone if it cannot)."""
     check_repo_id(repo_id)
     if browser_report:  # a bad file is one line before any network call
-        from publisher.hub.browser_runs import read_browser_report
-
         read_browser_report(browser_report)
     if not dry_run:  # refuse before any network call
         _refuse(*_blocked(_build_checkpoints(folders), allow_synthetic, allow_recovered))
@@ -171,9 +175,6 @@ def publish_card(
     """Re-render README.md from the repo's own manifest.json with the current templates and
     commit it alone (nothing is built; no model file is touched)."""
     from pydantic import ValidationError
-
-    from publisher.hub.card import render_card
-    from publisher.runtime.artifacts import RepoManifest, first_error
 
     check_repo_id(repo_id)
     hub = _Hub(repo_id, token, revision)
@@ -234,14 +235,10 @@ def _retrying(repo_id: str, attempt) -> PublishResult:
 
 
 def _recipe(folder: Path) -> str:
-    from publisher.manifest import read_manifest
-
     return read_manifest(folder)["recipe"]
 
 
 def _stage(folders, where, remote, existing_recipes, browser_report):
-    from publisher.hub.stage import stage
-
     dest, repo_id = where
     return stage(
         folders,
@@ -255,7 +252,6 @@ def _stage(folders, where, remote, existing_recipes, browser_report):
 
 def _build_checkpoints(folders: list[Path]) -> dict[str, bool]:
     """Whether any of the builds is synthetic / recovered (their manifests, no network)."""
-    from publisher.manifest import read_manifest
 
     checkpoints = [read_manifest(f)["checkpoint"] for f in folders]
     return {
@@ -292,16 +288,12 @@ class _Hub:
     def __init__(self, repo_id: str, token: str | None, revision: str | None) -> None:
         from huggingface_hub import HfApi
 
-        from publisher.hub.session import use_hub_timeouts
-
         self.seconds = use_hub_timeouts()
         self.repo_id, self.token = repo_id, token
         self.revision = revision or "main"
         self.api = HfApi(token=token)
 
     def _error(self, exc: Exception, undone: str = "no commit was made") -> PublisherError:
-        from publisher.runtime.hub_errors import hub_error
-
         return hub_error(self.repo_id, exc, token=self.token, seconds=self.seconds, undone=undone)
 
     def read(self, quiet: bool = False) -> tuple[RemoteState, bool]:
@@ -349,8 +341,6 @@ class _Hub:
         repo moved since ``remote`` was read."""
         from huggingface_hub import CommitOperationAdd, CommitOperationDelete
 
-        from publisher.runtime.errors import HubConflictError
-
         ops: list[Any] = [CommitOperationAdd(path, str(folder / path)) for path, _ in plan(folder)]
         ops += [CommitOperationDelete(path) for path in deletions]
         try:
@@ -388,7 +378,6 @@ class _Hub:
     def _tag(self, oid: str) -> str | None:
         """Tag the new commit ``publisher-VERSION-gGIT-HUB`` (unique per Hub commit); a tag
         that fails does not undo the commit, so it only warns."""
-        from publisher.provenance import git_commit, publisher_version
 
         git = git_commit()
         tag = f"publisher-{publisher_version()}-g{git[:7]}-{oid[:7]}"
@@ -404,7 +393,6 @@ class _Hub:
 def _one_per_shared_content(additions: list[Any], folder: Path) -> list[Any]:
     """The first of each group of additions holding the same bytes (a sherpa-onnx bundle's
     model.onnx is the variant's file): huggingface_hub would upload each path's copy."""
-    from publisher.manifest import file_sha256
 
     by_size: dict[int, list[Any]] = {}
     for op in additions:

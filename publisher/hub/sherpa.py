@@ -24,6 +24,9 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from publisher.export.cache import cached_entry_ok, store
+from publisher.hub.repo_files import check_voices
+from publisher.locations import cache_root
 from publisher.runtime.clients import SHERPA_LEXICONS
 from publisher.runtime.constants import SAMPLE_RATE, VOICE_SHAPE
 from publisher.runtime.errors import PublisherError
@@ -60,8 +63,6 @@ def write_bundle(
     """Write the bundle into ``dest`` (see module doc); returns the files written."""
     import numpy as np
     import onnx
-
-    from publisher.hub.repo_files import check_voices
 
     check_voices(voices)
     speakers = sorted(voices)
@@ -131,9 +132,6 @@ def _lexicon(accent: str, phonemes: str) -> str:
     import hashlib
 
     import misaki
-
-    from publisher.export.cache import cached_entry_ok, store
-    from publisher.locations import cache_root
 
     settings = [LEXICON_FORMAT, accent, phonemes, getattr(misaki, "__version__", "")]
     key = hashlib.sha256(json.dumps(settings).encode()).hexdigest()[:24]

@@ -11,8 +11,11 @@ import shutil
 from pathlib import Path
 
 import publisher
+from publisher.hub.publish import check_repo_id
+from publisher.hub.session import use_hub_timeouts
 from publisher.runtime.clients import ONNXRUNTIME_WEB, ORT_WEB_WASM, ORT_WEB_WEBGPU
 from publisher.runtime.errors import PublisherError, first_line
+from publisher.runtime.hub_errors import hub_error
 
 # Paths inside the package; each must import without torch (tests/test_space.py checks it).
 # The torch-free runtime the app runs, bundled whole (tests/test_space.py checks that it
@@ -40,7 +43,6 @@ def default_space_dir() -> Path:
 
 def check_model_spec(spec: str) -> str:
     """``ORG/MODEL[@REVISION]``, validated."""
-    from publisher.hub.publish import check_repo_id
 
     repo_id, _, revision = spec.partition("@")
     try:
@@ -142,9 +144,6 @@ def assemble(
 def upload(folder: Path, repo_id: str, model_repo: str, *, private: bool = False) -> str:
     """Create (or reuse) the Space repo and upload ``folder`` as one commit; the commit URL."""
     from huggingface_hub import HfApi
-
-    from publisher.hub.session import use_hub_timeouts
-    from publisher.runtime.hub_errors import hub_error
 
     seconds = use_hub_timeouts()
     api = HfApi()

@@ -15,13 +15,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from publisher.first_audio import MANIFEST_KEY
 from publisher.hub.browser_runs import keep_current, read_browser_report
-from publisher.hub.card import render_card
+from publisher.hub.card import display_columns, render_card
 from publisher.hub.family import MANIFEST_FORMAT, RemoteState, merge
 from publisher.hub.figures import size_speed_figure
 from publisher.hub.repo_files import write_model_files, write_voices
+from publisher.inspect_graph import inspect_model
 from publisher.manifest import PICTURE as SPECTROGRAM
-from publisher.manifest import check_files, file_index, read_checkpoint_files
+from publisher.manifest import check_files, file_index, read_build, read_checkpoint_files
 from publisher.provenance import versions
 from publisher.runtime.artifacts import RepoManifest, VariantEntry
 from publisher.runtime.errors import ChangedFileError, PublisherError
@@ -50,8 +52,6 @@ class Staged:
 
 
 def _params_by_dtype(path: Path) -> tuple[str, dict[str, int]]:
-    from publisher.inspect_graph import inspect_model
-
     totals: dict[str, int] = {}
     for row in inspect_model(path).rows:
         if row.dtype not in ("-", "int64", "bool", "int32") and row.params >= 1000:
@@ -63,7 +63,6 @@ def _params_by_dtype(path: Path) -> tuple[str, dict[str, int]]:
 def variant_entry(folder: Path, m: dict[str, Any]) -> dict[str, Any]:
     """A built variant as the repo manifest records it: everything the card, the Space and a
     later publish need without the build folder (figures as numbers; see card.py)."""
-    from publisher.hub.card import display_columns
 
     model = folder / m["model"]
     fid = m["verification"].get("fidelity", [])
@@ -105,7 +104,6 @@ def variant_entry(folder: Path, m: dict[str, Any]) -> dict[str, Any]:
 
 def _first_audio(m: dict[str, Any]) -> dict[str, Any] | None:
     """``bench --first-audio``'s row of this variant, with the sentence and threads."""
-    from publisher.first_audio import MANIFEST_KEY
 
     run = m.get(MANIFEST_KEY) or {}
     if not run.get("result"):
@@ -139,8 +137,6 @@ def _speech(speech: dict[str, Any]) -> dict[str, Any]:
 
 
 def _tensors(variant_path: Path) -> list[dict[str, str]]:
-    from publisher.inspect_graph import inspect_model
-
     stats = inspect_model(variant_path)
     roles = ["token ids", "style vector", "speed", "real length (tokens + 2)"]
     rows = [
@@ -165,8 +161,6 @@ def _tensors(variant_path: Path) -> list[dict[str, str]]:
 
 
 def _passed_builds(folders: list[Path]) -> list[tuple[Path, dict[str, Any]]]:
-    from publisher.manifest import read_build
-
     manifests = []
     for folder in folders:
         m = read_build(folder)  # every recorded file checked: a changed one is refused

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from publisher.model.kmodel import load_state_strict, new_kmodel
 from publisher.runtime.constants import VOICE_SHAPE
 from publisher.runtime.errors import CheckpointError, first_line
+from publisher.runtime.hub_errors import download_error
 from publisher.workspace import file_sha256  # noqa: F401 - re-exported for the model side
 
 if TYPE_CHECKING:
@@ -146,8 +147,6 @@ def from_path(path: Path, source: str) -> Checkpoint:
 def from_hub(repo_id: str) -> Checkpoint:
     """config.json, the weights and voices/*.pt: from the local cache, else downloaded."""
     from huggingface_hub import snapshot_download
-
-    from publisher.runtime.hub_errors import download_error
 
     source = f"hub:{repo_id}"
     weights_name = HUB_WEIGHTS.get(repo_id, "kokoro-v1_0.pth")

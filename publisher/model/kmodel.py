@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from publisher.runtime.errors import CheckpointError
+from publisher.runtime.synth import Synthesis, padded_ids
 
 if TYPE_CHECKING:
     import numpy as np
     from kokoro.model import KModel
 
-    from publisher.runtime.synth import Synthesis
 
 TOP_LEVEL_MODULES = ("bert", "bert_encoder", "predictor", "text_encoder", "decoder")
 
@@ -142,8 +142,6 @@ def run_torch(model: Any, ids: list[int], style: np.ndarray, speed: float = 1.0)
     """Run upstream Kokoro's KModel on phoneme ids (pads added) with one style row."""
     import numpy as np
     import torch
-
-    from publisher.runtime.synth import Synthesis, padded_ids
 
     with torch.no_grad():
         wave, dur = model.forward_with_tokens(

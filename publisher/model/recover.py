@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from publisher.model.checkpoint import load_pt, validate_voice
+from publisher.model.kmodel import TOP_LEVEL_MODULES
 from publisher.runtime.errors import CheckpointError
 
 if TYPE_CHECKING:
@@ -182,7 +184,6 @@ class _Target:
 
 def recover_state(model: onnx.ModelProto, target_model: Any, computed: set[str]) -> Recovery:
     """Map every constant of ``model`` onto ``target_model``'s parameters (see module doc)."""
-    from publisher.model.kmodel import TOP_LEVEL_MODULES
 
     graph = _Graph(model)
     target = _Target(target_model, TOP_LEVEL_MODULES, computed)
@@ -425,8 +426,6 @@ def _fill_value(key: str, like: Any) -> Any:
 def read_voices(folder: Path, source: str) -> dict[str, np.ndarray]:
     """Voices beside an ONNX file: ``voices.npz`` or ``voices/`` of .bin/.pt/.npy files."""
     import numpy as np
-
-    from publisher.model.checkpoint import load_pt, validate_voice
 
     npz = folder / "voices.npz"
     if npz.is_file():

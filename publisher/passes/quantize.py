@@ -17,7 +17,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from publisher.passes import PassContext, roundtrip
+from publisher.passes import ranges as range_stats
+from publisher.passes.ranges import calibration_ranges, minmax_tensors, overrides
+from publisher.runtime.corpus import load_corpus
 from publisher.runtime.errors import PublisherError
+from publisher.runtime.synth import padded_ids, style_row
 
 if TYPE_CHECKING:
     import onnx
@@ -151,9 +155,6 @@ class CorpusReader:
     """Calibration feeds from the corpus's calibration items (never the evaluation ones)."""
 
     def __init__(self, ctx: PassContext, count: int) -> None:
-        from publisher.runtime.corpus import load_corpus
-        from publisher.runtime.synth import padded_ids, style_row
-
         if not ctx.voices:
             raise PublisherError("static quantization needs the checkpoint's voices")
         vocab = ctx.config["vocab"]
@@ -183,13 +184,12 @@ class CorpusReader:
 def peaks_measure(model: onnx.ModelProto, recipe: Recipe, ctx: PassContext, pass_name: str):
     """``tensors -> {tensor: per-channel peak}`` over the recipe's calibration inputs,
     remembered in ``ctx`` (the twin, passed after the shipped graph, reuses them)."""
-    from publisher.passes.ranges import channel_peaks
 
     count = recipe.precision.quantize.calibration_samples
 
     def measure(tensors: list[str]) -> dict[str, Any]:
         def compute() -> dict[str, Any]:
-            return channel_peaks(model, tensors, CorpusReader(ctx, count).feeds)
+            return range_stats.channel_peaks(model, tensors, CorpusReader(ctx, count).feeds)
 
         return ctx.calibrated((pass_name, count, tuple(tensors)), compute)
 
@@ -217,8 +217,6 @@ def _calibration(model: onnx.ModelProto, q, percentiles: dict[str, float], reade
     quantize_static reads them as its calibration cache and runs no calibration itself."""
     from onnxruntime.quantization.calibrate import CalibrationMethod, TensorsData
 
-    from publisher.passes.ranges import calibration_ranges, minmax_tensors
-
     def measure():
         tensors = minmax_tensors(model, tuple(q.op_types or STATIC_OPS))
         return calibration_ranges(model, percentiles, tensors, reader.feeds)
@@ -236,8 +234,6 @@ def quantize_static_pass(
     inputs: percentile ranges when ``output_percentile``/``input_percentile`` are set, see
     ``passes/ranges.py``)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, quantize_static
-
-    from publisher.passes.ranges import overrides
 
     q = recipe.precision.quantize
     reader = CorpusReader(ctx, q.calibration_samples)

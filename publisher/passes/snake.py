@@ -30,7 +30,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from publisher.passes import PassContext
+from publisher.passes import PassContext, all_graphs
 from publisher.passes.quantize import left_float
 
 if TYPE_CHECKING:
@@ -271,8 +271,6 @@ def splice(model: onnx.ModelProto, emit_at: dict[int, _Writer], removed: set[int
 
 
 def _drop_unused_initializers(model: onnx.ModelProto) -> None:
-    from publisher.passes import all_graphs
-
     used = {i for graph in all_graphs(model.graph) for n in graph.node for i in n.input}
     keep = [t for t in model.graph.initializer if t.name in used]
     del model.graph.initializer[:]

@@ -18,6 +18,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from publisher.conformance.runtimes import runtime_names
 from publisher.runtime.constants import ONNXRUNTIME_FLOORS
 
 LOADER_FIELDS = ("name", "source")  # set by the loader, never written in YAML
@@ -295,8 +296,6 @@ class Gates(_Section):
 
 
 def _known_failures(v: Any) -> dict[str, str]:
-    from publisher.conformance.runtimes import runtime_names
-
     if not isinstance(v, dict):
         raise _fail(f"expected a mapping of runtime name to reason, got {show_value(v)}")
     names = runtime_names()

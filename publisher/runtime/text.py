@@ -21,6 +21,7 @@ from typing import Any
 
 from publisher.runtime.constants import MAX_PHONEMES
 from publisher.runtime.errors import PublisherError
+from publisher.runtime.vocab import packaged_config
 
 ENGLISH = {"en-us": False, "en-gb": True}  # lang -> british
 OTHER_LANGS = ("es", "fr-fr", "hi", "it", "pt-br")  # Kokoro's espeak-only languages
@@ -39,8 +40,6 @@ _SPACE = re.compile(r"\s+")
 
 @functools.lru_cache(maxsize=1)
 def _packaged_vocab() -> dict[str, int]:
-    from publisher.runtime.vocab import packaged_config
-
     return dict(packaged_config()["vocab"])
 
 

@@ -21,8 +21,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from publisher.passes import PASSES
+from publisher.export.cache import cached_entry_ok, store
+from publisher.locations import cache_root
+from publisher.passes import PASSES, PassContext, plan
 from publisher.runtime.errors import PublisherError
+from publisher.runtime.synth import open_session
+from publisher.sensitivity.graph import SWITCHES, conversion, find_candidates, instrument
 from publisher.sensitivity.results import NodeScore, Ranking
 from publisher.sensitivity.scoring import Probe, Scorer, check_score, probes, run_waves
 from publisher.sensitivity.validate import validate as validate_ranking
@@ -54,10 +58,8 @@ def ranked_graph(ckpt: Checkpoint, recipe: Recipe) -> Path:
     import onnx
     import onnxruntime as ort
 
-    from publisher.export.cache import cached_entry_ok, store
+    # lazy: the export side imports torch and kokoro; a cached ranked graph needs neither
     from publisher.export.fp32 import export_fp32
-    from publisher.locations import cache_root
-    from publisher.passes import PassContext, plan
 
     graph = export_fp32(ckpt, recipe, parity=True)
     before = passes_before_precision(recipe)
@@ -93,8 +95,6 @@ def _trials(session: Any, n: int, probe_list: list[Probe], scorer: Scorer) -> li
     """(damage, log-mel) with switch i alone on, for every i; progress every 10 nodes."""
     import numpy as np
 
-    from publisher.sensitivity.graph import SWITCHES
-
     start, scores = time.perf_counter(), []
     switches = np.zeros(n, dtype=np.float32)
     for i in range(n):
@@ -124,9 +124,6 @@ def rank_nodes(
     import numpy as np
     import onnx
     import onnxruntime as ort
-
-    from publisher.runtime.synth import open_session
-    from publisher.sensitivity.graph import SWITCHES, conversion, find_candidates, instrument
 
     check_score(score)
     kind = conversion(recipe)

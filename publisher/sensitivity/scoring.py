@@ -8,7 +8,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from publisher.runtime import speech as speech_tools
+from publisher.runtime.constants import SAMPLE_RATE
 from publisher.runtime.errors import PublisherError
+from publisher.runtime.metrics import (
+    LOG_FLOOR,
+    log_mel_distance,
+    magnitude_spectrogram,
+    mel_filterbank,
+    spectral_correlation,
+)
+from publisher.runtime.synth import padded_ids, style_row
+from publisher.verify.gates import verification_items
 
 if TYPE_CHECKING:
     import numpy as np
@@ -32,9 +43,6 @@ class Probe:
 def probes(ckpt: Checkpoint, items: Sequence[str] | None = None) -> list[Probe]:
     """Feeds for the chosen corpus items (default: ``DEFAULT_ITEMS``)."""
     import numpy as np
-
-    from publisher.runtime.synth import padded_ids, style_row
-    from publisher.verify.gates import verification_items
 
     wanted = list(items or DEFAULT_ITEMS)
     known = {it.id: it for it in verification_items(ckpt)}
@@ -69,11 +77,8 @@ def check_score(score: str) -> None:
     """One line when ``score`` is unknown or its optional tools are not installed."""
     if score not in SCORES:
         raise PublisherError(f"unknown sensitivity score {score!r}; use one of {SCORES}")
-    if score == "dnsmos":
-        from publisher.runtime.speech import missing_tools
-
-        if missing := missing_tools():
-            raise PublisherError(f"--score dnsmos: {missing}")
+    if score == "dnsmos" and (missing := speech_tools.missing_tools()):
+        raise PublisherError(f"--score dnsmos: {missing}")
 
 
 class Scorer:
@@ -86,8 +91,6 @@ class Scorer:
     log-mel distance stays. Needs the ``[quality]`` extra."""
 
     def __init__(self, refs: list[np.ndarray], score: str = "spectral") -> None:
-        from publisher.runtime.metrics import mel_filterbank
-
         check_score(score)
         self.refs = refs
         self.kind = score
@@ -97,15 +100,10 @@ class Scorer:
 
     @staticmethod
     def _mos(wave: np.ndarray) -> float:
-        from publisher.runtime.constants import SAMPLE_RATE
-        from publisher.runtime.speech import dnsmos
-
-        return dnsmos(wave, SAMPLE_RATE)["overall"]
+        return speech_tools.dnsmos(wave, SAMPLE_RATE)["overall"]
 
     def _features(self, wave: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
         import numpy as np
-
-        from publisher.runtime.metrics import LOG_FLOOR, magnitude_spectrogram
 
         spec = magnitude_spectrogram(wave)
         flat = spec.ravel() - spec.mean()
@@ -113,8 +111,6 @@ class Scorer:
 
     def score(self, waves: list[np.ndarray]) -> tuple[float, float]:
         import numpy as np
-
-        from publisher.runtime.metrics import log_mel_distance, spectral_correlation
 
         corr, mel = [], []
         for ref, (a, aa, ma), wave in zip(self.refs, self.cached, waves, strict=True):

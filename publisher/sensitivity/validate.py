@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from publisher.passes.quantize import quantize_dynamic_file, quiet_quantizer, weight_type
+from publisher.runtime.synth import open_session
+from publisher.sensitivity.scoring import run_waves
 
 log = logging.getLogger(__name__)
 
@@ -104,8 +106,6 @@ def real_damage(
     workdir: Path,
 ) -> dict[str, Any]:
     """Quantize ``nodes`` for real, open a new session, score it against the references."""
-    from publisher.runtime.synth import open_session
-    from publisher.sensitivity.scoring import run_waves
 
     start = time.perf_counter()
     ops = {r.node: r.op_type for r in ranking.rows}

@@ -16,24 +16,32 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from publisher.export.bucket.shape import ANCHOR_SAMPLES_PER_FRAME, bucket_metadata, bucket_shape
+from publisher.export.cache import recorded_sha256
+from publisher.export.parity import parity_mode
 from publisher.manifest import PICTURE, REPORT
+from publisher.model import kmodel
 from publisher.progress import progress
+from publisher.runtime import synth
 from publisher.runtime.artifacts import Gate
-from publisher.runtime.constants import SAME_AUDIO_MATCH
+from publisher.runtime.constants import SAME_AUDIO_MATCH, SAMPLES_PER_FRAME
+from publisher.runtime.corpus import load_corpus
 from publisher.runtime.errors import PublisherError, ShapeMismatchError, VerificationError
 from publisher.runtime.metrics import (
     aligned_spectra,
     common_spectra,
     correlation,
     duration_agreement,
+    log_mel,
     log_mel_distance,
     snr_db,
     spectra_log_mel_distance,
     spectral_correlation,
 )
-from publisher.runtime.synth import Synthesis
+from publisher.runtime.synth import Synthesis, open_session, style_row
 from publisher.verify import store
 from publisher.verify.listen import SPEECH_OFF, listen, report_lines, speech_gates
+from publisher.verify.worker import ModelWorker
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +119,6 @@ def probe_ids(ckpt: Checkpoint, tokens: int) -> list[int]:
 
 def verification_items(ckpt: Checkpoint, max_phonemes: int | None = None) -> list[Item]:
     """The shipped evaluation corpus plus fixed-length probes, voices from the checkpoint."""
-    from publisher.runtime.corpus import load_corpus
 
     vocab = ckpt.config["vocab"]
     items = []
@@ -142,15 +149,12 @@ def bucket_probes(ckpt: Checkpoint, bucket: int) -> list[Item]:
 def _bucket_settings(recipe: Recipe):
     if not recipe.is_bucket:
         return None
-    from publisher.export.bucket.shape import bucket_shape
 
     return bucket_shape(recipe)
 
 
 def _bucket_row(item: Item, ref, outs: list) -> dict[str, Any]:
     """Content and tail facts of one bucket output (parity graph and twin)."""
-    from publisher.export.bucket.shape import ANCHOR_SAMPLES_PER_FRAME
-    from publisher.runtime.constants import SAMPLES_PER_FRAME
 
     frames = int(ref.durations.sum())
     return {
@@ -167,8 +171,6 @@ def _bucket_row(item: Item, ref, outs: list) -> dict[str, Any]:
 
 
 def _style(ckpt: Checkpoint, item: Item) -> np.ndarray:
-    from publisher.runtime.synth import style_row
-
     return style_row(ckpt.voices[item.voice], len(item.ids))
 
 
@@ -203,7 +205,6 @@ def _fidelity(item: Item, ref, out) -> FidelityResult:
     0.998 frame-aligned vs 0.738 token-aligned on synthetic:tiny fp16 with 3 of 463
     tokens one frame shorter). Equal durations make the two the same; real damage
     lowers both."""
-    from publisher.runtime.constants import SAMPLES_PER_FRAME
 
     d = duration_agreement(ref.durations, out.durations)
     plain = common_spectra(ref.waveform, out.waveform)
@@ -240,17 +241,16 @@ def check_parity(
     ckpt: Checkpoint, model: Any, graph: Path, tokens: tuple[int, ...] = PROBE_TOKENS
 ) -> list[ParityResult]:
     """Parity of a parity-mode graph on fixed-length probes (a quick check for tests)."""
-    from publisher.export.parity import parity_mode
-    from publisher.model.kmodel import run_torch
-    from publisher.runtime.synth import open_session, run_onnx
 
     session = open_session(graph)
     results = []
     for n in tokens:
         item = Item(f"probe-{n}", tuple(probe_ids(ckpt, n)), ckpt.sample_voice, 1.0)
         with parity_mode(model):
-            ref = run_torch(model, list(item.ids), _style(ckpt, item))
-        results.append(_parity(item, ref, run_onnx(session, list(item.ids), _style(ckpt, item))))
+            ref = kmodel.run_torch(model, list(item.ids), _style(ckpt, item))
+        results.append(
+            _parity(item, ref, synth.run_onnx(session, list(item.ids), _style(ckpt, item)))
+        )
     return results
 
 
@@ -262,16 +262,13 @@ def torch_reference(
     arrays come back read-only, so no caller can change what the next one reads."""
     import json
 
-    from publisher.export.parity import parity_mode
-    from publisher.model.kmodel import run_torch
-
     config = json.dumps(ckpt.config, sort_keys=True, default=str)
     key = (ckpt.sha256, config, item.ids, item.speed, style.tobytes(), voiced)
     if key not in _REFERENCES:
 
         def compute() -> dict[str, np.ndarray]:
             with parity_mode(model, voiced=voiced):
-                out = run_torch(model, list(item.ids), style, item.speed)
+                out = kmodel.run_torch(model, list(item.ids), style, item.speed)
             return {"waveform": out.waveform, "durations": out.durations}
 
         mode = "deterministic-voiced" if voiced else "deterministic-noise"
@@ -294,18 +291,14 @@ class StoredRuns:
     opens on first need."""
 
     def __init__(self, ckpt: Checkpoint, graph: Path) -> None:
-        from publisher.export.cache import recorded_sha256
-
         self.ckpt, self.graph = ckpt, graph
         self.sha256 = recorded_sha256(graph) or computation_sha256(graph)
         self._session: Any = None
 
     def _run(self, item: Item, style: np.ndarray) -> Synthesis:
-        from publisher.runtime.synth import open_session, run_onnx
-
         if self._session is None:
             self._session = open_session(self.graph)
-        return run_onnx(self._session, list(item.ids), style, item.speed)
+        return synth.run_onnx(self._session, list(item.ids), style, item.speed)
 
     def run(self, item: Item, style: np.ndarray) -> Synthesis:
         import numpy as np
@@ -359,7 +352,6 @@ def evaluate(
     sample; ``twin_graph``: the variant's voiced deterministic twin (the fp32 voiced
     export when no pass changes numbers), whose fidelity is measured against torch in the
     same mode. Returns the report dict (gates not enforced)."""
-    from publisher.verify.worker import ModelWorker
 
     parity_runs, twin_runs = StoredRuns(ckpt, parity_graph), StoredRuns(ckpt, twin_graph)
     parity, fidelity, refs, outs = [], [], {}, {}
@@ -412,8 +404,6 @@ def evaluate(
     pic_item = max(used[: max(1, len(used) // 2)], key=lambda i: len(i.ids))
     bucket_report = None
     if bucket:
-        from publisher.export.bucket.shape import bucket_metadata
-
         bucket_report = {
             "bucket": bucket.bucket,
             "frames": bucket.frames,
@@ -679,8 +669,6 @@ def spectrogram_picture(ref: np.ndarray, test: np.ndarray, path: Path, title: st
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from publisher.runtime.metrics import log_mel
 
     n = min(ref.size, test.size)
     a, b = log_mel(ref[:n]).T, log_mel(test[:n]).T

@@ -19,6 +19,14 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from publisher.progress import progress
+from publisher.runtime import speech as speech_tools
+from publisher.runtime.constants import SAMPLE_RATE
+from publisher.runtime.corpus import load_corpus
+from publisher.runtime.speech import corpus_wer
+from publisher.runtime.synth import style_row
+from publisher.verify import speaker, store
+from publisher.verify.speaker import similarity
+from publisher.verify.worker import ModelWorker
 
 log = logging.getLogger(__name__)
 
@@ -31,19 +39,14 @@ SPEECH_OFF = {"ran": False, "skipped": "speech gates switched off (--no-speech-g
 
 def skip_reason(ckpt: Checkpoint) -> str | None:
     """Why the speech gates cannot run for this checkpoint here, or None."""
-    from publisher.runtime.speech import missing_tools
 
     if ckpt.synthetic:
         return "synthetic weights do not speak: WER and DNSMOS gates skipped"
-    return missing_tools()
+    return speech_tools.missing_tools()
 
 
 def listen(ckpt: Checkpoint, model: Any, graph: str) -> dict[str, Any]:
     """Speak the speech set with upstream torch and ``graph``; WER and DNSMOS of both."""
-    from publisher.runtime.constants import SAMPLE_RATE
-    from publisher.runtime.corpus import load_corpus
-    from publisher.runtime.synth import style_row
-    from publisher.verify.worker import ModelWorker
 
     reason = skip_reason(ckpt)
     if reason:
@@ -81,20 +84,16 @@ def reference_scores(ckpt, model, ids, style, speed: float, seed: int) -> dict[s
     """Upstream torch's rendering of one sentence (random source seeded with ``seed``) as
     the gates read it: what the recognizer heard, DNSMOS, the speaker vector. Kept in the
     reference store: a later build of the same checkpoint runs no torch and no scorer."""
-    from publisher.runtime.constants import SAMPLE_RATE
-    from publisher.runtime.speech import dnsmos, recognize
-    from publisher.verify import store
-    from publisher.verify.speaker import embedding
 
     def compute() -> dict[str, Any]:
         import numpy as np
 
         wave = store.seeded_torch(ckpt, model, ids, speed, style, seed).waveform
-        mos = dnsmos(wave, SAMPLE_RATE)
+        mos = speech_tools.dnsmos(wave, SAMPLE_RATE)
         return {
-            "heard": np.array(recognize(wave, SAMPLE_RATE)),
+            "heard": np.array(speech_tools.recognize(wave, SAMPLE_RATE)),
             "dnsmos": np.array([mos[k] for k in DNSMOS_KEYS], dtype=np.float64),
-            "embedding": embedding(wave, SAMPLE_RATE),
+            "embedding": speaker.embedding(wave, SAMPLE_RATE),
         }
 
     scorers = store.versions(*SCORERS)
@@ -108,25 +107,21 @@ def reference_scores(ckpt, model, ids, style, speed: float, seed: int) -> dict[s
 
 
 def _row(item, reference: dict[str, Any], variant, sample_rate: int) -> dict[str, Any]:
-    from publisher.runtime.speech import dnsmos, recognize
-    from publisher.verify.speaker import embedding, similarity
-
-    same_speaker = similarity(reference["embedding"], embedding(variant, sample_rate))
+    same_speaker = similarity(reference["embedding"], speaker.embedding(variant, sample_rate))
     return {
         "item": item.id,
         "voice": item.voice,
         "text": item.text,
         "reference_heard": reference["heard"],
-        "variant_heard": recognize(variant, sample_rate),
+        "variant_heard": speech_tools.recognize(variant, sample_rate),
         "reference_dnsmos": reference["dnsmos"],
-        "variant_dnsmos": dnsmos(variant, sample_rate),
+        "variant_dnsmos": speech_tools.dnsmos(variant, sample_rate),
         "speaker_similarity": same_speaker,
     }
 
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Set-level WER and mean DNSMOS of the reference and the variant."""
-    from publisher.runtime.speech import corpus_wer
 
     texts = [r["text"] for r in rows]
     out: dict[str, Any] = {

@@ -22,7 +22,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from publisher.export.cache import cached_entry_ok, store
 from publisher.locations import cache_root
+from publisher.model import kmodel
+from publisher.runtime.synth import Synthesis
 
 if TYPE_CHECKING:
     import numpy as np
@@ -72,8 +75,6 @@ def load(k: str) -> dict[str, np.ndarray] | None:
     """The stored arrays of ``k`` (read-only), or None when absent or damaged."""
     import numpy as np
 
-    from publisher.export.cache import cached_entry_ok
-
     path = _path(k)
     if not cached_entry_ok(path, what="reference store entry"):
         return None
@@ -90,8 +91,6 @@ def load(k: str) -> dict[str, np.ndarray] | None:
 def save(k: str, arrays: dict[str, np.ndarray]) -> None:
     """Store ``arrays`` under ``k``; a full or read-only cache only skips the store."""
     import numpy as np
-
-    from publisher.export.cache import store
 
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as fh:
@@ -116,12 +115,9 @@ def seeded_torch(ckpt: Checkpoint, model: Any, ids, speed: float, style: np.ndar
     """Upstream Kokoro with its random source on, seeded (so the run can be stored)."""
     import torch
 
-    from publisher.model.kmodel import run_torch
-    from publisher.runtime.synth import Synthesis
-
     def compute() -> dict[str, np.ndarray]:
         torch.manual_seed(seed)
-        out = run_torch(model, list(ids), style, speed)
+        out = kmodel.run_torch(model, list(ids), style, speed)
         return {"waveform": out.waveform, "durations": out.durations}
 
     arrays = remembered(key(ckpt, ids, speed, style, "random", seed=seed), compute)

@@ -15,12 +15,14 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from publisher.model import kmodel, sources
+from publisher.runtime import synth
+from publisher.runtime.constants import SAMPLE_RATE
 from publisher.runtime.errors import PublisherError, first_line
+from publisher.runtime.synth import Synthesis, open_session, stream
 
 if TYPE_CHECKING:
     import numpy as np
-
-    from publisher.runtime.synth import Synthesis
 
 
 @dataclass(frozen=True)
@@ -36,9 +38,6 @@ class StreamTiming:
 
 
 def _stream_timing(session: Any, ids: list[int], style: Any, speed: float) -> StreamTiming:
-    from publisher.runtime.constants import SAMPLE_RATE
-    from publisher.runtime.synth import stream
-
     t0 = time.perf_counter()
     chunks, first, samples = 0, None, 0
     for chunk in stream(session, ids, style, speed):
@@ -79,24 +78,18 @@ def _peak_rss_mib() -> float:
 
 def _open(kind: str, target: str, threads: int) -> Any:
     if kind == "onnx":
-        from publisher.runtime.synth import open_session
-
         return open_session(target, threads=threads)
     import torch
 
-    from publisher.model.sources import open_checkpoint
-
     if threads:
         torch.set_num_threads(threads)
-    return open_checkpoint(target).build_model()
+    return sources.open_checkpoint(target).build_model()
 
 
 def _serve(conn: Any, kind: str, target: str, threads: int) -> None:
     import os
 
     os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
-    from publisher.model.kmodel import run_torch
-    from publisher.runtime.synth import run_onnx
 
     start = time.perf_counter()
     try:
@@ -105,7 +98,7 @@ def _serve(conn: Any, kind: str, target: str, threads: int) -> None:
         conn.send(("error", f"{type(exc).__name__}: {exc}".splitlines()[0]))
         return
     conn.send(("ready", time.perf_counter() - start))
-    run = run_onnx if kind == "onnx" else run_torch
+    run = synth.run_onnx if kind == "onnx" else kmodel.run_torch
     while True:
         try:
             msg = conn.recv()
@@ -158,8 +151,6 @@ class ModelWorker:
             raise VariantCrashed(f"{self.label}: the runtime crashed ({how})") from None
 
     def run(self, ids: list[int], style: np.ndarray, speed: float = 1.0) -> tuple[Synthesis, float]:
-        from publisher.runtime.synth import Synthesis
-
         self._conn.send(("run", list(ids), style, float(speed)))
         reply = self._recv()
         if reply[0] == "error":
