@@ -30,11 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from publisher.conformance.envs import MARK, envs_root
-from publisher.export.cache import recorded_sha256
 from publisher.locations import cache_root
 from publisher.model import recovered
 from publisher.runtime.errors import PublisherError
-from publisher.workspace import file_sha256
+from publisher.workspace import file_sha256, recorded_sha256
 
 AREAS = ("exports", "sensitivity", "lexicons", "references", "recovered", "envs")
 _RECORDED = {

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from publisher.manifest import MANIFEST
+from publisher.manifest import FIRST_AUDIO_KEY, MANIFEST
 from publisher.progress import progress
 from publisher.runtime.errors import PublisherError
 from publisher.verify.worker import ModelWorker
@@ -30,7 +30,6 @@ if TYPE_CHECKING:
     from publisher.bench import Target
 
 SENTENCE_ID = "speech-13"  # corpus: "The source of the huge river is the clear spring."
-MANIFEST_KEY = "first_audio"  # a build folder's manifest.json gets its row under this key
 
 
 @dataclass
@@ -171,6 +170,6 @@ def write_outputs(
         if t.folder is None or r is None or not r.runs:
             continue
         manifest = json.loads((t.folder / MANIFEST).read_text())
-        manifest[MANIFEST_KEY] = {"settings": settings, "result": asdict(r)}
+        manifest[FIRST_AUDIO_KEY] = {"settings": settings, "result": asdict(r)}
         write_json_atomic(t.folder / MANIFEST, manifest)
     return paths

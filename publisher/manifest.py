@@ -26,6 +26,7 @@ RESOLVED_RECIPE = "recipe.json"  # the recipe after `extends`
 REPORT = "verify.md"  # verification report
 PICTURE = "verify_spectrogram.png"  # its spectrogram picture
 REPORT_FILES = (REPORT, PICTURE)  # what `publisher verify` rewrites
+FIRST_AUDIO_KEY = "first_audio"  # manifest.json key of `bench --first-audio`'s row
 # what staging needs from the checkpoint, so stage and publish never open one (nor torch)
 CHECKPOINT_CONFIG = "checkpoint/config.json"  # the checkpoint's config: vocab, sizes
 CHECKPOINT_VOICES = "checkpoint/voices.npz"  # its voice packs, one array per voice

@@ -14,15 +14,18 @@ import contextlib
 import errno
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from publisher.runtime.errors import PublisherError
+
+log = logging.getLogger(__name__)
 
 _LEFTOVER = re.compile(r"^\..+\.(?P<pid>\d+)\.(?:[^.]+\.partial|tmp)$")
 MiB = 2**20
@@ -167,3 +170,45 @@ def file_sha256(path: Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+# ---------------------------------------------------------------- hash-recorded cache entries
+def store(target: Path, write: Callable[[Path], None]) -> None:
+    """Write a cache entry atomically (``write`` fills a scratch path) and record its sha256."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    sweep(target.parent)  # a killed export's half-written file
+    with atomic_path(target) as tmp:
+        write(tmp)
+        digest = file_sha256(tmp)
+    write_text_atomic(_digest_path(target), digest + "\n")
+
+
+def _digest_path(target: Path) -> Path:
+    return target.with_name(target.name + ".sha256")
+
+
+def recorded_sha256(target: Path) -> str | None:
+    """The sha256 recorded when the entry was written (None when there is none)."""
+    try:
+        return _digest_path(target).read_text(encoding="ascii").strip() or None
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def cached_entry_ok(target: Path, what: str = "export cache entry") -> bool:
+    """Whether the cached graph is whole: its sha256, recorded when it was written,
+    still matches. A damaged or unrecorded entry is named in one line and rebuilt."""
+    if not target.is_file():
+        return False
+    recorded = recorded_sha256(target)
+    try:
+        if recorded and file_sha256(target) == recorded:
+            return True
+    except OSError:
+        pass
+    log.warning(
+        "%s %s: no recorded sha256, or it does not match (damaged or incomplete); rebuilding it",
+        what,
+        target,
+    )
+    return False

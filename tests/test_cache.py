@@ -13,9 +13,9 @@ import torch
 from click.testing import CliRunner
 
 from publisher.cli import main
-from publisher.export.cache import store
 from publisher.model.checkpoint import state_sha256
 from publisher.model.recovered import STATE_RECORD
+from publisher.workspace import store
 
 DAY = 86400
 

@@ -9,10 +9,11 @@ from typing import TYPE_CHECKING
 
 from publisher.export import dynamic as dynamic_export
 from publisher.export.bucket.shape import bucket_shape
-from publisher.export.cache import cached_entry_ok, export_key, store
+from publisher.export.cache import export_key
 from publisher.export.stft import exact_stft
 from publisher.export.torchscript import check_graph
 from publisher.locations import cache_root
+from publisher.workspace import cached_entry_ok, store
 
 if TYPE_CHECKING:
     from publisher.model.checkpoint import Checkpoint

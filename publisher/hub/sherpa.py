@@ -24,12 +24,12 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from publisher.export.cache import cached_entry_ok, store
 from publisher.hub.repo_files import check_voices
 from publisher.locations import cache_root
 from publisher.runtime.clients import SHERPA_LEXICONS
 from publisher.runtime.constants import SAMPLE_RATE, VOICE_SHAPE
 from publisher.runtime.errors import PublisherError
+from publisher.workspace import cached_entry_ok, store
 
 if TYPE_CHECKING:
     import numpy as np

@@ -15,15 +15,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from publisher.first_audio import MANIFEST_KEY
 from publisher.hub.browser_runs import keep_current, read_browser_report
 from publisher.hub.card import display_columns, render_card
 from publisher.hub.family import MANIFEST_FORMAT, RemoteState, merge
 from publisher.hub.figures import size_speed_figure
 from publisher.hub.repo_files import write_model_files, write_voices
 from publisher.inspect_graph import inspect_model
+from publisher.manifest import (
+    FIRST_AUDIO_KEY,
+    check_files,
+    file_index,
+    read_build,
+    read_checkpoint_files,
+)
 from publisher.manifest import PICTURE as SPECTROGRAM
-from publisher.manifest import check_files, file_index, read_build, read_checkpoint_files
 from publisher.provenance import versions
 from publisher.runtime.artifacts import RepoManifest, VariantEntry
 from publisher.runtime.errors import ChangedFileError, PublisherError
@@ -105,7 +110,7 @@ def variant_entry(folder: Path, m: dict[str, Any]) -> dict[str, Any]:
 def _first_audio(m: dict[str, Any]) -> dict[str, Any] | None:
     """``bench --first-audio``'s row of this variant, with the sentence and threads."""
 
-    run = m.get(MANIFEST_KEY) or {}
+    run = m.get(FIRST_AUDIO_KEY) or {}
     if not run.get("result"):
         return None
     settings = run.get("settings") or {}

@@ -13,7 +13,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from publisher.locations import shipped_dir
-from publisher.passes import check_recipe
+from publisher.recipe.passes import check_recipe
 from publisher.recipe.schema import LOADER_FIELDS, Recipe, kind_of, show_value, shown_path
 from publisher.runtime.errors import RecipeError
 
@@ -246,7 +246,7 @@ def load_recipe(name_or_path: str | Path, recipes_dir: Path | None = None) -> Re
         recipe = Recipe.model_validate({**data, "name": path.stem, "source": path.resolve()})
     except ValidationError as exc:
         raise RecipeError(_first_error(exc, data, origins, path)) from None
-    if problem := check_recipe(recipe):  # each listed pass's own check (publisher.passes)
+    if problem := check_recipe(recipe):  # each listed pass's own check (recipe/passes.py)
         where, msg = problem
         file = origins.get(tuple(where.split(".")), origins.get(("passes",), path))
         raise RecipeError(f"{shown_path(file)}: {where}: {msg}")

@@ -21,7 +21,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from publisher.export.cache import cached_entry_ok, store
 from publisher.locations import cache_root
 from publisher.passes import PASSES, PassContext, plan
 from publisher.runtime.errors import PublisherError
@@ -30,6 +29,7 @@ from publisher.sensitivity.graph import SWITCHES, conversion, find_candidates, i
 from publisher.sensitivity.results import NodeScore, Ranking
 from publisher.sensitivity.scoring import Probe, Scorer, check_score, probes, run_waves
 from publisher.sensitivity.validate import validate as validate_ranking
+from publisher.workspace import cached_entry_ok, store
 
 if TYPE_CHECKING:
     from publisher.model.checkpoint import Checkpoint

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from publisher.export.bucket.shape import ANCHOR_SAMPLES_PER_FRAME, bucket_metadata, bucket_shape
-from publisher.export.cache import recorded_sha256
 from publisher.export.parity import parity_mode
 from publisher.manifest import PICTURE, REPORT
 from publisher.model import kmodel
@@ -42,6 +41,7 @@ from publisher.runtime.synth import Synthesis, open_session, style_row
 from publisher.verify import store
 from publisher.verify.listen import SPEECH_OFF, listen, report_lines, speech_gates
 from publisher.verify.worker import ModelWorker
+from publisher.workspace import recorded_sha256
 
 log = logging.getLogger(__name__)
 

@@ -22,10 +22,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from publisher.export.cache import cached_entry_ok, store
 from publisher.locations import cache_root
 from publisher.model import kmodel
 from publisher.runtime.synth import Synthesis
+from publisher.workspace import cached_entry_ok, store
 
 if TYPE_CHECKING:
     import numpy as np
