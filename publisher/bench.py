@@ -22,7 +22,7 @@ from publisher.model import sources as checkpoint_sources
 from publisher.progress import progress
 from publisher.runtime.constants import SAMPLE_RATE
 from publisher.runtime.corpus import load_corpus
-from publisher.runtime.errors import PublisherError
+from publisher.runtime.errors import InputError, PublisherError, RunError
 from publisher.runtime.synth import style_row
 from publisher.verify.gates import verification_items
 from publisher.verify.listen import listen as hear
@@ -108,7 +108,7 @@ def external_targets(files: list[Path], ckpt, *, listen: bool) -> list[Target]:
     their WER and DNSMOS are measured on the speech set against upstream torch."""
     for path in files:  # every file checked before minutes of listening
         if not path.is_file():
-            raise PublisherError(f"{path}: no such file; give the path of an .onnx model")
+            raise InputError(f"{path}: no such file; give the path of an .onnx model")
     targets, model = [], ckpt.build_model() if listen and files else None
     for path in files:
         t = Target(path.name, str(path), path.stat().st_size)
@@ -143,7 +143,7 @@ def run_bench(
     """Measure every target on every item; ``style_of(item)`` gives its style row."""
 
     if not targets:
-        raise PublisherError("nothing to benchmark: give --recipe NAME or built folders")
+        raise InputError("nothing to benchmark: give --recipe NAME or built folders")
     workers, results = {}, {}
     try:
         for t in targets:
@@ -166,7 +166,7 @@ def run_bench(
             )
         if not workers:
             failed = "; ".join(f"{r.label}: {r.error}" for r in results.values())
-            raise PublisherError(f"no model could be loaded, nothing to time ({failed})")
+            raise RunError(f"no model could be loaded, nothing to time ({failed})")
         times: dict[str, dict[str, list[float]]] = {label: {} for label in workers}
         audio: dict[str, float] = {}
         order = list(workers)
@@ -330,10 +330,10 @@ def benchmark(
     ``external`` ONNX files, heard on the speech set when ``listen``)."""
 
     if not folders:
-        raise PublisherError("nothing to benchmark: give --recipe NAME or built folders")
+        raise InputError("nothing to benchmark: give --recipe NAME or built folders")
     sources = {read_manifest(f)["checkpoint"]["sha256"] for f in folders}
     if len(sources) > 1:
-        raise PublisherError("these builds come from different checkpoints; bench one at a time")
+        raise InputError("these builds come from different checkpoints; bench one at a time")
     ckpt = checkpoint_sources.open_checkpoint(read_manifest(folders[0])["checkpoint"]["source"])
     items = verification_items(ckpt, max_phonemes=max_phonemes)
     targets = targets_from_builds(folders)

@@ -30,7 +30,7 @@ from publisher.passes import FINAL_PASSES, PassContext, plan, run_passes
 from publisher.provenance import StepTimer, host, publisher_version, versions
 from publisher.recipe.loader import recipe_hash
 from publisher.runtime.constants import SAMPLE_RATE
-from publisher.runtime.errors import PublisherError
+from publisher.runtime.errors import InputError, PublisherError
 from publisher.verify.gates import (
     bucket_probes,
     enforce_gates,
@@ -290,7 +290,7 @@ def check_target(final: Path) -> None:
     leftovers of killed runs beside it are swept."""
     check_writable_folder(final.parent, "--out")
     if (final.exists() or final.is_symlink()) and (not final.is_dir() or final.is_symlink()):
-        raise PublisherError(f"{final} exists and is not a folder; remove it or pick another --out")
+        raise InputError(f"{final} exists and is not a folder; remove it or pick another --out")
     final.parent.mkdir(parents=True, exist_ok=True)
     sweep(final.parent)
 
@@ -346,7 +346,7 @@ def verify_built(
     timer = StepTimer(total=5)
     p = prepare(recipe, checkpoint or manifest["checkpoint"]["source"], timer)
     if p.ckpt.sha256 != manifest["checkpoint"]["sha256"]:
-        raise PublisherError(
+        raise InputError(
             f"{folder}: built from checkpoint {manifest['checkpoint']['sha256'][:12]}"
             f", but {p.ckpt.source} is {p.ckpt.sha256[:12]}; pass --checkpoint"
         )

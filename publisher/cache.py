@@ -32,7 +32,7 @@ from pathlib import Path
 from publisher.conformance.envs import MARK, envs_root
 from publisher.locations import cache_root
 from publisher.model import recovered
-from publisher.runtime.errors import PublisherError
+from publisher.runtime.errors import InputError
 from publisher.workspace import file_sha256, recorded_sha256
 
 AREAS = ("exports", "sensitivity", "lexicons", "references", "recovered", "envs")
@@ -172,7 +172,7 @@ def parse_age(text: str) -> float:
     """``30m``, ``12h``, ``7d``, ``2w`` (or plain seconds) -> seconds."""
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", text)
     if not match:
-        raise PublisherError(
+        raise InputError(
             f"--older-than {text!r}: expected a number and a unit, like 30m, 12h, 7d or 2w"
         )
     return float(match.group(1)) * _UNITS[match.group(2) or "s"]

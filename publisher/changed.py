@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from publisher.runtime.errors import PublisherError
+from publisher.runtime.errors import InputError, PublisherError
 
 RECIPES = "recipes"
 CODE_PREFIXES = ("publisher/",)
@@ -86,10 +86,10 @@ def _git(repo_root: Path, *args: str, input: bytes | None = None) -> bytes:
             check=False,
         )
     except FileNotFoundError:
-        raise PublisherError("git not found on PATH; it is needed to compare revisions") from None
+        raise InputError("git not found on PATH; it is needed to compare revisions") from None
     if proc.returncode != 0:
         message = " ".join(proc.stderr.decode("utf-8", "replace").split()) or "failed"
-        raise PublisherError(f"git {args[0]}: {message}")
+        raise InputError(f"git {args[0]}: {message}")
     return proc.stdout
 
 
@@ -99,21 +99,21 @@ def repo_toplevel(cwd: Path | None = None) -> Path:
     try:
         out = _git(where, "rev-parse", "--show-toplevel")
     except PublisherError:
-        raise PublisherError(f"{where}: not inside a git work tree") from None
+        raise InputError(f"{where}: not inside a git work tree") from None
     return Path(out.decode().strip())
 
 
 def _commit(repo_root: Path, rev: str, what: str) -> str:
     """The full commit id for ``rev``; a one-line PublisherError naming it when unknown."""
     if not rev or rev.startswith("-"):
-        raise PublisherError(f"{what} {rev!r}: not a revision")
+        raise InputError(f"{what} {rev!r}: not a revision")
     proc = subprocess.run(
         ["git", "-C", str(repo_root), "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"],
         capture_output=True,
         check=False,
     )
     if proc.returncode != 0:
-        raise PublisherError(f"{what} {rev!r}: unknown revision (is the history fetched?)")
+        raise InputError(f"{what} {rev!r}: unknown revision (is the history fetched?)")
     return proc.stdout.decode().strip()
 
 

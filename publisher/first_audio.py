@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from publisher.manifest import FIRST_AUDIO_KEY, MANIFEST
 from publisher.progress import progress
-from publisher.runtime.errors import PublisherError
+from publisher.runtime.errors import InputError, PublisherError
 from publisher.verify.worker import ModelWorker
 from publisher.workspace import write_json_atomic
 
@@ -58,7 +58,7 @@ def run_first_audio(
 
     onnx = [t for t in targets if not t.target.startswith("torch:")]
     if not onnx:
-        raise PublisherError("first audio: no ONNX model to time (torch does not stream)")
+        raise InputError("first audio: no ONNX model to time (torch does not stream)")
     results = {t.label: FirstAudio(t.label) for t in onnx}
     workers: dict[str, ModelWorker] = {}
     runs: dict[str, list[tuple[float, float]]] = {t.label: [] for t in onnx}

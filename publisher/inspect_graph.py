@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from publisher.runtime.errors import PublisherError, first_line
+from publisher.runtime.errors import InputError, first_line
 
 NO_WEIGHTS = "-"
 UNUSED = "(unused)"
@@ -183,9 +183,9 @@ def _load(path: Path) -> Any:
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # protobuf DecodeError, OSError, ...: report one line
-        raise PublisherError(f"{path}: not an ONNX model ({first_line(exc)})") from None
+        raise InputError(f"{path}: not an ONNX model ({first_line(exc)})") from None
     if not model.HasField("graph"):
-        raise PublisherError(f"{path}: not an ONNX model (no graph)")
+        raise InputError(f"{path}: not an ONNX model (no graph)")
     return model
 
 

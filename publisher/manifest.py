@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from publisher import workspace
 from publisher.runtime.artifacts import BuildManifest, first_error
-from publisher.runtime.errors import ChangedFileError, PublisherError
+from publisher.runtime.errors import ChangedFileError, InputError
 
 # the files of a build folder besides its model (and sherpa-onnx bundle)
 MANIFEST = "manifest.json"  # what was built, how, and every other file's sha256
@@ -38,17 +38,17 @@ def read_manifest(folder: Path) -> dict[str, Any]:
     naming the first wrong field, never a KeyError later)."""
     path = folder / MANIFEST
     if not path.is_file():
-        raise PublisherError(
+        raise InputError(
             f"{folder}: no {MANIFEST}; build it first with `publisher build --recipe {folder.name}`"
         )
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         BuildManifest.model_validate(data)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise PublisherError(f"{path}: not valid JSON ({exc}); rebuild it") from None
+        raise InputError(f"{path}: not valid JSON ({exc}); rebuild it") from None
     except ValidationError as exc:
         why = first_error(exc)
-        raise PublisherError(f"{path}: not a build manifest ({why}); rebuild it") from None
+        raise InputError(f"{path}: not a build manifest ({why}); rebuild it") from None
     return data
 
 
@@ -113,7 +113,7 @@ def read_checkpoint_files(folder: Path) -> tuple[dict[str, Any], dict[str, Any]]
     import numpy as np
 
     if not (folder / CHECKPOINT_CONFIG).is_file() or not (folder / CHECKPOINT_VOICES).is_file():
-        raise PublisherError(
+        raise InputError(
             f"{folder}: built before build folders carried the checkpoint's config and voices; "
             f"rebuild it (publisher build --recipe {folder.name})"
         )

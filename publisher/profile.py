@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from publisher.runtime.constants import SAMPLE_RATE
-from publisher.runtime.errors import PublisherError
+from publisher.runtime.errors import RunError
 from publisher.runtime.synth import bucket_info, feeds_for, open_session
 
 if TYPE_CHECKING:
@@ -235,7 +235,7 @@ def parse_events(
     runs = sorted((e for e in events if e.get("name") == "model_run"), key=lambda e: e["ts"])
     kept = runs[skip_runs:]
     if not kept:
-        raise PublisherError("the onnxruntime profile holds no model run to read")
+        raise RunError("the onnxruntime profile holds no model run to read")
     windows = [(e["ts"], e["ts"] + e["dur"]) for e in kept]
     ops: dict[str, list[float]] = defaultdict(lambda: [0.0, 0, 0])
     modules: dict[str, float] = defaultdict(float)
@@ -278,7 +278,7 @@ def profile_model(
             if info is None or len(ids) + 2 <= info.bucket
         ]
         if not feeds:
-            raise PublisherError(f"{label}: no profiling input fits its {info.bucket}-token bucket")
+            raise RunError(f"{label}: no profiling input fits its {info.bucket}-token bucket")
         audio = 0.0
         for rep in range(2):
             for feed in feeds:

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from publisher.runtime.errors import PublisherError
+from publisher.runtime.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ def replace_folder(new: Path, final: Path) -> None:
     old = None
     if final.exists() or final.is_symlink():
         if not final.is_dir() or final.is_symlink():
-            raise PublisherError(f"{final} exists and is not a folder; remove it or pick another")
+            raise InputError(f"{final} exists and is not a folder; remove it or pick another")
         old = final.with_name(f".{final.name}.{os.getpid()}.old.partial")
         os.replace(final, old)
     os.replace(new, final)
@@ -129,17 +129,17 @@ def check_writable_folder(folder: Path, what: str, need_bytes: int = 0) -> None:
     folder = Path(folder)
     base = _existing_ancestor(folder)
     if not base.is_dir():
-        raise PublisherError(f"{what} {folder}: {base} is a file, not a folder; pick another path")
+        raise InputError(f"{what} {folder}: {base} is a file, not a folder; pick another path")
     try:
         fd, probe = tempfile.mkstemp(prefix=f".probe.{os.getpid()}.", suffix=".tmp", dir=base)
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
         why = describe_os_error(exc)
-        raise PublisherError(f"{what} {folder}: cannot write there ({why})") from None
+        raise InputError(f"{what} {folder}: cannot write there ({why})") from None
     free = shutil.disk_usage(base).free
     if need_bytes and free < need_bytes:
-        raise PublisherError(
+        raise InputError(
             f"{what} {folder}: only {free / MiB:.0f} MiB free, about {need_bytes / MiB:.0f} MiB "
             "needed; free some space or pick another folder"
         )

@@ -88,3 +88,41 @@ def test_the_wheel_lists_every_package_and_the_node_probe():
     on_disk = {".".join(p.parent.relative_to(REPO).parts) for p in PACKAGE.rglob("__init__.py")}
     assert on_disk <= set(tool["packages"])
     assert "probe.mjs" in tool["package-data"]["publisher.conformance"]
+
+
+def _sources():
+    for path in sorted((REPO / "publisher").rglob("*.py")):
+        yield path, path.read_text(encoding="utf-8")
+
+
+def test_the_projects_own_modules_are_imported_at_module_level_unless_a_comment_says_why():
+    lazy = []
+    for path, text in _sources():
+        lines = text.splitlines()
+        for fn in ast.walk(ast.parse(text)):
+            if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in fn.body + [n for s in fn.body for n in ast.walk(s)]:
+                own = (
+                    isinstance(node, ast.ImportFrom) and (node.module or "").startswith("publisher")
+                ) or (isinstance(node, ast.Import) and node.names[0].name.startswith("publisher"))
+                if own:
+                    above = lines[node.lineno - 2].strip()
+                    lazy.append((path.name, node.lineno, above.startswith("#")))
+    unexplained = sorted({(name, line) for name, line, said in lazy if not said})
+    assert not unexplained, (
+        f"imports inside functions without a '# lazy: why' comment: {unexplained}"
+    )
+    assert len({(n, line) for n, line, _ in lazy}) <= 30
+
+
+def test_every_error_raised_is_one_of_the_typed_kinds_not_the_bare_base():
+    bare = [
+        f"{path.relative_to(REPO)}:{node.lineno}"
+        for path, text in _sources()
+        for node in ast.walk(ast.parse(text))
+        if isinstance(node, ast.Raise)
+        and isinstance(node.exc, ast.Call)
+        and getattr(node.exc.func, "id", None) == "PublisherError"
+    ]
+    assert not bare, f"raise a typed PublisherError subclass (runtime/errors.py): {bare}"

@@ -19,7 +19,7 @@ from publisher.cli.options import (
 )
 from publisher.passes import plan
 from publisher.recipe.loader import list_recipes, load_recipe
-from publisher.runtime.errors import PublisherError
+from publisher.runtime.errors import BuildError, InputError
 
 
 @click.command("build")
@@ -81,7 +81,7 @@ def build_command(
         run_and_report([r.folder for r in many.built])
     if many.failed:
         names = ", ".join(name for name, _ in many.failed)
-        raise PublisherError(
+        raise BuildError(
             f"{len(many.failed)} of {len(recipes)} recipes failed ({names}); "
             f"{len(many.built)} built"
         )
@@ -89,7 +89,7 @@ def build_command(
 
 def _chosen(recipe_names: tuple[str, ...], all_: bool) -> list:
     if recipe_names and all_:
-        raise PublisherError("give --recipe NAME (repeatable) or --all, not both")
+        raise InputError("give --recipe NAME (repeatable) or --all, not both")
     if all_:
         return list_recipes()
     if not recipe_names:

@@ -10,7 +10,7 @@ from publisher.cli.options import out_option, recipes_option
 from publisher.cli.publish import built_folders
 from publisher.conformance.matrix import failures, run_matrix
 from publisher.conformance.runtimes import runtime_names
-from publisher.runtime.errors import PublisherError
+from publisher.runtime.errors import RunError
 
 
 @click.command("conformance")
@@ -40,4 +40,4 @@ def run_and_report(folders: list[Path]) -> None:
     for line in failed:
         click.echo(f"fails: {line}", err=True)
     if failed:
-        raise PublisherError(f"{len(failed)} claimed runtime cell(s) failed (listed above)")
+        raise RunError(f"{len(failed)} claimed runtime cell(s) failed (listed above)")

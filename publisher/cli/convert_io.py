@@ -16,7 +16,7 @@ from publisher.passes.io_names import rename_tensors
 from publisher.passes.metadata import set_metadata
 from publisher.recipe.schema import IO_PROFILES
 from publisher.runtime.constants import BUCKET_INPUT_ROLES, OUTPUT_ROLES
-from publisher.runtime.errors import PublisherError, first_line
+from publisher.runtime.errors import InputError, first_line
 from publisher.workspace import atomic_path, check_writable_folder
 
 
@@ -40,7 +40,7 @@ def _check_kokoro(model, src: Path) -> None:
     )
     if not looks:
         shown = ", ".join(i.name for i in ins) or "none"
-        raise PublisherError(
+        raise InputError(
             f"{src}: not a Kokoro graph (inputs {shown}; expected int64 token ids, a float "
             "style vector and a float speed, then the waveform out)"
         )
@@ -64,15 +64,15 @@ def convert_io(
     try:
         model = onnx.load(str(src))
     except Exception as exc:
-        raise PublisherError(f"{src}: not an ONNX model ({first_line(exc)})") from None
+        raise InputError(f"{src}: not an ONNX model ({first_line(exc)})") from None
     _check_kokoro(model, src)
     if profile:
         if profile not in IO_PROFILES:
-            raise PublisherError(f"unknown profile '{profile}' (known: {', '.join(IO_PROFILES)})")
+            raise InputError(f"unknown profile '{profile}' (known: {', '.join(IO_PROFILES)})")
         names = IO_PROFILES[profile]
         mapping = {old: names[role] for role, old in _current_roles(model).items()}
     if not mapping:
-        raise PublisherError("nothing to rename: give --profile or --rename OLD=NEW")
+        raise InputError("nothing to rename: give --profile or --rename OLD=NEW")
     rename_tensors(model, mapping)
     set_metadata(model, {"publisher.io": json.dumps(_current_roles(model), sort_keys=True)})
     onnx.checker.check_model(model)
@@ -88,7 +88,7 @@ def _parse_renames(pairs: tuple[str, ...]) -> dict[str, str]:
     for pair in pairs:
         old, sep, new = pair.partition("=")
         if not sep or not old or not new:
-            raise PublisherError(f"--rename {pair!r}: expected OLD=NEW")
+            raise InputError(f"--rename {pair!r}: expected OLD=NEW")
         out[old] = new
     return out
 
@@ -111,9 +111,9 @@ def _parse_renames(pairs: tuple[str, ...]) -> dict[str, str]:
 def convert_io_command(src: Path, dst: Path, profile: str | None, renames: tuple[str, ...]) -> None:
     """Rename the inputs/outputs of an existing Kokoro ONNX file, keeping its metadata."""
     if profile and renames:
-        raise PublisherError("give --profile or --rename, not both")
+        raise InputError("give --profile or --rename, not both")
     if src.resolve() == dst.resolve():
-        raise PublisherError(f"{dst}: would overwrite the input; write to another file")
+        raise InputError(f"{dst}: would overwrite the input; write to another file")
     done = convert_io(src, dst, _parse_renames(renames) or None, profile)
     changed = {k: v for k, v in done.items() if k != v}
     summary = ", ".join(f"{k} -> {v}" for k, v in changed.items()) or "names already matched"

@@ -12,7 +12,7 @@ from publisher.hub.repo_files import write_voices
 from publisher.hub.stage import stage
 from publisher.model import sources
 from publisher.recipe.loader import recipe_files
-from publisher.runtime.errors import PublisherError
+from publisher.runtime.errors import PublishError
 
 _DIR = click.Path(file_okay=False, path_type=Path)
 
@@ -20,14 +20,14 @@ _DIR = click.Path(file_okay=False, path_type=Path)
 def built_folders(out_dir: Path, recipes: tuple[str, ...], all_: bool) -> list[Path]:
     """OUT/NAME for each --recipe, or every built folder in OUT with --all."""
     if recipes and all_:
-        raise PublisherError("give --recipe NAME (repeatable) or --all, not both")
+        raise PublishError("give --recipe NAME (repeatable) or --all, not both")
     if all_:
         found = sorted(p.parent for p in Path(out_dir).glob("*/manifest.json"))
         if not found:
-            raise PublisherError(f"{out_dir}: no built variants; run publisher build first")
+            raise PublishError(f"{out_dir}: no built variants; run publisher build first")
         return found
     if not recipes:
-        raise PublisherError("choose variants: --recipe NAME (repeatable) or --all")
+        raise PublishError("choose variants: --recipe NAME (repeatable) or --all")
     return [Path(out_dir) / name for name in recipes]
 
 
@@ -109,7 +109,7 @@ def publish_command(repo_id, recipes, all_, out_dir, card_only, prune, **flags) 
     common = {k: flags[k] for k in ("dry_run", "create_pr", "revision")}
     if card_only:
         if recipes or all_ or prune or flags["browser_report"]:
-            raise PublisherError(
+            raise PublishError(
                 "--card-only uploads README.md alone; drop --recipe/--all/--prune/--browser-report"
             )
         _report(publish_card(repo_id, **common), flags)

@@ -14,7 +14,7 @@ import click
 from publisher.cli.options import checkpoint_option, out_option, recipe_option
 from publisher.model import sources
 from publisher.recipe.loader import load_recipe
-from publisher.runtime.errors import PublisherError
+from publisher.runtime.errors import InputError
 from publisher.sensitivity.graph import conversion
 from publisher.sensitivity.output import excludes_yaml, write_outputs
 from publisher.sensitivity.ranking import rank_nodes
@@ -79,7 +79,7 @@ def sensitivity_command(
     """
 
     if write_excludes and threshold is None:
-        raise PublisherError("--write-excludes needs --threshold")
+        raise InputError("--write-excludes needs --threshold")
     recipe = load_recipe(recipe_name)
     conversion(recipe)  # fail before loading weights when nothing would be converted
     check_score(score)

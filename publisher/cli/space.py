@@ -16,7 +16,7 @@ import click
 from publisher.conformance import envs
 from publisher.hub.publish import check_repo_id
 from publisher.hub.space import SPACE_CONFIG, assemble, check_model_spec, upload
-from publisher.runtime.errors import PublisherError
+from publisher.runtime.errors import PublisherError, PublishError
 
 
 @click.command("space")
@@ -59,7 +59,7 @@ def space_command(
             try:
                 ort_dist = envs.onnxruntime_web_dist()
             except PublisherError as err:
-                raise PublisherError(
+                raise PublishError(
                     f"the Space's in-browser mode needs onnxruntime-web from npm: {err} "
                     "(or pass --no-browser-runtime)"
                 ) from None

@@ -23,7 +23,7 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 from publisher.runtime.clients import ONNXRUNTIME_WEB
-from publisher.runtime.errors import PublisherError, first_line
+from publisher.runtime.errors import RunError, first_line
 from publisher.workspace import replace_folder, scratch_dir
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ def environment(
                 return root, 0.0
             return _create(root, name, packages, npm)
     except Timeout:
-        raise PublisherError(
+        raise RunError(
             f"another process has been creating the {name} environment in {root} for over "
             f"{INSTALL_TIMEOUT_S // 60} minutes; stop it or remove {root}, then retry"
         ) from None
@@ -114,14 +114,14 @@ def _install_npm(folder: Path, name: str, packages: tuple[str, ...]) -> None:
 
 def _node_version() -> str:
     if not shutil.which("node") or not shutil.which("npm"):
-        raise PublisherError(
+        raise RunError(
             "the kokoro-js and onnxruntime-web cells need node and npm on PATH "
             "(apt-get install nodejs npm)"
         )
     try:
         out = subprocess.run(["node", "--version"], capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise PublisherError(f"cannot run `node --version` ({first_line(exc)})") from None
+        raise RunError(f"cannot run `node --version` ({first_line(exc)})") from None
     return out.stdout.strip()
 
 
@@ -132,17 +132,17 @@ def _run(cmd: list[str], name: str, timeout: float = INSTALL_TIMEOUT_S, **kwargs
         text = (exc.stderr or exc.stdout or "").splitlines()
         lines = [ln for ln in text if ln.strip() and "complete log of this run" not in ln]
         why = lines[-1].strip() if lines else f"exit {exc.returncode}"
-        raise PublisherError(
+        raise RunError(
             f"cannot create the {name} environment ({why[:300]}); it needs PyPI or npm's "
             f"registry once, then it is cached in {envs_root()}"
         ) from None
     except subprocess.TimeoutExpired:
-        raise PublisherError(
+        raise RunError(
             f"creating the {name} environment took over {timeout:.0f} s; check the network "
             "to PyPI (or npm's registry) and try again"
         ) from None
     except OSError as exc:
-        raise PublisherError(f"cannot create the {name} environment: {first_line(exc)}") from None
+        raise RunError(f"cannot create the {name} environment: {first_line(exc)}") from None
 
 
 def onnxruntime_web_dist() -> Path:

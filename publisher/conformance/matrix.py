@@ -38,7 +38,7 @@ from publisher.provenance import host
 from publisher.runtime.clients import CHROMIUM, CHROMIUM_ARGS, KOKORO_JS_DTYPES, sherpa_lexicon_for
 from publisher.runtime.constants import SAME_AUDIO_MATCH, SAMPLES_PER_FRAME
 from publisher.runtime.corpus import load_corpus
-from publisher.runtime.errors import PublisherError
+from publisher.runtime.errors import RunError
 from publisher.runtime.metrics import aligned_spectra, correlation
 from publisher.runtime.synth import bucket_info, feeds_for, open_session, style_row
 from publisher.workspace import write_json_atomic
@@ -364,7 +364,7 @@ def run_matrix(folder: Path) -> dict[str, Any]:
 def _check_chromium() -> None:
     path = chromium_path()
     if not (Path(path).is_file() and os.access(path, os.X_OK)):
-        raise PublisherError(
+        raise RunError(
             f"the onnxruntime-web cell runs in headless Chromium and there is none at {path}; "
             f"install it (apt-get install chromium) or point ${CHROMIUM_ENV} at one"
         )
@@ -391,7 +391,7 @@ def check_floor(model: Path, min_onnxruntime: str, voices, config) -> dict:
         request = floor_request(model, voices, config, Path(tmp))
         out = probe(runtime, request, Path(tmp))
     if not out["ok"]:
-        raise PublisherError(
+        raise RunError(
             f"{Path(model).name} does not run in {runtime.name} (target.min_onnxruntime): "
             f"{out['error']}; raise target.min_onnxruntime or drop what needs a newer runtime"
         )

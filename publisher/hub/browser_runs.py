@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from publisher.runtime.artifacts import BrowserReport, first_error
-from publisher.runtime.errors import PublisherError, first_line
+from publisher.runtime.errors import InputError, first_line
 
 HOW_TO_GET = "download it from the Space's 'Report for the model card (JSON)' button"
 
@@ -21,13 +21,13 @@ def read_browser_report(path: Path) -> dict[str, Any]:
     try:
         raw = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise PublisherError(f"{path}: no such file; {HOW_TO_GET}") from None
+        raise InputError(f"{path}: no such file; {HOW_TO_GET}") from None
     except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise PublisherError(f"{path}: not a JSON file ({first_line(exc)})") from None
+        raise InputError(f"{path}: not a JSON file ({first_line(exc)})") from None
     try:
         return BrowserReport.model_validate(raw).model_dump(mode="json")
     except ValidationError as exc:
-        raise PublisherError(
+        raise InputError(
             f"{path}: not a browser report from the Space ({first_error(exc)}); {HOW_TO_GET}"
         ) from None
 

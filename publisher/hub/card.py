@@ -12,7 +12,7 @@ from typing import Any
 from publisher import locations
 from publisher.hub.browser_runs import browser_table
 from publisher.runtime.clients import kokoro_js_dtype
-from publisher.runtime.errors import PublisherError
+from publisher.runtime.errors import PublishError
 
 SIZE_SPEED_FIGURE = "figures/size_speed.png"
 GATES_NOTE = "gates per variant are listed in manifest.json"
@@ -48,14 +48,14 @@ def _render_body(context: dict[str, Any]) -> str:
     try:
         return env.get_template("README.md.j2").render(**context)
     except jinja2.UndefinedError as exc:
-        raise PublisherError(f"templates/README.md.j2: {exc}") from None
+        raise PublishError(f"templates/README.md.j2: {exc}") from None
 
 
 def card_context(manifest: dict[str, Any], repo_id: str) -> dict[str, Any]:
     """What the template sees, all of it from the manifest."""
     variants = manifest["variants"]
     if not variants:
-        raise PublisherError("the repo manifest lists no current variant: nothing to describe")
+        raise PublishError("the repo manifest lists no current variant: nothing to describe")
     hosts = {_host_line(v["host"]) for v in variants}
     return {
         "title": f"Kokoro-82M ONNX ({len(variants)} variants)",

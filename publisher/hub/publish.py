@@ -27,7 +27,7 @@ from publisher.hub.stage import STAGE_MARK, check_staged, stage
 from publisher.manifest import file_sha256, read_manifest
 from publisher.provenance import git_commit, publisher_version
 from publisher.runtime.artifacts import RepoManifest, first_error
-from publisher.runtime.errors import HubConflictError, PublisherError
+from publisher.runtime.errors import HubConflictError, PublisherError, PublishError
 from publisher.runtime.hub_errors import hub_error
 
 ATTEMPTS = 3
@@ -60,7 +60,7 @@ def check_repo_id(repo_id: str) -> str:
             raise HFValidationError("no ORG/")
         validate_repo_id(repo_id)
     except HFValidationError:
-        raise PublisherError(
+        raise PublishError(
             f"--repo {repo_id!r}: expected ORG/NAME (letters, digits, . _ -)"
         ) from None
     return repo_id
@@ -182,14 +182,14 @@ def publish_card(
     def attempt() -> PublishResult | None:
         remote, _ = hub.read()
         if not remote.manifest:
-            raise PublisherError(
+            raise PublishError(
                 f"{repo_id}: no manifest.json at {hub.revision}; publish variants first "
                 "(publisher publish --all)"
             )
         try:
             manifest = RepoManifest.model_validate(remote.manifest).model_dump(mode="json")
         except ValidationError as exc:
-            raise PublisherError(
+            raise PublishError(
                 f"{repo_id}: its manifest.json is not one this publisher reads "
                 f"({first_error(exc)}); publish the variants again (publisher publish --all)"
             ) from None
@@ -228,7 +228,7 @@ def _retrying(repo_id: str, attempt) -> PublishResult:
                 n + 1,
                 ATTEMPTS,
             )
-    raise PublisherError(
+    raise PublishError(
         f"{repo_id}: the repo kept moving ({ATTEMPTS} attempts, each refused because another "
         "commit landed first); no commit was made; run the publish again"
     )
@@ -270,12 +270,12 @@ def _blocked(
 
 def _refuse(blocked: bool, recovered_blocked: bool) -> None:
     if blocked:
-        raise PublisherError(
+        raise PublishError(
             "refusing to publish a synthetic build (random weights) to the Hub; "
             "pass --allow-synthetic if that is really what you want"
         )
     if recovered_blocked:
-        raise PublisherError(
+        raise PublishError(
             "refusing to publish a build from recovered weights (an approximation of "
             "hexgrad's model, not the original) to the Hub; pass --allow-recovered if that "
             "is really what you want (the card says what they are)"
@@ -330,7 +330,7 @@ class _Hub:
         except (json.JSONDecodeError, UnicodeDecodeError):
             data = None
         if not isinstance(data, dict) or not isinstance(data.get("variants"), list):
-            raise PublisherError(
+            raise PublishError(
                 f"{self.repo_id}: manifest.json on the Hub is not a publisher manifest; fix or "
                 "delete it on the Hub, then publish again"
             )

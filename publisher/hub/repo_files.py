@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from publisher.runtime.constants import VOICE_SHAPE
-from publisher.runtime.errors import PublisherError
+from publisher.runtime.errors import PublishError
 from publisher.workspace import atomic_path, check_writable_folder, write_text_atomic
 
 if TYPE_CHECKING:
@@ -31,16 +31,16 @@ def check_voices(voices: dict[str, np.ndarray]) -> None:
     import numpy as np
 
     if not voices:
-        raise PublisherError("no voices to write: the checkpoint has none")
+        raise PublishError("no voices to write: the checkpoint has none")
     for name, arr in voices.items():
         if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
-            raise PublisherError(f"voice name {name!r}: only letters, digits, '_', '.', '-'")
+            raise PublishError(f"voice name {name!r}: only letters, digits, '_', '.', '-'")
         if arr.shape != VOICE_SHAPE or arr.dtype != np.float32:
-            raise PublisherError(
+            raise PublishError(
                 f"voice '{name}': expected float32 {VOICE_SHAPE}, got {arr.dtype} {arr.shape}"
             )
         if not np.isfinite(arr).all():
-            raise PublisherError(f"voice '{name}': contains NaN or infinite values")
+            raise PublishError(f"voice '{name}': contains NaN or infinite values")
 
 
 def write_voices(voices: dict[str, np.ndarray], folder: Path) -> list[Path]:
@@ -80,7 +80,7 @@ def transformers_config(config: dict[str, Any]) -> dict[str, Any]:
 def tokenizer_json(vocab: dict[str, int]) -> dict[str, Any]:
     """A tokenizers-format WordLevel tokenizer over single phoneme characters."""
     if vocab.get(PAD, 0) != 0 or 0 in {i for c, i in vocab.items() if c != PAD}:
-        raise PublisherError("vocab: id 0 is reserved for the '$' pad")
+        raise PublishError("vocab: id 0 is reserved for the '$' pad")
     full = {PAD: 0, **{c: i for c, i in vocab.items() if c != PAD}}
     # Escape only what a character class needs: the pattern must compile both in Rust
     # (tokenizers) and as a JavaScript Unicode RegExp (transformers.js), which rejects

@@ -28,7 +28,7 @@ from publisher.hub.repo_files import check_voices
 from publisher.locations import cache_root
 from publisher.runtime.clients import SHERPA_LEXICONS
 from publisher.runtime.constants import SAMPLE_RATE, VOICE_SHAPE
-from publisher.runtime.errors import PublisherError
+from publisher.runtime.errors import RunError
 from publisher.workspace import cached_entry_ok, store
 
 if TYPE_CHECKING:
@@ -114,7 +114,7 @@ def _espeak_data() -> Path:
     try:
         import espeakng_loader
     except ImportError:
-        raise PublisherError(
+        raise RunError(
             "a sherpa-onnx bundle needs espeak-ng-data from PyPI espeakng-loader; "
             "pip install espeakng-loader"
         ) from None

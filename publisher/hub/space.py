@@ -14,7 +14,7 @@ import publisher
 from publisher.hub.publish import check_repo_id
 from publisher.hub.session import use_hub_timeouts
 from publisher.runtime.clients import ONNXRUNTIME_WEB, ORT_WEB_WASM, ORT_WEB_WEBGPU
-from publisher.runtime.errors import PublisherError, first_line
+from publisher.runtime.errors import PublisherError, PublishError, first_line
 from publisher.runtime.hub_errors import hub_error
 
 # Paths inside the package; each must import without torch (tests/test_space.py checks it).
@@ -48,11 +48,11 @@ def check_model_spec(spec: str) -> str:
     try:
         check_repo_id(repo_id)
     except PublisherError:
-        raise PublisherError(
+        raise PublishError(
             f"--model-repo {spec!r}: expected ORG/NAME or ORG/NAME@REVISION"
         ) from None
     if revision and (not _REVISION.match(revision) or ".." in revision):
-        raise PublisherError(f"--model-repo {spec!r}: {revision!r} is not a valid revision")
+        raise PublishError(f"--model-repo {spec!r}: {revision!r} is not a valid revision")
     return spec
 
 
@@ -64,16 +64,14 @@ def _with_models(readme: str, model_repo_id: str) -> str:
 
     lines = readme.splitlines()
     if not lines or lines[0].strip() != "---":
-        raise PublisherError("space/README.md: expected Space front matter between --- lines")
+        raise PublishError("space/README.md: expected Space front matter between --- lines")
     if not any(line.strip() == "---" for line in lines[1:]):
-        raise PublisherError("space/README.md: the front matter has no closing ---")
+        raise PublishError("space/README.md: the front matter has no closing ---")
     try:
         card = SpaceCard(readme)
     except (ValueError, yaml.YAMLError) as exc:  # not a mapping / not YAML
         problem = first_line(exc)
-        raise PublisherError(
-            f"space/README.md: front matter is not valid YAML ({problem})"
-        ) from None
+        raise PublishError(f"space/README.md: front matter is not valid YAML ({problem})") from None
     card.data.models = [model_repo_id]
     return str(card)
 
@@ -86,7 +84,7 @@ def bundle_onnxruntime_web(dest: Path, dist: Path) -> Path:
     target.mkdir(parents=True, exist_ok=True)
     for name in (*ORT_WEB_WASM, *ORT_WEB_WEBGPU):
         if not (Path(dist) / name).is_file():
-            raise PublisherError(
+            raise PublishError(
                 f"{dist}: {name} is missing; remove its environment folder to reinstall "
                 f"onnxruntime-web {ONNXRUNTIME_WEB}"
             )
@@ -104,7 +102,7 @@ def assemble(
     model_repo = check_model_spec(model_repo)
     src = Path(space_dir) if space_dir else default_space_dir()
     if not (src / "app.py").is_file() or not (src / "README.md").is_file():
-        raise PublisherError(
+        raise PublishError(
             f"{src}: not a Space folder (needs app.py and README.md); "
             "run from a checkout of the publisher or pass --space-dir"
         )

@@ -31,7 +31,7 @@ from publisher.manifest import (
 from publisher.manifest import PICTURE as SPECTROGRAM
 from publisher.provenance import versions
 from publisher.runtime.artifacts import RepoManifest, VariantEntry
-from publisher.runtime.errors import ChangedFileError, PublisherError
+from publisher.runtime.errors import ChangedFileError, PublishError
 from publisher.workspace import (
     check_writable_folder,
     replace_folder,
@@ -174,13 +174,13 @@ def _passed_builds(folders: list[Path]) -> list[tuple[Path, dict[str, Any]]]:
             continue
         manifests.append((folder, m))
     if folders and not manifests:
-        raise PublisherError("nothing to stage: no variant passed its gates")
+        raise PublishError("nothing to stage: no variant passed its gates")
     if len({m["checkpoint"]["sha256"] for _, m in manifests}) > 1:
-        raise PublisherError("variants were built from different checkpoints; stage one at a time")
+        raise PublishError("variants were built from different checkpoints; stage one at a time")
     paths = [m["model"] for _, m in manifests]
     dupes = sorted({p for p in paths if paths.count(p) > 1})
     if dupes:
-        raise PublisherError(f"two recipes write the same file: {', '.join(dupes)}")
+        raise PublishError(f"two recipes write the same file: {', '.join(dupes)}")
     return manifests
 
 
@@ -191,7 +191,7 @@ def _checkpoint(manifests, remote: RemoteState | None):
     if not manifests:
         old = (remote.manifest if remote else None) or {}
         if not old:
-            raise PublisherError("nothing to stage: no built variants (run publisher build first)")
+            raise PublishError("nothing to stage: no built variants (run publisher build first)")
         return None, old["checkpoint"], old["synthetic"], old["recovered"], old["recovered_note"]
     folder, manifest = manifests[0]
     info = manifest["checkpoint"]
@@ -211,7 +211,7 @@ def stage(
     """Assemble ``dest`` from built variant folders (see module doc), merged with the Hub's
     recorded variants when ``remote`` is given (see ``publisher.hub.family``)."""
     if not folders and not (remote and remote.manifest):
-        raise PublisherError("nothing to stage: no built variants (run publisher build first)")
+        raise PublishError("nothing to stage: no built variants (run publisher build first)")
     report = read_browser_report(browser_report) if browser_report else None
     manifests = _passed_builds(folders)
     files, ckpt_info, synthetic, recovered, note = _checkpoint(manifests, remote)
@@ -226,9 +226,7 @@ def stage(
         for line in family.notes:
             log.info(line)
         if not family.variants:
-            raise PublisherError(
-                "nothing to describe: no current variant would be left in the repo"
-            )
+            raise PublishError("nothing to describe: no current variant would be left in the repo")
         if files is not None:
             write_model_files(files[0], tmp)
             write_voices(files[1], tmp)
@@ -289,18 +287,18 @@ def check_dest(dest: Path, builds: list[Path], need_bytes: int = 0) -> None:
     dest = Path(dest)
     for build in builds:
         if Path(os.path.abspath(build)).is_relative_to(os.path.abspath(dest)):
-            raise PublisherError(
+            raise PublishError(
                 f"--dest {dest}: it holds the build {build}, which staging would replace; "
                 "pick a new folder"
             )
     if dest.is_dir() and not dest.is_symlink():
         if any(dest.iterdir()) and not (dest / STAGE_MARK).is_file():
-            raise PublisherError(
+            raise PublishError(
                 f"--dest {dest}: the folder has files `publisher stage` did not write, and "
                 "staging replaces the whole folder; pick a new or empty folder"
             )
     elif dest.exists() or dest.is_symlink():
-        raise PublisherError(f"--dest {dest}: exists and is not a folder; pick a new folder")
+        raise PublishError(f"--dest {dest}: exists and is not a folder; pick a new folder")
     check_writable_folder(dest.parent, "--dest", need_bytes=need_bytes)
 
 
@@ -322,5 +320,5 @@ def check_staged(folder: Path) -> None:
 def staged_manifest(folder: Path) -> dict[str, Any]:
     path = Path(folder) / "manifest.json"
     if not path.is_file():
-        raise PublisherError(f"{folder}: not a staged repo folder (no manifest.json)")
+        raise PublishError(f"{folder}: not a staged repo folder (no manifest.json)")
     return json.loads(path.read_text())

@@ -14,7 +14,7 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 from publisher.passes import PassContext, all_graphs
-from publisher.runtime.errors import PublisherError
+from publisher.runtime.errors import BuildError
 
 if TYPE_CHECKING:
     import onnx
@@ -51,13 +51,13 @@ def check_bucket_graph(model: onnx.ModelProto) -> dict[str, int]:
     bad = banned_ops(model)
     if bad:
         found = ", ".join(f"{op} x{n}" for op, n in bad.items())
-        raise PublisherError(
+        raise BuildError(
             f"bucket-check: the graph has data-dependent ops {found}; a static bucket graph "
             f"must contain none of {', '.join(BANNED_OPS)}"
         )
     dynamic = dynamic_io(model)
     if dynamic:
-        raise PublisherError(
+        raise BuildError(
             f"bucket-check: inputs/outputs without static shapes: {'; '.join(dynamic)}"
         )
     counts = op_counts(model)

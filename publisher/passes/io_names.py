@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from publisher.passes import PassContext
 from publisher.runtime.constants import IO_ROLES
-from publisher.runtime.errors import PublisherError
+from publisher.runtime.errors import BuildError
 
 if TYPE_CHECKING:
     import onnx
@@ -25,14 +25,14 @@ def rename_tensors(model: onnx.ModelProto, mapping: dict[str, str]) -> onnx.Mode
     mapping = {old: new for old, new in mapping.items() if old != new}
     missing = sorted(old for old in mapping if old not in io_names)
     if missing:
-        raise PublisherError(
+        raise BuildError(
             f"no graph input or output named {', '.join(map(repr, missing))} "
             f"(the graph has: {', '.join(sorted(io_names))})"
         )
     taken = _all_tensor_names(graph) - set(mapping)
     clash = sorted(new for new in mapping.values() if new in taken)
     if clash:
-        raise PublisherError(f"cannot rename to {', '.join(map(repr, clash))}: name already used")
+        raise BuildError(f"cannot rename to {', '.join(map(repr, clash))}: name already used")
     _rename_in_graph(graph, mapping)
     return model
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from publisher.passes import all_graphs
-from publisher.runtime.errors import PublisherError
+from publisher.runtime.errors import BuildError
 
 if TYPE_CHECKING:
     import onnx
@@ -50,7 +50,7 @@ def opsets_pass(model: onnx.ModelProto, recipe: Recipe, ctx: PassContext) -> onn
         ctx.notes["opset_imports_removed"] = removed
     ceiling, have = recipe.target.opset, after.get("ai.onnx", 0)
     if ceiling is not None and have > ceiling:
-        raise PublisherError(
+        raise BuildError(
             f"{recipe.display_path}: target.opset: after its passes the file needs ai.onnx "
             f"opset {have}, above target.opset {ceiling}; raise target.opset or drop the "
             "pass that needs the newer opset"

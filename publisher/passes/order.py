@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from publisher.passes import PassContext
-from publisher.runtime.errors import PublisherError
+from publisher.runtime.errors import BuildError
 
 if TYPE_CHECKING:
     import onnx
@@ -54,7 +54,7 @@ def topological_sort(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
     try:
         ir_model.graph.sort()
     except ValueError as exc:  # a cycle
-        raise PublisherError(f"the graph cannot be sorted topologically: {exc}") from None
+        raise BuildError(f"the graph cannot be sorted topologically: {exc}") from None
     out = ir.serde.serialize_model(ir_model)
     after = [n.output[0] if n.output else n.name for n in out.graph.node]
     return out, sum(a != b for a, b in zip(before, after, strict=True))

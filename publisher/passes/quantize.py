@@ -20,7 +20,7 @@ from publisher.passes import PassContext, roundtrip
 from publisher.passes import ranges as range_stats
 from publisher.passes.ranges import calibration_ranges, minmax_tensors, overrides
 from publisher.runtime.corpus import load_corpus
-from publisher.runtime.errors import PublisherError
+from publisher.runtime.errors import BuildError
 from publisher.runtime.synth import padded_ids, style_row
 
 if TYPE_CHECKING:
@@ -156,7 +156,7 @@ class CorpusReader:
 
     def __init__(self, ctx: PassContext, count: int) -> None:
         if not ctx.voices:
-            raise PublisherError("static quantization needs the checkpoint's voices")
+            raise BuildError("static quantization needs the checkpoint's voices")
         vocab = ctx.config["vocab"]
         fallback = sorted(ctx.voices)[0]
         feeds = []
@@ -295,7 +295,7 @@ def dynamic_matmuls(model: onnx.ModelProto, recipe: Recipe) -> onnx.ModelProto:
     q = recipe.precision.quantize
     names = weight_matmuls(model, q.dynamic_include, q.exclude)
     if not names:
-        raise PublisherError(
+        raise BuildError(
             f"precision.quantize.dynamic_include {list(q.dynamic_include)} matches no float "
             "MatMul with a weight; check the node-name globs against the exported graph"
         )

@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 
-from publisher.runtime.errors import PublisherError
+from publisher.runtime.errors import InputError
 
 
 class Artifact(BaseModel):
@@ -29,11 +29,11 @@ class Artifact(BaseModel):
         """The JSON-ready dict of a new artifact; an undeclared field is a writer's bug."""
         unknown = sorted(set(fields) - set(cls.model_fields))
         if unknown:
-            raise PublisherError(f"{cls.__name__} has no field {', '.join(unknown)}")
+            raise InputError(f"{cls.__name__} has no field {', '.join(unknown)}")
         try:
             return cls.model_validate(fields).model_dump(mode="json")
         except ValidationError as exc:
-            raise PublisherError(f"{cls.__name__}: {first_error(exc)}") from None
+            raise InputError(f"{cls.__name__}: {first_error(exc)}") from None
 
 
 def _relative(v: str) -> str:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from publisher.runtime.constants import MAX_PHONEMES, SAMPLE_RATE
-from publisher.runtime.errors import PublisherError
+from publisher.runtime.errors import InputError, PublisherError
 from publisher.runtime.text import NON_SPEECH, packaged_vocab, to_ids
 
 CORPUS_VERSION = 1
@@ -72,9 +72,9 @@ class Corpus:
         first ``max_items`` of each section (file order)."""
         for name, value in (("max_items", max_items), ("max_phonemes", max_phonemes)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-                raise PublisherError(f"{name} must be an integer or None, got {value!r}")
+                raise InputError(f"{name} must be an integer or None, got {value!r}")
             if value is not None and value < 0:
-                raise PublisherError(f"{name} must not be negative, got {value}")
+                raise InputError(f"{name} must not be negative, got {value}")
 
         def pick(items: tuple[CorpusItem, ...]) -> tuple[CorpusItem, ...]:
             if max_phonemes is not None:
@@ -116,7 +116,7 @@ def load_corpus(path: str | Path | None = None) -> Corpus:
     try:
         text = path.read_text("utf-8")
     except OSError as err:
-        raise PublisherError(f"cannot read corpus {path}: {err.strerror or err}") from err
+        raise InputError(f"cannot read corpus {path}: {err.strerror or err}") from err
     return parse_corpus_text(text, where=str(path))
 
 
@@ -126,7 +126,7 @@ def _packaged_corpus() -> Corpus:
     try:
         text = resources.files("publisher.runtime.data").joinpath("corpus.json").read_text("utf-8")
     except OSError as err:
-        raise PublisherError(f"cannot read the packaged corpus {where}: {err}") from err
+        raise InputError(f"cannot read the packaged corpus {where}: {err}") from err
     return parse_corpus_text(text, where=where)
 
 
@@ -134,7 +134,7 @@ def parse_corpus_text(text: str, where: str = "corpus") -> Corpus:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:
-        raise PublisherError(f"{where}: not valid JSON: {err}") from err
+        raise InputError(f"{where}: not valid JSON: {err}") from err
     return parse_corpus(data, where=where)
 
 

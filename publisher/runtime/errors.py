@@ -17,6 +17,26 @@ class PublisherError(Exception):
     exit_code = 1
 
 
+class InputError(PublisherError):
+    """Something the caller gave is missing or wrong: a file or folder (a build folder that
+    is not one, a report that does not parse, an --out on a full or read-only disk), an
+    option, text a voice cannot speak."""
+
+
+class BuildError(PublisherError):
+    """A build or analysis step cannot go on: export, passes, verification, sensitivity."""
+
+
+class PublishError(PublisherError):
+    """The staged repo, its card or the Space cannot be assembled from what was built (the
+    Hub's own failures are ``HubError``)."""
+
+
+class RunError(PublisherError):
+    """A runtime cannot load or run a file, or cannot be set up (an isolated environment,
+    a probe, the speech scoring tools)."""
+
+
 class RecipeError(PublisherError):
     """A recipe file is missing, unparsable, or fails validation."""
 
@@ -25,7 +45,7 @@ class CheckpointError(PublisherError):
     """A checkpoint source cannot be parsed, reached, or loaded completely."""
 
 
-class ExportError(PublisherError):
+class ExportError(BuildError):
     """The ONNX export failed or produced a graph that does not check."""
 
 
@@ -51,12 +71,12 @@ class HubUnreachableError(HubError):
     """No answer: a timeout or no connection; nothing reached the Hub."""
 
 
-class ChangedFileError(PublisherError):
+class ChangedFileError(InputError):
     """A file of a build folder (or a staged folder) is missing or no longer the bytes
     whose sha256 was recorded when it was written."""
 
 
-class VerificationError(PublisherError):
+class VerificationError(BuildError):
     """A variant failed a verification gate. Carries the measured value."""
 
     def __init__(self, gate: str, measured: float, threshold: float, *, detail: str = "") -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from publisher.runtime.errors import PublisherError
+from publisher.runtime.errors import RunError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -30,7 +30,7 @@ def _decoder():
     try:
         from pocketsphinx import Decoder
     except ImportError:
-        raise PublisherError(
+        raise RunError(
             f"the offline recognizer needs the pocketsphinx and jiwer packages; {INSTALL_HINT}"
         ) from None
     return Decoder(loglevel="FATAL")
@@ -75,10 +75,10 @@ def word_error_rate(reference: str, hypothesis: str) -> float:
     try:
         import jiwer
     except ImportError:
-        raise PublisherError(f"word error rate needs the jiwer package; {INSTALL_HINT}") from None
+        raise RunError(f"word error rate needs the jiwer package; {INSTALL_HINT}") from None
     ref, hyp = normalize(reference), normalize(hypothesis)
     if not ref:
-        raise PublisherError("word error rate: the reference text has no words")
+        raise RunError("word error rate: the reference text has no words")
     if not hyp:
         return 1.0
     return float(jiwer.wer(ref, hyp))

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from publisher.runtime.constants import SAMPLES_PER_FRAME
-from publisher.runtime.errors import PublisherError, first_line
+from publisher.runtime.errors import RunError, first_line
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -74,7 +74,7 @@ def open_session(
         return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
         reason = first_line(exc, 1000)
-        raise PublisherError(f"{Path(path).name}: onnxruntime cannot load it: {reason}") from None
+        raise RunError(f"{Path(path).name}: onnxruntime cannot load it: {reason}") from None
 
 
 def _roles(session: ort.InferenceSession) -> dict[str, Any]:
@@ -169,9 +169,9 @@ def run_bucket_once(
 
     r, info = _roles(session), bucket_info(session)
     if info is None:
-        raise PublisherError("run_bucket_once: not a bucket graph (no static token width)")
+        raise RunError("run_bucket_once: not a bucket graph (no static token width)")
     if len(ids) + 2 > info.bucket:
-        raise PublisherError(f"{len(ids)} phonemes do not fit a {info.bucket}-token bucket")
+        raise RunError(f"{len(ids)} phonemes do not fit a {info.bucket}-token bucket")
     wave, dur = session.run([r["wave"], r["dur"]], feeds_for(session, ids, style, speed))
     return np.asarray(wave, dtype=np.float32).reshape(-1), np.asarray(dur).reshape(-1)
 
@@ -206,7 +206,7 @@ def iter_bucket(
 
     info = bucket_info(session)
     if info is None:
-        raise PublisherError("synthesize_bucket: not a bucket graph (no static token width)")
+        raise RunError("synthesize_bucket: not a bucket graph (no static token width)")
     bucket, frames = bucket or info.bucket, frames or info.frames
     boundaries = _boundary_ids(session)
 

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from publisher.runtime.constants import MAX_PHONEMES
-from publisher.runtime.errors import PublisherError
+from publisher.runtime.errors import InputError, PublisherError
 from publisher.runtime.vocab import packaged_config
 
 ENGLISH = {"en-us": False, "en-gb": True}  # lang -> british
@@ -50,7 +50,7 @@ def packaged_vocab() -> dict[str, int]:
 
 def _check_lang(lang: str) -> None:
     if lang not in SUPPORTED_LANGS:
-        raise PublisherError(
+        raise InputError(
             f"unsupported language {lang!r}: supported are {', '.join(SUPPORTED_LANGS)}"
         )
 
@@ -89,7 +89,7 @@ def _g2p(engine: str, lang: str) -> Callable[[str], tuple[str, Any]]:
     except PublisherError:
         raise
     except Exception as err:  # missing espeak library, broken spaCy install, ...
-        raise PublisherError(f"cannot start the {engine} G2P for {lang}: {err}") from err
+        raise InputError(f"cannot start the {engine} G2P for {lang}: {err}") from err
 
 
 def phonemize(text: str, lang: str = "en-us", *, g2p: str = "auto") -> str:
@@ -99,16 +99,16 @@ def phonemize(text: str, lang: str = "en-us", *, g2p: str = "auto") -> str:
     offline; what the shipped corpus uses) or ``"misaki.en"`` (needs ``en_core_web_sm``).
     """
     if not isinstance(text, str) or not text.strip():
-        raise PublisherError("empty text: nothing to say")
+        raise InputError("empty text: nothing to say")
     _check_lang(lang)
     if g2p not in G2P_ENGINES:
-        raise PublisherError(f"unknown G2P {g2p!r}: choose one of {', '.join(G2P_ENGINES)}")
+        raise InputError(f"unknown G2P {g2p!r}: choose one of {', '.join(G2P_ENGINES)}")
     engine = which_g2p(lang) if g2p == "auto" else g2p
     if engine == "misaki.en":
         if lang not in ENGLISH:
-            raise PublisherError(f"misaki.en only phonemizes English, not {lang!r}")
+            raise InputError(f"misaki.en only phonemizes English, not {lang!r}")
         if not spacy_model_available():
-            raise PublisherError(
+            raise InputError(
                 f"misaki.en needs the spaCy model {SPACY_MODEL} installed "
                 "(it is never downloaded here); use the misaki.espeak G2P instead"
             )
@@ -117,11 +117,11 @@ def phonemize(text: str, lang: str = "en-us", *, g2p: str = "auto") -> str:
     except PublisherError:
         raise
     except Exception as err:
-        raise PublisherError(f"{engine} failed on {_preview(text)}: {err}") from err
+        raise InputError(f"{engine} failed on {_preview(text)}: {err}") from err
     phonemes = (phonemes or "").strip()
     vocab = _packaged_vocab()
     if not any(ch in vocab and ch not in NON_SPEECH for ch in phonemes):
-        raise PublisherError(
+        raise InputError(
             f"text has nothing to say after phonemization: {_preview(text)} "
             f"gave phonemes {phonemes!r}"
         )
@@ -168,7 +168,7 @@ def split_phonemes(
     Input that already fits comes back as ``[phonemes.strip()]``; blank input as ``[]``.
     """
     if isinstance(max_phonemes, bool) or not isinstance(max_phonemes, int) or max_phonemes < 1:
-        raise PublisherError(f"max_phonemes must be a positive integer, got {max_phonemes!r}")
+        raise InputError(f"max_phonemes must be a positive integer, got {max_phonemes!r}")
     vocab = _packaged_vocab() if vocab is None else vocab
     text = phonemes
     positions = [i for i, ch in enumerate(text) if ch in vocab]  # vocab char indices

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from publisher.runtime.constants import SAMPLE_RATE, SAMPLES_PER_FRAME
-from publisher.runtime.errors import PublisherError
+from publisher.runtime.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ def token_spans(phonemes: str, durations: Sequence[int], vocab: Mapping[str, int
     chars = [ch for ch in phonemes if ch in vocab]
     frames = [int(d) for d in durations]
     if len(frames) != len(chars) + 2:
-        raise PublisherError(
+        raise InputError(
             f"{len(frames)} durations for {len(chars)} phonemes: expected one per phoneme "
             "and one per pad (a graph with a duration output, fed [0, ids..., 0])"
         )

@@ -21,7 +21,7 @@ import fnmatch
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from publisher.runtime.errors import PublisherError
+from publisher.runtime.errors import BuildError
 from publisher.sensitivity.fakequant import attr, bytes_after, numel, weight_delta
 
 if TYPE_CHECKING:
@@ -65,7 +65,7 @@ def conversion(recipe: Recipe) -> str:
         return q.type
     if f.mode != "none":
         return "fp16"
-    raise PublisherError(
+    raise BuildError(
         f"recipe {recipe.name}: nothing to rank, it converts no nodes "
         "(set precision.quantize.type or precision.fp16.mode)"
     )

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from publisher.locations import cache_root
 from publisher.passes import PASSES, PassContext, plan
-from publisher.runtime.errors import PublisherError
+from publisher.runtime.errors import BuildError, InputError
 from publisher.runtime.synth import open_session
 from publisher.sensitivity.graph import SWITCHES, conversion, find_candidates, instrument
 from publisher.sensitivity.results import NodeScore, Ranking
@@ -128,13 +128,13 @@ def rank_nodes(
     check_score(score)
     kind = conversion(recipe)
     if validate is not None and kind != "dynamic":
-        raise PublisherError(f"--validate needs precision.quantize.type 'dynamic', got {kind!r}")
+        raise InputError(f"--validate needs precision.quantize.type 'dynamic', got {kind!r}")
     start = time.perf_counter()
     graph = ranked_graph(ckpt, recipe)
     model = onnx.load(str(graph))
     cands = find_candidates(model, recipe)
     if not cands:
-        raise PublisherError(f"recipe {recipe.name}: every convertible node is excluded")
+        raise BuildError(f"recipe {recipe.name}: every convertible node is excluded")
     probe_list = probes(ckpt, items)
     plain = open_session(graph)
     refs = run_waves(plain, probe_list)
@@ -155,7 +155,7 @@ def rank_nodes(
     base = run_waves(session, probe_list, {SWITCHES: np.zeros(len(cands), np.float32)})
     drift = max(float(np.max(np.abs(a - b))) for a, b in zip(refs, base, strict=True))
     if drift > BASELINE_TOLERANCE:
-        raise PublisherError(f"instrumented graph drifts from the parity graph by {drift:.3g}")
+        raise BuildError(f"instrumented graph drifts from the parity graph by {drift:.3g}")
     setup = time.perf_counter() - start
     scorer = Scorer(base, score)
     scores = _trials(session, len(cands), probe_list, scorer)

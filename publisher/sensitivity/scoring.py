@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from publisher.runtime import speech as speech_tools
 from publisher.runtime.constants import SAMPLE_RATE
-from publisher.runtime.errors import PublisherError
+from publisher.runtime.errors import InputError, RunError
 from publisher.runtime.metrics import (
     LOG_FLOOR,
     log_mel_distance,
@@ -48,7 +48,7 @@ def probes(ckpt: Checkpoint, items: Sequence[str] | None = None) -> list[Probe]:
     known = {it.id: it for it in verification_items(ckpt)}
     missing = [i for i in wanted if i not in known]
     if missing:
-        raise PublisherError(f"unknown corpus item(s) {missing}; known: {sorted(known)}")
+        raise InputError(f"unknown corpus item(s) {missing}; known: {sorted(known)}")
     out = []
     for item in (known[i] for i in wanted):
         feeds = {
@@ -76,9 +76,9 @@ SCORES = ("spectral", "dnsmos")
 def check_score(score: str) -> None:
     """One line when ``score`` is unknown or its optional tools are not installed."""
     if score not in SCORES:
-        raise PublisherError(f"unknown sensitivity score {score!r}; use one of {SCORES}")
+        raise InputError(f"unknown sensitivity score {score!r}; use one of {SCORES}")
     if score == "dnsmos" and (missing := speech_tools.missing_tools()):
-        raise PublisherError(f"--score dnsmos: {missing}")
+        raise RunError(f"--score dnsmos: {missing}")
 
 
 class Scorer:

@@ -25,7 +25,11 @@ from publisher.runtime import synth
 from publisher.runtime.artifacts import Gate
 from publisher.runtime.constants import SAME_AUDIO_MATCH, SAMPLES_PER_FRAME
 from publisher.runtime.corpus import load_corpus
-from publisher.runtime.errors import PublisherError, ShapeMismatchError, VerificationError
+from publisher.runtime.errors import (
+    BuildError,
+    ShapeMismatchError,
+    VerificationError,
+)
 from publisher.runtime.metrics import (
     aligned_spectra,
     common_spectra,
@@ -398,7 +402,7 @@ def evaluate(
             f"{len(skipped['over_frames'])} over {bucket.frames} frames"
         )
         if not used:
-            raise PublisherError(f"no verification input fits a {bucket.bucket}-token bucket")
+            raise BuildError(f"no verification input fits a {bucket.bucket}-token bucket")
     shipped = _shipped(ckpt, model, shipped_graph, used[:SHIPPED_ITEMS], ModelWorker, (refs, outs))
     speech = listen(ckpt, model, str(shipped_graph)) if speech else SPEECH_OFF
     pic_item = max(used[: max(1, len(used) // 2)], key=lambda i: len(i.ids))

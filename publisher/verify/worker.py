@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from publisher.model import kmodel, sources
 from publisher.runtime import synth
 from publisher.runtime.constants import SAMPLE_RATE
-from publisher.runtime.errors import PublisherError, first_line
+from publisher.runtime.errors import RunError, first_line
 from publisher.runtime.synth import Synthesis, open_session, stream
 
 if TYPE_CHECKING:
@@ -46,15 +46,15 @@ def _stream_timing(session: Any, ids: list[int], style: Any, speed: float) -> St
         chunks, samples = chunks + 1, samples + chunk.size
     total = time.perf_counter() - t0
     if first is None:
-        raise PublisherError("the graph returned no audio")
+        raise RunError("the graph returned no audio")
     return StreamTiming(first[0], first[1], total, samples / SAMPLE_RATE, chunks)
 
 
-class VariantCrashed(PublisherError):
+class VariantCrashed(RunError):
     """The child process running a model died (segfault, abort, out of memory)."""
 
 
-class VariantFailed(PublisherError):
+class VariantFailed(RunError):
     """The runtime raised an error on an input (the child process lives on)."""
 
 
@@ -114,7 +114,7 @@ def _serve(conn: Any, kind: str, target: str, threads: int) -> None:
         try:
             if kind_of_run == "stream":
                 if kind != "onnx":
-                    raise PublisherError("streamed timing needs an ONNX file, not torch")
+                    raise RunError("streamed timing needs an ONNX file, not torch")
                 conn.send(("stream", _stream_timing(model, ids, style, speed)))
                 continue
             out = run(model, ids, style, speed)
@@ -138,7 +138,7 @@ class ModelWorker:
         reply = self._recv()
         if reply[0] == "error":
             self.close()
-            raise PublisherError(f"{self.label}: cannot load: {reply[1]}")
+            raise RunError(f"{self.label}: cannot load: {reply[1]}")
         self.load_seconds: float = reply[1]
 
     def _recv(self) -> tuple:
