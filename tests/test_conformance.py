@@ -9,6 +9,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper
@@ -524,3 +525,125 @@ def test_an_environment_locked_by_another_process_too_long_is_one_line(monkeypat
     with held, pytest.raises(PublisherError, match=r"another process has been creating the one"):
         envs.environment("one", ("pkg==1",))
     assert [p.name for p in (tmp_path / "envs").iterdir()] == [".one.lock"]
+
+
+def _heard_lines(voices=("af_heart", "am_adam"), count=2):
+    """Speech-set sentences in two of the tiny checkpoint's voices."""
+    from publisher.conformance.heard import Line
+    from publisher.runtime.corpus import load_corpus
+
+    items = load_corpus().speech[:count]
+    return [Line(item, voices[k % len(voices)]) for k, item in enumerate(items)]
+
+
+@pytest.mark.parametrize("kind", ["kokoro-onnx", "sherpa-onnx", "kokoro-js"])
+def test_a_text_runtime_speaks_each_heard_sentence_from_text_and_saves_it(
+    kind, tiny, tiny_dist, tmp_path
+):
+    """The real runtime in its own environment speaks every line of the request's heard
+    part through its own front end and saves it where publisher reads it back."""
+    from publisher.conformance import heard
+    from publisher.runtime.clients import kokoro_js_dtype
+
+    folder = tiny_dist / "quantized"
+    manifest = json.loads((folder / "manifest.json").read_text())
+    model = folder / manifest["model"]
+    dtype = kokoro_js_dtype("dynamic", manifest["io"], manifest["model"])
+    claim = matrix.Claim("dynamic", "1.16.3", sherpa_bundle=True, kokoro_js_dtype=dtype)
+    bundle = folder / manifest["sherpa_onnx"]
+    requests = matrix.prepare_requests(
+        model, tiny.voices, tiny.config, tmp_path / "r", bundle, claim
+    )
+    lines = _heard_lines()
+    part = heard.heard_request(lines, sorted(tiny.voices), tmp_path / "heard")
+    runtime = next(r for r in runtimes() if r.kind == kind)
+    out = matrix.probe(runtime, requests[kind] | {"heard": part}, tmp_path / "r")
+    assert out["ok"], out
+    assert out["heard_lines"] == len(lines)
+    waves = heard.read_waves(tmp_path / "heard", len(lines))
+    assert [rate for _, rate in waves] == [24000, 24000]
+    assert all(wave.size > 2400 and np.isfinite(wave).all() for wave, _ in waves)
+    assert waves[0][0].size != waves[1][0].size  # two different sentences were spoken
+
+
+def test_a_text_cell_heard_above_the_margin_fails_naming_both_figures(dist_copy, monkeypatch):
+    """On weights that speak (the speech tools stubbed: tiny weights do not), each claimed
+    text cell is asked to speak the heard sentences, scored beside our own phonemes, and
+    fails when its WER is above ours + target.heard_wer_margin; the card shows both."""
+    from publisher.conformance import heard
+
+    monkeypatch.setattr(heard, "VOICES", ("af_heart", "am_adam"))
+    monkeypatch.setattr(heard, "skip_reason", lambda ckpt: None)
+    asked = {}
+
+    def probe(runtime, request, scratch):
+        part = request.get("heard")
+        asked[runtime.name] = part
+        if part:  # a faithful runtime: one wave per line, then rates.json
+            for k in range(len(part["lines"])):
+                np.save(Path(part["dir"]) / f"{k}.npy", np.full(4800 + k, 0.1, np.float32))
+            (Path(part["dir"]) / "rates.json").write_text(json.dumps([24000] * len(part["lines"])))
+        return _fake_probe({})(runtime, request, scratch)
+
+    wers = {"kokoro-onnx-0.6.1": 0.27, "sherpa-onnx-2.0.1": 0.31, "kokoro-js-1.2.1": 0.1}
+
+    def score(lines, waves):
+        return {"sentences": len(lines), "wer": wers[scoring[0]], "dnsmos": 3.1}
+
+    scoring = []
+    monkeypatch.setattr(matrix, "probe", probe)
+    monkeypatch.setattr(heard, "ours", lambda model, ckpt, lines: {"wer": 0.2, "dnsmos": 3.2})
+    real_read = heard.read_waves
+    monkeypatch.setattr(
+        heard,
+        "read_waves",
+        lambda folder, n: scoring.insert(0, folder.name) or real_read(folder, n),
+    )
+    monkeypatch.setattr(heard, "score", score)
+    result = matrix.run_matrix(dist_copy / "quantized")
+    cells = result["cells"]
+    sentences = len(heard.heard_lines())
+    assert {n for n, part in asked.items() if part} == {
+        "kokoro-onnx 0.6.1",
+        "sherpa-onnx 2.0.1",
+        "kokoro-js 1.2.1",
+    }  # the text cells, not the feeds cells
+    assert asked["kokoro-onnx 0.6.1"]["lines"][1]["voice"] == "am_adam"
+    assert cells["kokoro-onnx 0.6.1"]["status"] == "ok"  # 0.27 <= 0.20 + 0.08
+    assert cells["kokoro-onnx 0.6.1"]["heard"] == {
+        "sentences": sentences,
+        "wer": 0.27,
+        "dnsmos": 3.1,
+        "ours_wer": 0.2,
+        "ours_dnsmos": 3.2,
+    }
+    assert cells["sherpa-onnx 2.0.1"]["status"] == "fails"
+    assert cells["sherpa-onnx 2.0.1"]["detail"] == (
+        f"sherpa-onnx 2.0.1 through its own front end: WER 0.310 on {sentences} sentences, "
+        "above ours 0.200 + 0.08 (our phonemes, same file, same sentences and voices)"
+    )
+    assert result["heard"]["ours"] == {"wer": 0.2, "dnsmos": 3.2}
+    assert matrix.failures("quantized", result) == [
+        f"quantized in sherpa-onnx 2.0.1: {cells['sherpa-onnx 2.0.1']['detail']}"
+    ]
+    from publisher.hub.stage import stage
+
+    card = stage([dist_copy / "quantized"], dist_copy.parent / "repo").folder / "README.md"
+    text = card.read_text()
+    assert "ok, WER 0.27 (ours 0.20)" in text and f"spoke\n{sentences} Harvard" in text
+
+
+def test_synthetic_weights_run_the_text_cells_unheard_and_say_so(dist_copy, monkeypatch):
+    asked = []
+
+    def probe(runtime, request, scratch):
+        asked.append("heard" in request)
+        return _fake_probe({})(runtime, request, scratch)
+
+    monkeypatch.setattr(matrix, "probe", probe)
+    result = matrix.run_matrix(dist_copy / "fp32")
+    assert not any(asked)
+    assert result["heard"] == {
+        "skipped": "synthetic weights do not speak: the text cells are run, not heard"
+    }
+    assert all("heard" not in cell for cell in result["cells"].values())

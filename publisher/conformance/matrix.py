@@ -20,6 +20,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from publisher.conformance.envs import environment
+from publisher.conformance.heard import Speaking
 from publisher.conformance.runtimes import (
     Claim,
     Runtime,
@@ -324,10 +325,14 @@ def _cell(runtime: Runtime, out: dict[str, Any], known: dict[str, str]) -> dict[
         status, detail = "known failure", f"{known[runtime.name]} ({out['error']})"
     else:
         status, detail = "fails", out["error"]
+    if out["ok"] and "heard" in out:
+        h = out["heard"]
+        detail += f"; heard WER {h['wer']:.3f} (ours {h['ours_wer']:.3f}), DNSMOS {h['dnsmos']:.2f}"
     return (
         {"status": status, "detail": detail, "seconds": out["seconds"]}
         | ({"env_seconds": out["env_seconds"]} if out["env_seconds"] else {})
         | ({"match": out["match"]} if "match" in out else {})
+        | ({"heard": out["heard"]} if "heard" in out else {})
     )
 
 
@@ -348,12 +353,15 @@ def run_matrix(folder: Path) -> dict[str, Any]:
         requests = prepare_requests(
             folder / m["model"], ckpt.voices, ckpt.config, Path(tmp), bundle, claim
         )
+        speaking = Speaking(folder / m["model"], ckpt, target_of(m["resolved_recipe"]))
         for rt in progress(claimed, "runtimes"):
-            out = heard(rt, probe(rt, requests[rt.kind], Path(tmp)), Path(tmp))
+            request = speaking.request(rt, requests[rt.kind], Path(tmp))
+            out = speaking.hear(rt, heard(rt, probe(rt, request, Path(tmp)), Path(tmp)))
             cells[rt.name] = _cell(rt, out, known)
             log.info("%s in %s: %s", m["recipe"], rt.name, cells[rt.name]["status"])
     m["conformance"] = {
         "cells": cells,
+        "heard": speaking.summary(),
         "seconds": round(time.perf_counter() - start, 1),
         "host": host(),
     }

@@ -4,7 +4,8 @@
 // own first error line}.
 //
 // Kinds: "kokoro-js" (KokoroTTS.from_pretrained on a staged repo folder, offline, with the
-// dtype that names the file), "onnxruntime-web" (an InferenceSession on the WASM backend in
+// dtype that names the file; with "heard", each of its lines spoken and saved too),
+// "onnxruntime-web" (an InferenceSession on the WASM backend in
 // headless Chromium, one run with the feeds publisher prepared).
 import fs from "node:fs";
 import http from "node:http";
@@ -36,7 +37,20 @@ async function kokoroJs(req) {
   env.localModelPath = req.models;
   const tts = await KokoroTTS.from_pretrained(req.name, { dtype: req.dtype, device: "cpu" });
   const audio = await tts.generate(req.text, { voice: req.voice });
-  return summary(audio.audio, { sample_rate: audio.sampling_rate, dtype: req.dtype });
+  const out = summary(audio.audio, { sample_rate: audio.sampling_rate, dtype: req.dtype });
+  if (req.heard) {
+    // each line through kokoro-js's own phonemizer, saved as raw float32 for publisher
+    const rates = [];
+    for (const [k, line] of req.heard.lines.entries()) {
+      const spoken = await tts.generate(line.text, { voice: line.voice });
+      const samples = Float32Array.from(spoken.audio);
+      fs.writeFileSync(path.join(req.heard.dir, `${k}.f32`), Buffer.from(samples.buffer));
+      rates.push(spoken.sampling_rate);
+    }
+    fs.writeFileSync(path.join(req.heard.dir, "rates.json"), JSON.stringify(rates));
+    out.heard_lines = rates.length;
+  }
+  return out;
 }
 
 // Serves the onnxruntime-web dist folder under /ort/ and the model under /model.onnx.

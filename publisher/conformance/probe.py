@@ -4,7 +4,10 @@ with what came out, or ``{"ok": false, "error": the runtime's own first error li
 
 Kinds: ``onnxruntime`` (InferenceSession + one run with the feeds publisher prepared),
 ``kokoro-onnx`` (``Kokoro(model, voices).create``), ``fastkokoro`` (its engine from the
-environment variables its server reads), ``sherpa-onnx`` (``OfflineTts`` on a bundle).
+environment variables its server reads), ``sherpa-onnx`` (``OfflineTts`` on a bundle). The
+text kinds speak ``text`` once, then, when the request has ``heard``, each of its lines
+(text, voice, and for sherpa-onnx the speaker id and lexicon), saving ``k.npy`` and the
+sample rates beside them for publisher to hear.
 """
 
 import json
@@ -52,8 +55,12 @@ def _onnxruntime(req):
 def _kokoro_onnx(req):
     from kokoro_onnx import Kokoro
 
-    audio, rate = Kokoro(req["model"], req["voices"]).create(req["text"], voice=req["voice"])
-    return _samples(audio) | {"sample_rate": int(rate)}
+    kokoro = Kokoro(req["model"], req["voices"])
+
+    def speak(text, voice, line):
+        return kokoro.create(text, voice=voice, lang=line.get("lang", "en-us"))
+
+    return speak
 
 
 def _fastkokoro(req):
@@ -71,40 +78,64 @@ def _fastkokoro(req):
     from fastkokoro.engine import FastKokoro
 
     engine = FastKokoro(Settings.from_env())
-    samples, rate = engine._create_samples(
-        req["text"],
-        voice=engine._voice_styles[req["voice"]],
-        speed=1.0,
-        lang=engine.settings.default_lang,
-    )
-    return _samples(samples) | {"sample_rate": int(rate)}
+
+    def speak(text, voice, line):
+        lang = line.get("lang", engine.settings.default_lang)
+        styles = engine._voice_styles[voice]
+        return engine._create_samples(text, voice=styles, speed=1.0, lang=lang)
+
+    return speak
 
 
 def _sherpa_onnx(req):
     import sherpa_onnx
 
     folder = req["bundle"]
-    config = sherpa_onnx.OfflineTtsConfig(
-        model=sherpa_onnx.OfflineTtsModelConfig(
-            kokoro=sherpa_onnx.OfflineTtsKokoroModelConfig(
+    engines = {}
+
+    def engine(lexicon):
+        if lexicon not in engines:
+            kokoro = sherpa_onnx.OfflineTtsKokoroModelConfig(
                 model=os.path.join(folder, "model.onnx"),
                 voices=os.path.join(folder, "voices.bin"),
                 tokens=os.path.join(folder, "tokens.txt"),
                 data_dir=os.path.join(folder, "espeak-ng-data"),
                 # one accent's lexicon: given both, sherpa-onnx merges them and every
                 # voice gets a mix of US and UK pronunciations
-                lexicon=os.path.join(folder, req.get("lexicon", "lexicon-us-en.txt")),
-            ),
-            num_threads=1,
-        ),
-    )
-    tts = sherpa_onnx.OfflineTts(config)
-    audio = tts.generate(req["text"], sid=int(req.get("sid", 0)), speed=1.0)
-    return _samples(audio.samples) | {"sample_rate": int(audio.sample_rate)}
+                lexicon=os.path.join(folder, lexicon),
+            )
+            model = sherpa_onnx.OfflineTtsModelConfig(kokoro=kokoro, num_threads=1)
+            engines[lexicon] = sherpa_onnx.OfflineTts(sherpa_onnx.OfflineTtsConfig(model=model))
+        return engines[lexicon]
+
+    def speak(text, voice, line):
+        tts = engine(line.get("lexicon", "lexicon-us-en.txt"))
+        audio = tts.generate(text, sid=int(line.get("sid", 0)), speed=1.0)
+        return audio.samples, audio.sample_rate
+
+    return speak
 
 
-KINDS = {
-    "onnxruntime": _onnxruntime,
+def _spoken(speak, req):
+    """The request's one call, then (``heard``) each line saved as k.npy, rates.json."""
+    audio, rate = speak(req["text"], req.get("voice"), req)
+    out = _samples(audio) | {"sample_rate": int(rate)}
+    heard = req.get("heard")
+    if heard:
+        import numpy as np
+
+        rates = []
+        for k, line in enumerate(heard["lines"]):
+            audio, rate = speak(line["text"], line["voice"], line)
+            np.save(os.path.join(heard["dir"], f"{k}.npy"), np.asarray(audio, dtype=np.float32))
+            rates.append(int(rate))
+        with open(os.path.join(heard["dir"], "rates.json"), "w", encoding="utf-8") as fh:
+            json.dump(rates, fh)
+        out["heard_lines"] = len(rates)
+    return out
+
+
+TEXT_KINDS = {  # each gives speak(text, voice, line) -> (samples, sample rate)
     "kokoro-onnx": _kokoro_onnx,
     "fastkokoro": _fastkokoro,
     "sherpa-onnx": _sherpa_onnx,
@@ -116,7 +147,10 @@ def main():
         req = json.load(fh)
     _SAVE["path"] = req.get("save")
     try:
-        out = {"ok": True, **KINDS[req["kind"]](req)}
+        if req["kind"] == "onnxruntime":
+            out = {"ok": True, **_onnxruntime(req)}
+        else:
+            out = {"ok": True, **_spoken(TEXT_KINDS[req["kind"]](req), req)}
     except BaseException as exc:  # the runtime's own error, reported, never a traceback
         out = {"ok": False, "error": _first_line(exc)}
     print("PROBE " + json.dumps(out), flush=True)

@@ -7,7 +7,7 @@ from typing import Any
 
 from publisher.provenance import package_version
 from publisher.runtime.clients import ONNXRUNTIME_WEB, kokoro_js_dtype
-from publisher.runtime.constants import ONNXRUNTIME_FLOORS
+from publisher.runtime.constants import HEARD_WER_MARGIN, ONNXRUNTIME_FLOORS
 
 
 @dataclass(frozen=True)
@@ -107,4 +107,5 @@ def target_of(resolved_recipe: dict[str, Any]) -> dict[str, Any]:
         "min_onnxruntime": target.get("min_onnxruntime", ONNXRUNTIME_FLOORS[0]),
         "opset": target.get("opset"),
         "known_failures": target.get("known_failures") or {},
+        "heard_wer_margin": target.get("heard_wer_margin", HEARD_WER_MARGIN),
     }

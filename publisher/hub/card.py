@@ -222,18 +222,32 @@ def works_in(variants: list[dict[str, Any]]) -> dict[str, Any]:
     releases oldest first, then the others by name), one row per variant; "not run" where
     its build has no matrix."""
     names = sorted({n for v in variants for n in (v.get("conformance") or {})}, key=_column)
-    shown = {"ok": "ok", "fails": "fails", "known failure": "known failure", "not claimed": "-"}
     rows = [
         {
             "path": v["path"],
-            "cells": [
-                shown.get(((v.get("conformance") or {}).get(n) or {}).get("status"), "not run")
-                for n in names
-            ],
+            "cells": [_shown_cell((v.get("conformance") or {}).get(n) or {}) for n in names],
         }
         for v in variants
     ]
-    return {"runtimes": names, "rows": rows if names else []}
+    heard = [
+        cell["heard"]
+        for v in variants
+        for cell in (v.get("conformance") or {}).values()
+        if cell and cell.get("heard")
+    ]
+    sentences = max((h["sentences"] for h in heard), default=0)
+    return {"runtimes": names, "rows": rows if names else [], "heard_sentences": sentences}
+
+
+def _shown_cell(cell: dict[str, Any]) -> str:
+    """A matrix cell as the card shows it: its status, and for a text runtime heard
+    through its own front end, its WER beside ours (the same sentences, our phonemes)."""
+    shown = {"ok": "ok", "fails": "fails", "known failure": "known failure", "not claimed": "-"}
+    text = shown.get(cell.get("status"), "not run")
+    heard = cell.get("heard")
+    if heard:
+        text += f", WER {heard['wer']:.2f} (ours {heard['ours_wer']:.2f})"
+    return text
 
 
 def _column(name: str) -> tuple:

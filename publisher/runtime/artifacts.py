@@ -100,6 +100,17 @@ class Speech(Artifact):
     speaker_similarity: float | None = None  # mean cosine to upstream's speaker vectors
 
 
+class HeardCell(Artifact):
+    """A text runtime heard through its own front end, beside our own phonemes through
+    onnxruntime on the same sentences and voices (``publisher.conformance.heard``)."""
+
+    sentences: int
+    wer: float
+    dnsmos: float
+    ours_wer: float
+    ours_dnsmos: float
+
+
 class Cell(Artifact):
     """One runtime's result for one file (``publisher conformance``)."""
 
@@ -108,6 +119,7 @@ class Cell(Artifact):
     seconds: float | None = None
     env_seconds: float | None = None
     match: float | None = None  # feeds cells: how much it sounds like our onnxruntime's run
+    heard: HeardCell | None = None  # text cells on real weights: WER and DNSMOS
 
 
 class VariantEntry(Artifact):
