@@ -33,11 +33,14 @@ class _ClickHandler(logging.Handler):
 
 
 def show_progress(level: int = logging.INFO) -> None:
-    """Show the library's log lines on stderr (once per process, however often called)."""
-    logger = logging.getLogger(LOGGER)
-    logger.setLevel(level)
-    if not any(isinstance(h, _ClickHandler) for h in logger.handlers):
-        logger.addHandler(_ClickHandler())
+    """Show the library's log lines on stderr (once per process, however often called).
+    The handler sits on the root logger: a library that calls ``logging.basicConfig()``
+    later then adds no second handler (basicConfig does nothing once the root has one),
+    so no line is printed twice; other libraries' warnings come through it too."""
+    logging.getLogger(LOGGER).setLevel(level)
+    root = logging.getLogger()
+    if not any(isinstance(h, _ClickHandler) for h in root.handlers):
+        root.addHandler(_ClickHandler())
 
 
 def one_line(err: BaseException) -> str:
