@@ -154,3 +154,33 @@ def test_the_sherpa_lexicon_gives_function_words_misakis_weak_forms(tmp_path):
         assert lines[word].replace(" ", "") == weak, word
     assert lines["cat"].replace(" ", "") == misaki.golds["cat"]  # the rest as before
     assert sum(line.startswith("the ") for line in lexicon("us", vocab).splitlines()) == 1
+
+
+@pytest.mark.parametrize("accent", ["us", "gb"])
+def test_the_sherpa_lexicon_holds_inflected_forms_as_misaki_derives_them(accent):
+    """sherpa-onnx drops a word its lexicon lacks; misaki's dictionaries hold base forms.
+    The oracle is misaki's own morphology read backwards (Lexicon.stem_s, stem_ed,
+    stem_ing: what its G2P says for a word it does not hold): every form of the corpus
+    that was dropped is now spoken as misaki speaks it, and a held word is unchanged."""
+    from misaki.en import Lexicon, TokenContext
+
+    from publisher.hub.sherpa import lexicon
+    from publisher.runtime.text import packaged_vocab
+
+    vocab = packaged_vocab()
+    keys = [line.split(" ", 1)[0] for line in lexicon(accent, vocab).splitlines()]
+    assert len(keys) == len(set(keys))  # each word once
+    lines = dict(line.split(" ", 1) for line in lexicon(accent, vocab).splitlines())
+    misaki = Lexicon(british=accent == "gb")
+    forms = {
+        misaki.stem_s: ["hogs", "man's", "makes", "lorries", "museum's", "questions"],
+        misaki.stem_ed: ["opened", "wanted", "baked"],
+        misaki.stem_ing: ["baking", "opening"],
+    }
+    for stem, words in forms.items():
+        for word in words:
+            spoken, _ = stem(word, None, None, TokenContext())
+            expected = "".join(c for c in spoken if c in vocab)
+            assert lines[word].replace(" ", "") == expected, word
+    assert lines["cat"].replace(" ", "") == misaki.golds["cat"]  # held: kept as is
+    assert "the's" not in lines and "tos" not in lines  # function words do not inflect

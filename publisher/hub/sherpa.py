@@ -121,7 +121,7 @@ def _espeak_data() -> Path:
     return Path(espeakng_loader.get_data_path())
 
 
-LEXICON_FORMAT = 2  # bump when lexicon() changes what it writes (2: WEAK_FORMS)
+LEXICON_FORMAT = 4  # bump when lexicon() changes what it writes (2: WEAK_FORMS, 4: inflections)
 
 
 @functools.lru_cache(maxsize=4)
@@ -156,25 +156,62 @@ WEAK_FORMS = {"a": "ɐ", "an": "ɐn", "the": "ðə", "to": "tə", "in": "ɪn"}
 
 def lexicon(accent: str, vocab: dict[str, int]) -> str:
     """``WEAK_FORMS``, then misaki's ``{accent}_gold`` then ``{accent}_silver`` as sherpa
-    lexicon lines; a word is kept once (the first wins), phonemes outside the vocab are
-    dropped."""
+    lexicon lines, then the regular inflections of their words (``inflections``); a word
+    is kept once (the first wins), phonemes outside the vocab are dropped."""
     import misaki
+    from misaki.en import Lexicon
 
     data = Path(misaki.__file__).parent / "data"
-    seen: set[str] = set()
-    lines = []
-    for word, phonemes in WEAK_FORMS.items():
-        seen.add(word)
-        lines.append(f"{word} {' '.join(c for c in phonemes if c in vocab)}\n")
+    words: dict[str, str] = dict(WEAK_FORMS)
     for part in ("gold", "silver"):
         entries: dict[str, Any] = json.loads((data / f"{accent}_{part}.json").read_text())
         for word, value in entries.items():
             phonemes = value.get("DEFAULT") if isinstance(value, dict) else value
             key = word.lower()
-            if not phonemes or key in seen or any(c.isspace() for c in key):
-                continue
-            kept = [c for c in phonemes if c in vocab and not c.isspace()]
-            if kept:
-                seen.add(key)
-                lines.append(f"{key} {' '.join(kept)}\n")
+            if phonemes and key not in words and not any(c.isspace() for c in key):
+                words[key] = phonemes
+    dictionary = {w: p for w, p in words.items() if w not in WEAK_FORMS}  # these never inflect
+    derived = inflections(dictionary, Lexicon(british=accent == "gb"))
+    derived = {w: p for w, p in derived.items() if w not in words}
+    lines = []
+    for word, phonemes in [*words.items(), *derived.items()]:
+        kept = [c for c in phonemes if c in vocab and not c.isspace()]
+        if kept:
+            lines.append(f"{word} {' '.join(kept)}\n")
     return "".join(lines)
+
+
+# sherpa-onnx skips a word its lexicon lacks ("OOV word skipped"; no espeak-ng fallback
+# once a lexicon is given), and misaki's dictionaries hold base forms: "hogs", "man's",
+# "opened" were silently dropped from speech. misaki's G2P derives these forms from the
+# base word; the bundle spells them by English's regular rules and speaks them with
+# misaki's own suffix rules (Lexicon._s, _ed, _ing).
+_SIBILANT_ENDINGS = ("s", "x", "z", "ch", "sh")
+_VOWELS = "aeiou"
+
+
+def inflections(words: dict[str, str], lex) -> dict[str, str]:
+    """Plural or third person (-s, -es, -ies), possessive ('s), past (-ed, -d, -ied) and
+    -ing forms of every alphabetic word in ``words`` that ``words`` does not hold."""
+    out: dict[str, str] = {}
+    for word, phonemes in words.items():
+        if len(word) < 2 or not word.isalpha():
+            continue
+        y_stem = word[-1] == "y" and word[-2] not in _VOWELS
+        s_form = (
+            word[:-1] + "ies"
+            if y_stem
+            else word + ("es" if word.endswith(_SIBILANT_ENDINGS) else "s")
+        )
+        ed_form = word[:-1] + "ied" if y_stem else word + ("d" if word[-1] == "e" else "ed")
+        silent_e = word[-1] == "e" and word[-2] not in "eioy"
+        ing_form = (word[:-1] if silent_e else word) + "ing"
+        for form, spoken in (
+            (s_form, lex._s(phonemes)),
+            (word + "'s", lex._s(phonemes)),
+            (ed_form, lex._ed(phonemes)),
+            (ing_form, lex._ing(phonemes)),
+        ):
+            if spoken and form not in words and form not in out:
+                out[form] = spoken
+    return out
