@@ -24,15 +24,15 @@ from publisher.runtime.constants import SAMPLE_RATE
 from publisher.runtime.corpus import load_corpus
 from publisher.runtime.errors import InputError, PublisherError, RunError
 from publisher.runtime.synth import style_row
-from publisher.verify.gates import verification_items
 from publisher.verify.listen import listen as hear
+from publisher.verify.measure import verification_items
 from publisher.verify.worker import ModelWorker
 from publisher.workspace import write_json_atomic
 
 log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
-    from publisher.verify.gates import Item
+    from publisher.verify.measure import Item
 
 
 @dataclass

@@ -31,16 +31,9 @@ from publisher.provenance import StepTimer, host, publisher_version, versions
 from publisher.recipe.loader import recipe_hash
 from publisher.runtime.constants import SAMPLE_RATE
 from publisher.runtime.errors import InputError, PublisherError
-from publisher.verify.gates import (
-    bucket_probes,
-    enforce_gates,
-    evaluate,
-    passed,
-    public,
-    verification_items,
-    voiced_fidelity,
-    write_report,
-)
+from publisher.verify.gates import Verification, evaluate
+from publisher.verify.measure import bucket_probes, verification_items, voiced_fidelity
+from publisher.verify.report import write_report
 from publisher.workspace import (
     check_writable_folder,
     replace_folder,
@@ -152,7 +145,7 @@ def _verify(
     report_dir: Path,
     timer,
     speech: bool = True,
-) -> dict[str, Any]:
+) -> Verification:
     """Evaluate ``shipped``; the twin graph goes to ``scratch`` (never beside the
     artifact), verify.md and its picture to ``report_dir``."""
     import onnx
@@ -183,11 +176,11 @@ def _verify(
     return report
 
 
-def _gate_lines(report: dict[str, Any]) -> list[str]:
+def _gate_lines(report: Verification) -> list[str]:
     return [
-        f"  {'ok  ' if g['passed'] else 'FAIL'} {g['gate']}: {g['measured']:.6g} "
-        f"(threshold {g['threshold']:.6g}, worst item {g['item']})"
-        for g in report["gates"]
+        f"  {'ok  ' if g.passed else 'FAIL'} {g.gate}: {g.measured:.6g} "
+        f"(threshold {g.threshold:.6g}, worst item {g.item})"
+        for g in report.gates
     ]
 
 
@@ -218,16 +211,14 @@ def build(
         onnx.save(p.variant, str(model_path))
         floor_run = _floor(recipe, p, model_path, timer) if floor else {"skipped": True}
         report = _verify(p, model_path, scratch, built, timer, speech)
-        report["floor"] = floor_run
+        report.floor = floor_run
         for line in _gate_lines(report):
             log.info(line)
-        enforce_gates(report)
+        report.enforce()
         with timer.step("write", str(final)):
             if recipe.output.sherpa_onnx:
                 _sherpa_bundle(recipe, p, model_path, built)
-            manifest = write_manifest(
-                built, p, public(report) | {"passed": passed(report)}, timer.seconds
-            )
+            manifest = write_manifest(built, p, report.to_json(), timer.seconds)
             replace_folder(built, final)
     finally:
         shutil.rmtree(run, ignore_errors=True)
@@ -359,9 +350,9 @@ def verify_built(
         shutil.rmtree(run, ignore_errors=True)
     for line in _gate_lines(report):
         log.info(line)
-    manifest["verification"] = public(report) | {"passed": passed(report)}
+    manifest["verification"] = report.to_json()
     rewritten = file_index(folder)  # only what this run wrote is recorded anew
     manifest["files"].update({n: rewritten[n] for n in REPORT_FILES if n in rewritten})
     write_json_atomic(folder / MANIFEST, manifest)
-    enforce_gates(report)
+    report.enforce()
     return manifest

@@ -61,7 +61,7 @@ def main() -> None:
     from publisher.model.kmodel import run_torch
     from publisher.model.sources import open_checkpoint
     from publisher.runtime.synth import open_session, run_onnx
-    from publisher.verify.gates import _style, verification_items
+    from publisher.verify.measure import style_of, verification_items
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--checkpoint", default="recovered:kokoro-v1.0")
@@ -75,7 +75,7 @@ def main() -> None:
         sessions = {k: open_session(p) for k, p in parity.items()}
         print("parity mode (deterministic source), against upstream torch:")
         for item in items:
-            style = _style(ckpt, item)
+            style = style_of(ckpt, item)
             with parity_mode(upstream):
                 ref = run_torch(upstream, list(item.ids), style, item.speed)
             for name, sess in sessions.items():
@@ -85,7 +85,7 @@ def main() -> None:
         sessions = {k: open_session(p) for k, p in shipped.items()}
         print("shipped mode (random source), against upstream torch:")
         for item in items[: args.shipped_items]:
-            style = _style(ckpt, item)
+            style = style_of(ckpt, item)
             torch.manual_seed(0)
             ref = run_torch(upstream, list(item.ids), style, item.speed)
             torch.manual_seed(1)

@@ -27,7 +27,7 @@ from publisher.runtime.constants import SAMPLES_PER_FRAME
 from publisher.runtime.errors import PublisherError, RecipeError
 from publisher.runtime.metrics import spectral_correlation
 from publisher.runtime.synth import bucket_info, open_session, run_bucket_once, run_onnx
-from publisher.verify.gates import probe_ids
+from publisher.verify.measure import probe_ids
 
 B, F = 16, 40
 # Measured on synthetic:tiny (fp32 parity graph vs unpadded parity-mode torch): about

@@ -5,7 +5,7 @@ import pytest
 
 from publisher.export.fp32 import export_fp32
 from publisher.recipe.loader import load_recipe
-from publisher.verify.gates import check_parity
+from publisher.verify.measure import check_parity
 
 RANDOM_OPS = {"RandomNormalLike", "RandomUniformLike", "RandomNormal", "RandomUniform"}
 
@@ -105,7 +105,7 @@ def test_voiced_mode_is_deterministic_and_restores_the_random_source(tiny, tiny_
 
     from publisher.export.parity import parity_mode
     from publisher.model.kmodel import run_torch
-    from publisher.verify.gates import probe_ids
+    from publisher.verify.measure import probe_ids
 
     ids, style = probe_ids(tiny, 40), tiny.voices[tiny.sample_voice][37]
     with parity_mode(tiny_model, voiced=True):
@@ -125,7 +125,7 @@ def test_voiced_mode_is_deterministic_and_restores_the_random_source(tiny, tiny_
 def test_fidelity_is_voiced_for_real_weights_only(tiny):
     from dataclasses import replace
 
-    from publisher.verify.gates import voiced_fidelity
+    from publisher.verify.measure import voiced_fidelity
 
     assert not voiced_fidelity(tiny)
     assert not voiced_fidelity(replace(tiny, synthetic=False))  # a saved copy of tiny

@@ -7,19 +7,19 @@ import numpy as np
 import pytest
 
 import publisher.model.kmodel as kmodel
-from publisher.verify import gates, store
+from publisher.verify import measure, store
 
 
 @pytest.fixture
 def empty_store(tmp_path, monkeypatch):
     monkeypatch.setenv("PUBLISHER_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(gates, "_REFERENCES", {})  # as a new process starts
+    monkeypatch.setattr(measure, "_REFERENCES", {})  # as a new process starts
     return tmp_path / "cache" / store.AREA
 
 
 def _item(tiny, n: int = 12):
-    ids = tuple(gates.probe_ids(tiny, n))
-    return gates.Item(f"probe-{n}", ids, tiny.sample_voice, 1.0)
+    ids = tuple(measure.probe_ids(tiny, n))
+    return measure.Item(f"probe-{n}", ids, tiny.sample_voice, 1.0)
 
 
 def _no_torch(monkeypatch):
@@ -33,13 +33,13 @@ def test_a_later_process_reads_upstreams_run_from_disk_without_torch(
     tiny, tiny_model, empty_store, monkeypatch
 ):
     item = _item(tiny)
-    style = gates._style(tiny, item)
-    first = gates.torch_reference(tiny, tiny_model, item, style, voiced=True)
+    style = measure.style_of(tiny, item)
+    first = measure.torch_reference(tiny, tiny_model, item, style, voiced=True)
     seeded = store.seeded_torch(tiny, tiny_model, item.ids, 1.0, style, seed=7)
     assert len(list(empty_store.iterdir())) == 2
-    monkeypatch.setattr(gates, "_REFERENCES", {})
+    monkeypatch.setattr(measure, "_REFERENCES", {})
     _no_torch(monkeypatch)
-    again = gates.torch_reference(tiny, tiny_model, item, style, voiced=True)
+    again = measure.torch_reference(tiny, tiny_model, item, style, voiced=True)
     np.testing.assert_array_equal(again.waveform, first.waveform)
     np.testing.assert_array_equal(again.durations, first.durations)
     np.testing.assert_array_equal(
@@ -49,7 +49,7 @@ def test_a_later_process_reads_upstreams_run_from_disk_without_torch(
 
 def test_the_key_separates_mode_seed_input_and_checkpoint(tiny):
     item = _item(tiny)
-    style = gates._style(tiny, item)
+    style = measure.style_of(tiny, item)
     base = store.key(tiny, item.ids, 1.0, style, "random", seed=1)
     others = {
         store.key(tiny, item.ids, 1.0, style, "random", seed=2),
@@ -67,7 +67,7 @@ def test_a_seeded_upstream_run_is_what_torch_gives_under_that_seed(tiny, tiny_mo
     import torch
 
     item = _item(tiny)
-    style = gates._style(tiny, item)
+    style = measure.style_of(tiny, item)
     stored = store.seeded_torch(tiny, tiny_model, item.ids, 1.0, style, seed=11)
     torch.manual_seed(11)
     direct = kmodel.run_torch(tiny_model, list(item.ids), style, 1.0)
@@ -80,15 +80,15 @@ def test_a_damaged_entry_is_named_and_computed_again(
     tiny, tiny_model, empty_store, monkeypatch, caplog
 ):
     item = _item(tiny)
-    style = gates._style(tiny, item)
-    first = gates.torch_reference(tiny, tiny_model, item, style)
+    style = measure.style_of(tiny, item)
+    first = measure.torch_reference(tiny, tiny_model, item, style)
     (entry,) = empty_store.glob("*/entry.npz")
     with open(entry, "r+b") as fh:
         fh.seek(entry.stat().st_size // 2)
         fh.write(b"\x00" * 64)
-    monkeypatch.setattr(gates, "_REFERENCES", {})
+    monkeypatch.setattr(measure, "_REFERENCES", {})
     with caplog.at_level("WARNING", logger="publisher.verify.store"):
-        again = gates.torch_reference(tiny, tiny_model, item, style)
+        again = measure.torch_reference(tiny, tiny_model, item, style)
     np.testing.assert_array_equal(again.waveform, first.waveform)
     said = [r.getMessage() for r in caplog.records]
     assert any(f"reference store entry {entry}" in line and "rebuilding" in line for line in said)
@@ -106,15 +106,15 @@ def test_a_graphs_runs_are_stored_by_its_record_or_its_computation_not_its_metad
 
     graph = export_fp32(tiny, load_recipe("fp32"), model=tiny_model, parity=True)
     item = _item(tiny)
-    style = gates._style(tiny, item)
-    first = gates.StoredRuns(tiny, graph).run(item, style)
+    style = measure.style_of(tiny, item)
+    first = measure.StoredRuns(tiny, graph).run(item, style)
     real_run = synth.run_onnx
 
     def no_onnx(*args, **kwargs):
         raise AssertionError("onnxruntime ran")
 
     monkeypatch.setattr(synth, "run_onnx", no_onnx)
-    again = gates.StoredRuns(tiny, graph).run(item, style)  # a new build, the same export
+    again = measure.StoredRuns(tiny, graph).run(item, style)  # a new build, the same export
     np.testing.assert_array_equal(again.waveform, first.waveform)
     np.testing.assert_array_equal(again.durations, first.durations)
 
@@ -123,12 +123,12 @@ def test_a_graphs_runs_are_stored_by_its_record_or_its_computation_not_its_metad
     twin = tmp_path / "twin.onnx"  # a variant's own graph: no record
     onnx.save(model, str(twin))
     monkeypatch.setattr(synth, "run_onnx", real_run)
-    built = gates.StoredRuns(tiny, twin).run(item, style)  # runs once, then is stored
+    built = measure.StoredRuns(tiny, twin).run(item, style)  # runs once, then is stored
     model.metadata_props[-1].value = "the recipe's text changed, not its passes"
     rebuilt = tmp_path / "rebuilt.onnx"
     onnx.save(model, str(rebuilt))
     monkeypatch.setattr(synth, "run_onnx", no_onnx)
-    runs = gates.StoredRuns(tiny, rebuilt)
+    runs = measure.StoredRuns(tiny, rebuilt)
     np.testing.assert_array_equal(runs.run(item, style).waveform, built.waveform)
     assert runs._session is None  # read back, never opened
 
@@ -140,7 +140,7 @@ def test_a_graphs_runs_are_stored_by_its_record_or_its_computation_not_its_metad
     onnx.save(model, str(changed))
     monkeypatch.setattr(synth, "run_onnx", no_onnx)
     with pytest.raises(AssertionError, match="onnxruntime ran"):
-        gates.StoredRuns(tiny, changed).run(item, style)
+        measure.StoredRuns(tiny, changed).run(item, style)
 
 
 def test_an_unwritable_cache_skips_the_store_and_the_run_still_answers(
@@ -149,9 +149,9 @@ def test_an_unwritable_cache_skips_the_store_and_the_run_still_answers(
     blocked = tmp_path / "a-file"
     blocked.write_text("not a folder")
     monkeypatch.setenv("PUBLISHER_CACHE", str(blocked / "cache"))  # under a file
-    monkeypatch.setattr(gates, "_REFERENCES", {})
+    monkeypatch.setattr(measure, "_REFERENCES", {})
     item = _item(tiny)
-    style = gates._style(tiny, item)
+    style = measure.style_of(tiny, item)
     with caplog.at_level("WARNING", logger="publisher.verify.store"):
         out = store.seeded_torch(tiny, tiny_model, item.ids, 1.0, style, seed=3)
     assert out.waveform.size > 0

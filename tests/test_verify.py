@@ -14,9 +14,11 @@ from publisher import passes
 from publisher.build import build, verify_built
 from publisher.cli import main
 from publisher.recipe.loader import load_recipe
+from publisher.runtime.artifacts import Gate
 from publisher.runtime.errors import PublisherError, VerificationError
 from publisher.runtime.metrics import duration_agreement, log_mel_distance, spectral_correlation
-from publisher.verify.gates import gate_results
+from publisher.verify.gates import Verification, gate_results
+from publisher.verify.measure import Measured
 from publisher.verify.worker import ModelWorker, VariantCrashed
 
 BROKEN = """\
@@ -146,7 +148,7 @@ def test_verify_without_a_build_says_to_build_first(tmp_path):
 
 
 def test_gates_use_the_real_weight_thresholds_only_for_real_weights(tmp_path) -> None:
-    from publisher.verify.gates import FidelityResult
+    from publisher.verify.measure import FidelityResult
 
     (tmp_path / "r.yaml").write_text(
         'description: "x"\ngates:\n  spectral_correlation: 0.99\n'
@@ -162,3 +164,32 @@ def test_gates_use_the_real_weight_thresholds_only_for_real_weights(tmp_path) ->
 
     assert not corr_gate(False).passed
     assert corr_gate(True).passed and corr_gate(True).threshold == 0.9
+
+
+def _verification(*gates: Gate) -> Verification:
+    waves = (np.zeros(4, np.float32), np.ones(4, np.float32))
+    shipped = {"ran": True, "error": "", "items": []}
+    measured = Measured([], [], [], shipped, {"ran": False}, "noise-only", "x", None, waves)
+    return Verification(measured, list(gates))
+
+
+def test_a_verification_with_one_failed_gate_is_not_passed_and_raises_naming_that_gate():
+    ok = Gate(gate="parity_max_abs", passed=True, measured=1e-5, threshold=1e-3, item="a")
+    bad = Gate(
+        gate="spectral_correlation", passed=False, measured=0.91, threshold=0.98, item="long-1"
+    )
+    v = _verification(ok, bad)
+    assert not v.passed
+    assert v.to_json()["passed"] is False
+    with pytest.raises(VerificationError, match="gate spectral_correlation failed: measured 0.91"):
+        v.enforce()
+    _verification(ok).enforce()  # all passed: nothing raised
+
+
+def test_a_verification_as_json_holds_no_waveform_and_its_floor_only_once_set():
+    v = _verification(Gate(gate="g", passed=True, measured=1.0, threshold=1.0))
+    data = json.loads(json.dumps(v.to_json()))  # plain JSON: the waveforms stayed behind
+    assert "floor" not in data and "waves" not in data and data["passed"] is True
+    assert data["gates"][0]["gate"] == "g"
+    v.floor = {"skipped": True}
+    assert v.to_json()["floor"] == {"skipped": True}

@@ -19,7 +19,7 @@ from publisher.runtime.metrics import (
     spectral_correlation,
 )
 from publisher.runtime.synth import padded_ids, style_row
-from publisher.verify.gates import verification_items
+from publisher.verify.measure import verification_items
 
 if TYPE_CHECKING:
     import numpy as np

@@ -1,103 +1,87 @@
-"""Prove a variant against the PyTorch reference.
-
-* parity: the fp32 parity-mode graph against parity-mode torch, sample by sample (proves
-  the export itself; see publisher/export/parity.py);
-* fidelity: the variant's parity twin (the same passes applied to the parity export)
-  against parity-mode torch: spectrogram correlation, log-mel distance, durations. Both
-  sides are noise-free, so the score measures the variant and nothing else;
-* shipped: the published graph itself, with its random source, run in a child process
-  (a crash is a failed gate), compared with torch next to the torch-vs-torch noise floor.
-"""
+"""The recipe's gates applied to what ``measure`` measured: each gate's worst value over
+the inputs against its threshold, in a typed ``Verification`` (manifest.json's
+``verification`` is its ``to_json()``)."""
 
 from __future__ import annotations
 
-import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from publisher.export.bucket.shape import ANCHOR_SAMPLES_PER_FRAME, bucket_metadata, bucket_shape
-from publisher.export.parity import parity_mode
-from publisher.manifest import PICTURE, REPORT
-from publisher.model import kmodel
-from publisher.progress import progress
-from publisher.runtime import synth
 from publisher.runtime.artifacts import Gate
-from publisher.runtime.constants import SAME_AUDIO_MATCH, SAMPLES_PER_FRAME
-from publisher.runtime.corpus import load_corpus
-from publisher.runtime.errors import (
-    BuildError,
-    ShapeMismatchError,
-    VerificationError,
-)
-from publisher.runtime.metrics import (
-    aligned_spectra,
-    common_spectra,
-    correlation,
-    duration_agreement,
-    log_mel,
-    log_mel_distance,
-    snr_db,
-    spectra_log_mel_distance,
-    spectral_correlation,
-)
-from publisher.runtime.synth import Synthesis, open_session, style_row
-from publisher.verify import store
-from publisher.verify.listen import SPEECH_OFF, listen, report_lines, speech_gates
-from publisher.verify.worker import ModelWorker
-from publisher.workspace import recorded_sha256
-
-log = logging.getLogger(__name__)
+from publisher.runtime.constants import SAME_AUDIO_MATCH
+from publisher.runtime.errors import VerificationError
+from publisher.verify.listen import speech_gates
+from publisher.verify.measure import FidelityResult, Item, Measured, ParityResult, measure
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from publisher.model.checkpoint import Checkpoint
     from publisher.recipe.schema import Recipe
 
-PROBE_TOKENS = (40, 400)  # fixed-length parity probes (token counts, pads included)
-# shipped_matches_twin: the shipped graph against its deterministic twin, relative to
-# torch against its own deterministic mode (see _shipped), at least SAME_AUDIO_MATCH
-SHIPPED_ITEMS = 2  # corpus items the noisy shipped graph is run on
-SHIPPED_SEED = 20261206  # torch's two random-source runs beside it, seeded so they are stored
-# The deterministic torch reference depends on the checkpoint and the input only, not on
-# the variant: kept on disk by the reference store (verify/store.py) for every process, and
-# here as read-only arrays for this one. Keyed by the weights' sha256 and the config.
-_REFERENCES: dict[tuple, Any] = {}
-_REFERENCES_MAX = 512
-
-
-@dataclass(frozen=True)
-class Item:
-    id: str
-    ids: tuple[int, ...]
-    voice: str
-    speed: float
-
 
 @dataclass
-class ParityResult:
-    item: str
-    tokens: int
-    max_abs_error: float
-    snr_db: float
-    durations_equal: bool
-    samples: int
+class Verification:
+    """What verify measured and how each gate went. ``floor``: the run in the target's
+    oldest onnxruntime (set by build, before the manifest is written)."""
+
+    measured: Measured
+    gates: list[Gate]
+    floor: dict[str, Any] | None = field(default=None)
+
+    @property
+    def passed(self) -> bool:
+        return all(g.passed for g in self.gates)
+
+    def enforce(self) -> None:
+        """Raise a VerificationError carrying the measured value of the first failed gate."""
+        for g in self.gates:
+            if not g.passed:
+                relation = "at least" if g.higher_is_better else "at most"
+                detail = f"worst item {g.item}; must be {relation} the threshold"
+                raise VerificationError(g.gate, g.measured, g.threshold, detail=detail)
+
+    def to_json(self) -> dict[str, Any]:
+        """manifest.json's ``verification``."""
+        return {
+            **self.measured.to_json(),
+            "gates": [g.model_dump() for g in self.gates],
+            **({"floor": self.floor} if self.floor is not None else {}),
+            "passed": self.passed,
+        }
 
 
-@dataclass
-class FidelityResult:
-    """Timbre (spectral correlation, log-mel distance; where durations differ, the
-    variant's spectrogram is also read on the reference's timeline token by token, so a
-    drifted duration shifts nothing after it) apart from timing (duration agreement).
-    ``frame_correlation`` is the plain frame-aligned value (shown, not gated)."""
-
-    item: str
-    spectral_correlation: float
-    log_mel_distance: float
-    duration_equal_share: float
-    total_frames_diff: int
-    frame_correlation: float
+def evaluate(
+    recipe: Recipe,
+    ckpt: Checkpoint,
+    model: Any,
+    *,
+    parity_graph: Path,
+    twin_graph: Path,
+    shipped_graph: Path,
+    items: list[Item],
+    speech: bool = True,
+) -> Verification:
+    """``measure`` (see there for the graphs), then the recipe's gates (not enforced)."""
+    m = measure(
+        recipe,
+        ckpt,
+        model,
+        parity_graph=parity_graph,
+        twin_graph=twin_graph,
+        shipped_graph=shipped_graph,
+        items=items,
+        speech=speech,
+    )
+    gates = gate_results(
+        recipe,
+        m.parity,
+        m.fidelity,
+        m.shipped,
+        bucket=m.bucket,
+        speech=m.speech,
+        real=m.fidelity_mode == "voiced",
+    )
+    return Verification(m, gates)
 
 
 def _gate(
@@ -111,372 +95,6 @@ def _gate(
         item=item,
         higher_is_better=higher,
     )
-
-
-def probe_ids(ckpt: Checkpoint, tokens: int) -> list[int]:
-    """A fixed pseudo-random phoneme id sequence of tokens - 2 ids (pads added later)."""
-    import numpy as np
-
-    vocab = np.array(sorted(set(ckpt.config["vocab"].values())), dtype=np.int64)
-    return np.random.default_rng(tokens).choice(vocab, size=tokens - 2).tolist()
-
-
-def verification_items(ckpt: Checkpoint, max_phonemes: int | None = None) -> list[Item]:
-    """The shipped evaluation corpus plus fixed-length probes, voices from the checkpoint."""
-
-    vocab = ckpt.config["vocab"]
-    items = []
-    for c in load_corpus().eval:
-        if max_phonemes and len(c.phonemes) > max_phonemes:
-            continue
-        voice = c.voice if c.voice in ckpt.voices else ckpt.sample_voice
-        items.append(Item(c.id, tuple(c.ids(vocab)), voice, c.speed))
-    for n in PROBE_TOKENS:
-        if not max_phonemes or n - 2 <= max_phonemes:
-            items.append(Item(f"probe-{n}", tuple(probe_ids(ckpt, n)), ckpt.sample_voice, 1.0))
-    return items
-
-
-def bucket_probes(ckpt: Checkpoint, bucket: int) -> list[Item]:
-    """Probes sized to a bucket: a quarter and half full at speed 1, full (B - 2 phonemes)
-    at speed 2 so that its durations fit the default 2B+8 alignment frames. The quarter
-    probe is there for real weights, which speak these phoneme strings slowly: on
-    recovered:kokoro-v1.0 the half and full probes of b16 both need more than 40 frames."""
-    voice = ckpt.sample_voice
-    return [
-        Item(f"bucket-quarter-{bucket}", tuple(probe_ids(ckpt, bucket // 4 + 2)), voice, 1.0),
-        Item(f"bucket-half-{bucket}", tuple(probe_ids(ckpt, bucket // 2 + 1)), voice, 1.0),
-        Item(f"bucket-full-{bucket}", tuple(probe_ids(ckpt, bucket)), voice, 2.0),
-    ]
-
-
-def _bucket_settings(recipe: Recipe):
-    if not recipe.is_bucket:
-        return None
-
-    return bucket_shape(recipe)
-
-
-def _bucket_row(item: Item, ref, outs: list) -> dict[str, Any]:
-    """Content and tail facts of one bucket output (parity graph and twin)."""
-
-    frames = int(ref.durations.sum())
-    return {
-        "item": item.id,
-        "phonemes": len(item.ids),
-        "frames": frames,
-        "content_samples": int(outs[0].waveform.size),
-        "expected_samples": SAMPLES_PER_FRAME * frames,
-        "anchor_samples": ANCHOR_SAMPLES_PER_FRAME * frames,
-        "kept_past_anchor_samples": (SAMPLES_PER_FRAME - ANCHOR_SAMPLES_PER_FRAME) * frames,
-        "tail_max_abs": max(float(o.tail_max_abs or 0.0) for o in outs),
-        "pieces": max(o.pieces for o in outs),
-    }
-
-
-def _style(ckpt: Checkpoint, item: Item) -> np.ndarray:
-    return style_row(ckpt.voices[item.voice], len(item.ids))
-
-
-def _parity(item: Item, ref, out) -> ParityResult:
-    import numpy as np
-
-    if ref.waveform.shape != out.waveform.shape:
-        if not np.array_equal(ref.durations, out.durations):
-            return ParityResult(
-                item.id,
-                len(item.ids) + 2,
-                float("inf"),
-                float("-inf"),
-                False,
-                int(ref.waveform.size),
-            )
-        raise ShapeMismatchError("waveform", ref.waveform.shape, out.waveform.shape)
-    return ParityResult(
-        item.id,
-        len(item.ids) + 2,
-        float(np.max(np.abs(ref.waveform - out.waveform))) if ref.waveform.size else 0.0,
-        snr_db(ref.waveform, out.waveform),
-        bool(np.array_equal(ref.durations, out.durations)),
-        int(ref.waveform.size),
-    )
-
-
-def _fidelity(item: Item, ref, out) -> FidelityResult:
-    """Timbre under the better of two alignments: token by token (speech moves with its
-    tokens) or frame by frame (parity mode's fixed noise pattern is tiled from sample 0
-    and does not move with tokens; on random weights it is most of the signal, measured
-    0.998 frame-aligned vs 0.738 token-aligned on synthetic:tiny fp16 with 3 of 463
-    tokens one frame shorter). Equal durations make the two the same; real damage
-    lowers both."""
-
-    d = duration_agreement(ref.durations, out.durations)
-    plain = common_spectra(ref.waveform, out.waveform)
-    aligned = aligned_spectra(
-        ref.waveform, out.waveform, ref.durations, out.durations, SAMPLES_PER_FRAME
-    )
-    frame_corr, token_corr = correlation(*plain), correlation(*aligned)
-    best = aligned if token_corr >= frame_corr else plain
-    return FidelityResult(
-        item.id,
-        max(frame_corr, token_corr),
-        spectra_log_mel_distance(*best),
-        d.equal_share,
-        d.total_frames_diff,
-        frame_corr,
-    )
-
-
-def voiced_fidelity(ckpt: Checkpoint) -> bool:
-    """Whether fidelity is measured with the harmonic sine on (real weights) or in the
-    noise-only parity mode (synthetic weights). Measured reason: with the sine, the float
-    (onnxruntime) vs double (torch) accumulation of its phase is harmless on
-    recovered:kokoro-v1.0 (fp32 voiced twin vs torch: worst 0.99947 on 12 inputs, where
-    two random sources differ by 0.9971-0.9996) but random weights amplify it
-    (synthetic:tiny fp32: 0.85 on 460-phoneme inputs). Silenced, real weights whisper:
-    quantized scored 0.76 there vs 0.93 voiced, below what a listener hears (WER and
-    DNSMOS equal to fp32's). A config our synthetic generator wrote (``publisher_synthetic``,
-    kept by tests' saved or recovered variations of synthetic:tiny) means random weights too.
-    """
-    return not ckpt.synthetic and "publisher_synthetic" not in ckpt.config
-
-
-def check_parity(
-    ckpt: Checkpoint, model: Any, graph: Path, tokens: tuple[int, ...] = PROBE_TOKENS
-) -> list[ParityResult]:
-    """Parity of a parity-mode graph on fixed-length probes (a quick check for tests)."""
-
-    session = open_session(graph)
-    results = []
-    for n in tokens:
-        item = Item(f"probe-{n}", tuple(probe_ids(ckpt, n)), ckpt.sample_voice, 1.0)
-        with parity_mode(model):
-            ref = kmodel.run_torch(model, list(item.ids), _style(ckpt, item))
-        results.append(
-            _parity(item, ref, synth.run_onnx(session, list(item.ids), _style(ckpt, item)))
-        )
-    return results
-
-
-def torch_reference(
-    ckpt: Checkpoint, model: Any, item: Item, style: np.ndarray, voiced: bool = False
-) -> Any:
-    """Upstream Kokoro's deterministic output for ``item`` (noise only, or with the sine
-    source when ``voiced``), computed once per process per checkpoint and input; the
-    arrays come back read-only, so no caller can change what the next one reads."""
-    import json
-
-    config = json.dumps(ckpt.config, sort_keys=True, default=str)
-    key = (ckpt.sha256, config, item.ids, item.speed, style.tobytes(), voiced)
-    if key not in _REFERENCES:
-
-        def compute() -> dict[str, np.ndarray]:
-            with parity_mode(model, voiced=voiced):
-                out = kmodel.run_torch(model, list(item.ids), style, item.speed)
-            return {"waveform": out.waveform, "durations": out.durations}
-
-        mode = "deterministic-voiced" if voiced else "deterministic-noise"
-        k = store.key(ckpt, item.ids, item.speed, style, mode)
-        arrays = store.remembered(k, compute)  # on disk: shared by every process
-        out = Synthesis(arrays["waveform"], arrays["durations"])
-        if len(_REFERENCES) >= _REFERENCES_MAX:
-            _REFERENCES.clear()
-        _REFERENCES[key] = out
-    return _REFERENCES[key]
-
-
-class StoredRuns:
-    """A deterministic graph's runs, kept in the reference store keyed by the graph and the
-    input. A graph from the export cache is known by the sha256 recorded there: the fp32
-    parity and voiced exports serve every recipe of a checkpoint, so a second recipe reads
-    them back. Any other graph (a variant's own twin) is known by its computation (the
-    graph and opsets, not the metadata), so a rebuild whose passes made the same twin,
-    after a change to the recipe's text or gates, reads its runs back too. The session
-    opens on first need."""
-
-    def __init__(self, ckpt: Checkpoint, graph: Path) -> None:
-        self.ckpt, self.graph = ckpt, graph
-        self.sha256 = recorded_sha256(graph) or computation_sha256(graph)
-        self._session: Any = None
-
-    def _run(self, item: Item, style: np.ndarray) -> Synthesis:
-        if self._session is None:
-            self._session = open_session(self.graph)
-        return synth.run_onnx(self._session, list(item.ids), style, item.speed)
-
-    def run(self, item: Item, style: np.ndarray) -> Synthesis:
-        import numpy as np
-
-        def compute() -> dict[str, np.ndarray]:
-            out = self._run(item, style)
-            tail = np.nan if out.tail_max_abs is None else out.tail_max_abs
-            return {
-                "waveform": out.waveform,
-                "durations": out.durations,
-                "tail": np.array(tail),
-                "pieces": np.array(out.pieces),
-            }
-
-        runtime = store.versions("onnxruntime")
-        k = store.key(self.ckpt, item.ids, item.speed, style, "onnx", graph=self.sha256, **runtime)
-        a = store.remembered(k, compute)
-        tail = float(a["tail"])
-        return Synthesis(
-            a["waveform"], a["durations"], None if np.isnan(tail) else tail, int(a["pieces"])
-        )
-
-
-def computation_sha256(graph: Path) -> str:
-    """sha256 of what a file computes: its graph (nodes, weights, IO) and opset imports,
-    without the metadata (recipe hash, description, versions) that a rebuild changes."""
-    import hashlib
-
-    import onnx
-
-    model = onnx.load(str(graph))
-    digest = hashlib.sha256(b"computation-v1\n")
-    for opset in sorted((o.domain, o.version) for o in model.opset_import):
-        digest.update(f"{opset[0]}:{opset[1]}\n".encode())
-    digest.update(model.graph.SerializeToString(deterministic=True))
-    return digest.hexdigest()
-
-
-def evaluate(
-    recipe: Recipe,
-    ckpt: Checkpoint,
-    model: Any,
-    *,
-    parity_graph: Path,
-    twin_graph: Path,
-    shipped_graph: Path,
-    items: list[Item],
-    speech: bool = True,
-) -> dict[str, Any]:
-    """Measure everything. ``parity_graph``: the fp32 noise-only export, proven sample by
-    sample; ``twin_graph``: the variant's voiced deterministic twin (the fp32 voiced
-    export when no pass changes numbers), whose fidelity is measured against torch in the
-    same mode. Returns the report dict (gates not enforced)."""
-
-    parity_runs, twin_runs = StoredRuns(ckpt, parity_graph), StoredRuns(ckpt, twin_graph)
-    parity, fidelity, refs, outs = [], [], {}, {}
-    # bucket graphs: only inputs that fit (n <= B - 2 and at most F frames in the unpadded
-    # reference) are compared; the rest would be re-split, so they are counted and skipped
-    bucket = _bucket_settings(recipe)
-    skipped: dict[str, list[str]] = {"too_long": [], "over_frames": []}
-    bucket_rows, used = [], []
-    voiced_mode = voiced_fidelity(ckpt)
-    for k, item in enumerate(progress(items, "verify"), 1):
-        if bucket and len(item.ids) + 2 > bucket.bucket:
-            skipped["too_long"].append(item.id)
-            continue
-        style = _style(ckpt, item)
-        ref = torch_reference(ckpt, model, item, style)
-        if bucket and int(ref.durations.sum()) > bucket.frames:
-            skipped["over_frames"].append(item.id)
-            continue
-        out = parity_runs.run(item, style)
-        parity.append(_parity(item, ref, out))
-        voiced = torch_reference(ckpt, model, item, style, voiced=True) if voiced_mode else ref
-        twin = twin_runs.run(item, style)
-        fidelity.append(_fidelity(item, voiced, twin))
-        refs[item.id], outs[item.id] = voiced, twin
-        used.append(item)
-        if bucket:
-            bucket_rows.append(_bucket_row(item, ref, [out, twin]))
-        log.info(
-            "  %d/%d %s: %d phonemes, corr %.5f (frame-aligned %.5f, durations equal %.3f), "
-            "parity %.2g",
-            k,
-            len(items),
-            item.id,
-            len(item.ids),
-            fidelity[-1].spectral_correlation,
-            fidelity[-1].frame_correlation,
-            fidelity[-1].duration_equal_share,
-            parity[-1].max_abs_error,
-        )
-    if bucket:
-        log.info(
-            f"  bucket {bucket.bucket}: {len(used)} inputs compared, skipped "
-            f"{len(skipped['too_long'])} longer than {bucket.bucket - 2} phonemes and "
-            f"{len(skipped['over_frames'])} over {bucket.frames} frames"
-        )
-        if not used:
-            raise BuildError(f"no verification input fits a {bucket.bucket}-token bucket")
-    shipped = _shipped(ckpt, model, shipped_graph, used[:SHIPPED_ITEMS], ModelWorker, (refs, outs))
-    speech = listen(ckpt, model, str(shipped_graph)) if speech else SPEECH_OFF
-    pic_item = max(used[: max(1, len(used) // 2)], key=lambda i: len(i.ids))
-    bucket_report = None
-    if bucket:
-        bucket_report = {
-            "bucket": bucket.bucket,
-            "frames": bucket.frames,
-            "output_samples": bucket.output_samples,
-            "rule": bucket_metadata(bucket)["publisher.bucket_output_rule"],
-            "skipped_too_long": skipped["too_long"],
-            "skipped_over_frames": skipped["over_frames"],
-            "items": bucket_rows,
-        }
-    gates = gate_results(
-        recipe, parity, fidelity, shipped, bucket=bucket_report, speech=speech, real=voiced_mode
-    )
-    return {
-        "items": [asdict(i) | {"ids": len(i.ids)} for i in used],
-        "parity": [asdict(p) for p in parity],
-        "fidelity": [asdict(f) for f in fidelity],
-        "shipped": shipped,
-        "speech": speech,
-        "gates": [g.model_dump() for g in gates],
-        "fidelity_mode": "voiced" if voiced_mode else "noise-only",
-        "picture_item": pic_item.id,
-        **({"bucket": bucket_report} if bucket_report else {}),
-        "_waves": (refs[pic_item.id].waveform, outs[pic_item.id].waveform),
-    }
-
-
-def _shipped(ckpt, model, graph: Path, items: list[Item], worker_cls, deterministic) -> dict:
-    """Run the published graph (random source on) in a child process, next to torch.
-
-    ``deterministic``: (torch, twin) outputs per item in the deterministic mode. The
-    shipped graph is held to its twin as torch is held to itself: corr(shipped, twin)
-    over corr(torch with its random source, torch deterministic), the shipped_matches_twin
-    gate. A different graph with the same inputs and outputs scores near 0."""
-    import numpy as np
-
-    torch_det, twin_det = deterministic
-    rows = []
-    try:
-        with worker_cls(str(graph), label=graph.name) as worker:
-            for k, item in enumerate(items):
-                style = _style(ckpt, item)
-                out, _ = worker.run(list(item.ids), style, item.speed)
-                a = store.seeded_torch(
-                    ckpt, model, item.ids, item.speed, style, SHIPPED_SEED + 2 * k
-                )
-                b = store.seeded_torch(
-                    ckpt, model, item.ids, item.speed, style, SHIPPED_SEED + 2 * k + 1
-                )
-                finite = bool(np.isfinite(out.waveform).all())
-                to_twin = spectral_correlation(twin_det[item.id].waveform, out.waveform)
-                torch_floor = spectral_correlation(torch_det[item.id].waveform, a.waveform)
-                rows.append(
-                    {
-                        "item": item.id,
-                        "finite": finite,
-                        "spectral_correlation": spectral_correlation(a.waveform, out.waveform),
-                        "log_mel_distance": log_mel_distance(a.waveform, out.waveform),
-                        "noise_floor_correlation": spectral_correlation(a.waveform, b.waveform),
-                        "noise_floor_log_mel": log_mel_distance(a.waveform, b.waveform),
-                        "twin_correlation": to_twin,
-                        "torch_mode_correlation": torch_floor,
-                        "matches_twin": to_twin / max(torch_floor, 1e-6),
-                    }
-                )
-    except VerificationError:
-        raise
-    except Exception as exc:  # VariantCrashed or a load failure: a failed gate
-        return {"ran": False, "error": str(exc), "items": rows}
-    return {"ran": True, "error": "", "items": rows}
 
 
 def gate_results(
@@ -567,129 +185,3 @@ def gate_results(
             )
         )
     return out
-
-
-def enforce_gates(report: dict[str, Any]) -> None:
-    """Raise a VerificationError carrying the measured value of the first failed gate."""
-    for g in report["gates"]:
-        if not g["passed"]:
-            relation = "at least" if g["higher_is_better"] else "at most"
-            detail = f"worst item {g['item']}; must be {relation} the threshold"
-            raise VerificationError(g["gate"], g["measured"], g["threshold"], detail=detail)
-
-
-def passed(report: dict[str, Any]) -> bool:
-    return all(g["passed"] for g in report["gates"])
-
-
-def write_report(report: dict[str, Any], folder: Path, title: str) -> list[Path]:
-    """verify.md (tables) and verify_spectrogram.png in ``folder``; returns the paths."""
-    folder.mkdir(parents=True, exist_ok=True)
-    lines = [
-        f"# Verification: {title}",
-        "",
-        "## Gates",
-        "",
-        "| gate | worst measured | threshold | item | result |",
-        "|---|---|---|---|---|",
-    ]
-    for g in report["gates"]:
-        lines.append(
-            f"| {g['gate']} | {g['measured']:.6g} | {g['threshold']:.6g} | "
-            f"{g['item']} | {'pass' if g['passed'] else '**FAIL**'} |"
-        )
-    lines += [
-        "",
-        "## Per item (deterministic torch reference)",
-        "",
-        "Parity: the fp32 graph against torch with the sine silenced and a fixed noise "
-        "pattern (sample by sample). Fidelity (correlation, log-mel, durations): the "
-        f"variant against torch in the {report.get('fidelity_mode', 'noise-only')} mode "
-        "(voiced: the sine on with fixed phases, for real weights).",
-        "",
-        "| item | tokens | parity max abs | parity SNR dB | durations equal | "
-        "spectral corr | frame-aligned corr | log-mel dist | dur. agreement |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for p, f in zip(report["parity"], report["fidelity"], strict=True):
-        lines.append(
-            f"| {p['item']} | {p['tokens']} | {p['max_abs_error']:.3g} | "
-            f"{p['snr_db']:.1f} | {p['durations_equal']} | "
-            f"{f['spectral_correlation']:.6f} | {f.get('frame_correlation', 0.0):.6f} | "
-            f"{f['log_mel_distance']:.4f} | {f['duration_equal_share']:.3f} |"
-        )
-    shipped = report["shipped"]
-    lines += ["", "## Shipped graph (random source on) vs torch", ""]
-    if not shipped["ran"]:
-        lines.append(f"Did not run: {shipped['error']}")
-    else:
-        lines += [
-            "| item | spectral corr | log-mel dist | noise floor corr | noise floor log-mel |",
-            "|---|---|---|---|---|",
-        ]
-        for r in shipped["items"]:
-            lines.append(
-                f"| {r['item']} | {r['spectral_correlation']:.5f} | "
-                f"{r['log_mel_distance']:.4f} | {r['noise_floor_correlation']:.5f} | "
-                f"{r['noise_floor_log_mel']:.4f} |"
-            )
-        lines += ["", "The noise floor is torch against itself: two runs of the random source."]
-    lines += report_lines(report.get("speech"))
-    bucket = report.get("bucket")
-    if bucket:
-        lines += [
-            "",
-            f"## Bucket {bucket['bucket']} ({bucket['frames']} alignment frames, "
-            f"{bucket['output_samples']} output samples)",
-            "",
-            f"{bucket['rule']}. Compared: inputs of at most {bucket['bucket'] - 2} phonemes "
-            f"whose unpadded reference needs at most {bucket['frames']} frames; skipped "
-            f"{len(bucket['skipped_too_long'])} longer inputs and "
-            f"{len(bucket['skipped_over_frames'])} over the frames (the synthesis path "
-            "re-splits those).",
-            "",
-            "| item | phonemes | frames | content samples | anchor (480/frame) | "
-            "kept past the anchor's cut | max abs after content |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        for r in bucket["items"]:
-            lines.append(
-                f"| {r['item']} | {r['phonemes']} | {r['frames']} | {r['content_samples']} | "
-                f"{r['anchor_samples']} | {r['kept_past_anchor_samples']} | "
-                f"{r['tail_max_abs']:.3g} |"
-            )
-    lines += ["", f"![spectrograms]({PICTURE})", ""]
-    md = folder / REPORT
-    md.write_text("\n".join(lines))
-    png = folder / PICTURE
-    ref, test = report["_waves"]
-    spectrogram_picture(ref, test, png, f"{title}: {report['picture_item']}")
-    return [md, png]
-
-
-def spectrogram_picture(ref: np.ndarray, test: np.ndarray, path: Path, title: str) -> None:
-    """Reference, variant and their difference as log-mel images, one above the other."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    n = min(ref.size, test.size)
-    a, b = log_mel(ref[:n]).T, log_mel(test[:n]).T
-    fig, axes = plt.subplots(3, 1, figsize=(10, 7), sharex=True)
-    lo, hi = float(min(a.min(), b.min())), float(max(a.max(), b.max()))
-    for ax, img, name in ((axes[0], a, "torch reference"), (axes[1], b, "variant")):
-        ax.imshow(img, origin="lower", aspect="auto", vmin=lo, vmax=hi, cmap="magma")
-        ax.set_ylabel(f"{name}\nmel bin")
-    diff = axes[2].imshow(b - a, origin="lower", aspect="auto", cmap="coolwarm", vmin=-2, vmax=2)
-    axes[2].set_ylabel("difference\nmel bin")
-    axes[2].set_xlabel("frame (256 samples)")
-    fig.colorbar(diff, ax=axes[2], label="log-mel difference")
-    fig.suptitle(title)
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-
-
-def public(report: dict[str, Any]) -> dict[str, Any]:
-    """The report without in-memory waveforms, for JSON."""
-    return {k: v for k, v in report.items() if not k.startswith("_")}
