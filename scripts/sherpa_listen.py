@@ -16,10 +16,10 @@ import time
 from pathlib import Path
 
 from publisher.conformance.matrix import probe
-from publisher.conformance.runtimes import runtimes
 from publisher.manifest import read_manifest
 from publisher.runtime.clients import sherpa_lexicon_for
 from publisher.runtime.corpus import load_corpus
+from publisher.runtime.runtimes import runtimes
 from publisher.runtime.speech import corpus_wer, dnsmos, recognize
 
 

@@ -15,12 +15,12 @@ import pytest
 from onnx import TensorProto, helper
 
 from publisher.conformance import matrix
-from publisher.conformance.runtimes import runtimes
 from publisher.passes import PassContext
 from publisher.passes.opsets import opsets_pass
 from publisher.recipe.loader import load_recipe
 from publisher.recipe.schema import Target
 from publisher.runtime.errors import PublisherError
+from publisher.runtime.runtimes import runtimes
 
 
 def _tiny_graph(opsets: list[tuple[str, int]]) -> onnx.ModelProto:
@@ -85,7 +85,7 @@ def test_onnxruntime_opset_refusals_become_one_short_line():
 
 
 def test_claims_follow_the_floor_and_the_export_shape():
-    from publisher.conformance.runtimes import Claim
+    from publisher.runtime.runtimes import Claim
 
     by_name = {r.name: r for r in runtimes()}
     assert by_name["onnxruntime 1.16.3"].claims(Claim("dynamic", "1.16.3"))
@@ -264,8 +264,8 @@ def test_the_matrix_marks_failures_known_failures_and_unclaimed_cells(dist_copy,
 def test_the_card_shows_the_matrix_each_build_recorded(dist_copy, monkeypatch, tmp_path):
     from huggingface_hub import ModelCard
 
-    from publisher.conformance.runtimes import current_onnxruntime
     from publisher.hub.stage import stage
+    from publisher.runtime.runtimes import current_onnxruntime
 
     bad = {"ok": False, "error": "Could not find an implementation for ConvInteger(10)"}
     monkeypatch.setattr(matrix, "probe", _fake_probe({"kokoro-onnx 0.6.1": bad}))
@@ -351,7 +351,7 @@ def _speechlike(seed: int, n: int = 24000):
 def test_a_runtime_that_runs_but_garbles_fails_its_cell(tmp_path, npm):
     import numpy as np
 
-    from publisher.conformance.runtimes import Runtime
+    from publisher.runtime.runtimes import Runtime
 
     rt = Runtime(
         "onnxruntime-web 1.30.0" if npm else "onnxruntime 9.9.9", "onnxruntime", (), npm=npm

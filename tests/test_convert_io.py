@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 from publisher.cli import main
 from publisher.export.fp32 import export_fp32
-from publisher.passes.metadata import set_metadata
+from publisher.onnx_edit import set_metadata
 from publisher.recipe.loader import load_recipe
 
 

@@ -5,9 +5,9 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from publisher.onnx_edit import set_metadata
 from publisher.passes import FINAL_PASSES, PASSES, PassContext
 from publisher.passes.io_names import rename_tensors
-from publisher.passes.metadata import set_metadata
 from publisher.runtime.errors import PublisherError
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import onnx
 import pytest
 
-from publisher.passes import all_graphs
+from publisher.onnx_edit import all_graphs
 
 FLOAT, FLOAT16, INT8, UINT8, INT64 = (
     onnx.TensorProto.FLOAT,

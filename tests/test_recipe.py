@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from publisher.conformance.runtimes import runtime_names
 from publisher.recipe.loader import (
     DEFAULT_RECIPES_DIR,
     list_recipes,
@@ -18,6 +17,7 @@ from publisher.recipe.loader import (
 )
 from publisher.recipe.schema import Export
 from publisher.runtime.errors import RecipeError
+from publisher.runtime.runtimes import runtime_names
 
 REPO = Path(__file__).resolve().parent.parent
 INVALID = REPO / "tests" / "recipes_invalid"

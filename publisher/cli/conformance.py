@@ -9,8 +9,8 @@ import click
 from publisher.cli.options import out_option, recipes_option
 from publisher.cli.publish import built_folders
 from publisher.conformance.matrix import failures, run_matrix
-from publisher.conformance.runtimes import runtime_names
 from publisher.runtime.errors import RunError
+from publisher.runtime.runtimes import runtime_names
 
 
 @click.command("conformance")

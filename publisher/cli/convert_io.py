@@ -12,8 +12,8 @@ from pathlib import Path
 
 import click
 
+from publisher.onnx_edit import set_metadata
 from publisher.passes.io_names import rename_tensors
-from publisher.passes.metadata import set_metadata
 from publisher.recipe.schema import IO_PROFILES
 from publisher.runtime.constants import BUCKET_INPUT_ROLES, OUTPUT_ROLES
 from publisher.runtime.errors import InputError, first_line

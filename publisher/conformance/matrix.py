@@ -1,4 +1,4 @@
-"""Run a built file in each runtime it claims (see runtimes.py), each in its own cached
+"""Run a built file in each runtime it claims (``runtime/runtimes.py``), each in its own cached
 environment (envs.py) through probe.py; record the cells in the build's manifest.
 
 A cell is ``ok``, ``fails`` (with the runtime's own first error line), ``known failure``
@@ -21,15 +21,7 @@ from typing import Any
 
 from publisher.conformance.envs import environment
 from publisher.conformance.heard import Speaking
-from publisher.conformance.runtimes import (
-    Claim,
-    Runtime,
-    claim_of,
-    current_onnxruntime,
-    floor_runtime,
-    runtimes,
-    target_of,
-)
+from publisher.conformance.runtimes import claim_of, target_of
 from publisher.hub.repo_files import write_model_files, write_voices
 from publisher.manifest import read_build
 from publisher.model import sources
@@ -41,6 +33,13 @@ from publisher.runtime.constants import SAME_AUDIO_MATCH, SAMPLES_PER_FRAME
 from publisher.runtime.corpus import load_corpus
 from publisher.runtime.errors import RunError
 from publisher.runtime.metrics import aligned_spectra, correlation
+from publisher.runtime.runtimes import (
+    Claim,
+    Runtime,
+    current_onnxruntime,
+    floor_runtime,
+    runtimes,
+)
 from publisher.runtime.synth import bucket_info, feeds_for, open_session, style_row
 from publisher.workspace import write_json_atomic
 

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from publisher.hub.repo_files import check_voices
 from publisher.locations import cache_root
+from publisher.onnx_edit import set_metadata
 from publisher.runtime.clients import SHERPA_LEXICONS
 from publisher.runtime.constants import SAMPLE_RATE, VOICE_SHAPE
 from publisher.runtime.errors import RunError
@@ -74,12 +75,7 @@ def write_bundle(
         # bytes, which the Hub stores once
         shutil.copyfile(model_path, dest / "model.onnx")
     else:  # a file from elsewhere (or an older build): add the keys to a copy
-        kept = [p for p in model.metadata_props if p.key not in wanted]
-        del model.metadata_props[:]
-        model.metadata_props.extend(kept)
-        for key, value in wanted.items():
-            model.metadata_props.add(key=key, value=value)
-        onnx.save(model, str(dest / "model.onnx"))
+        onnx.save(set_metadata(model, wanted), str(dest / "model.onnx"))
     stack = np.stack([voices[s].reshape(VOICE_SHAPE[0], VOICE_SHAPE[2]) for s in speakers])
     (dest / "voices.bin").write_bytes(stack.astype("<f4").tobytes())
     (dest / "tokens.txt").write_text(

@@ -29,7 +29,6 @@ __all__ = [
     "PASSES",
     "PassContext",
     "PassSpec",
-    "all_graphs",
     "check_recipe",
     "plan",
     "roundtrip",
@@ -70,15 +69,6 @@ def roundtrip(model: onnx.ModelProto, tool: Callable[[Path, Path], None]) -> onn
         onnx.save(model, str(src))
         tool(src, dst)
         return onnx.load(str(dst))
-
-
-def all_graphs(graph):
-    """The graph and, recursively, every subgraph (Loop/If/Scan bodies) inside it."""
-    yield graph
-    for node in graph.node:
-        for attr in node.attribute:
-            for g in [attr.g] if attr.HasField("g") else list(attr.graphs):
-                yield from all_graphs(g)
 
 
 def plan(recipe: Recipe) -> list[str]:

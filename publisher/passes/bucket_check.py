@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING
 
-from publisher.passes import PassContext, all_graphs
+from publisher.onnx_edit import all_graphs
+from publisher.passes import PassContext
 from publisher.runtime.errors import BuildError
 
 if TYPE_CHECKING:

@@ -12,7 +12,8 @@ from __future__ import annotations
 import fnmatch
 from typing import TYPE_CHECKING
 
-from publisher.passes import PassContext, all_graphs
+from publisher.onnx_edit import all_graphs
+from publisher.passes import PassContext
 
 if TYPE_CHECKING:
     import onnx

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from publisher.passes import all_graphs
+from publisher.onnx_edit import all_graphs
 from publisher.runtime.errors import BuildError
 
 if TYPE_CHECKING:

@@ -11,7 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from publisher.passes import PassContext, all_graphs, roundtrip
+from publisher.onnx_edit import strip_unused_opsets
+from publisher.passes import PassContext, roundtrip
 
 if TYPE_CHECKING:
     import onnx
@@ -27,15 +28,6 @@ def ort_optimize(src: Path, dst: Path) -> None:
     opts.optimized_model_filepath = str(dst)
     opts.log_severity_level = 3
     ort.InferenceSession(str(src), opts, providers=["CPUExecutionProvider"])
-
-
-def strip_unused_opsets(model: onnx.ModelProto) -> onnx.ModelProto:
-    """onnxruntime declares every domain it knows; keep only the ones nodes use."""
-    used = {""} | {n.domain for g in all_graphs(model.graph) for n in g.node}
-    keep = [o for o in model.opset_import if o.domain in used or o.domain == "ai.onnx"]
-    del model.opset_import[:]
-    model.opset_import.extend(keep)
-    return model
 
 
 def simplify_pass(model: onnx.ModelProto, recipe: Recipe, ctx: PassContext) -> onnx.ModelProto:

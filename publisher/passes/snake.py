@@ -30,7 +30,8 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from publisher.passes import PassContext, all_graphs
+from publisher.onnx_edit import all_graphs
+from publisher.passes import PassContext
 from publisher.passes.quantize import left_float
 
 if TYPE_CHECKING:

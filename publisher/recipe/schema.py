@@ -18,8 +18,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from publisher.conformance.runtimes import runtime_names
 from publisher.runtime.constants import HEARD_WER_MARGIN, ONNXRUNTIME_FLOORS
+from publisher.runtime.runtimes import runtime_names
 
 LOADER_FIELDS = ("name", "source")  # set by the loader, never written in YAML
 _CHECKPOINT = r"hub:[^\s/]+/\S+|path:\S.*|onnx:\S.*|recovered:[\w.-]+|synthetic:(?:tiny|full)"

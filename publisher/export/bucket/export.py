@@ -12,8 +12,7 @@ from publisher.export.bucket.shape import BucketShape, bucket_metadata
 from publisher.export.dynamic import trace_inputs
 from publisher.export.parity import parity_mode
 from publisher.export.torchscript import torch_export
-from publisher.passes.metadata import set_metadata
-from publisher.passes.simplify import strip_unused_opsets
+from publisher.onnx_edit import set_metadata, strip_unused_opsets
 from publisher.runtime.constants import BUCKET_INPUT_ROLES, OUTPUT_ROLES
 
 if TYPE_CHECKING:
