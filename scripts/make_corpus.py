@@ -131,6 +131,13 @@ SPEECH = [
     (f"speech-{k + 1:02d}", SPEECH_VOICES[k % len(SPEECH_VOICES)], 1.0, text)
     for k, text in enumerate(HARVARD)
 ]
+# The set the conformance matrix hears each text runtime speak (conformance/heard.py): the
+# same sentences in two American voices in turn, so ours has US phonemes for every one.
+HEARD_VOICES = ("af_heart", "am_michael")
+HEARD = [
+    (f"heard-{k + 1:02d}", HEARD_VOICES[k % len(HEARD_VOICES)], 1.0, text)
+    for k, text in enumerate(HARVARD)
+]
 
 CALIBRATION = [
     ("cal-1", "af_heart", 1.0, "Good morning, everyone."),
@@ -277,6 +284,7 @@ def build() -> dict[str, Any]:
         "eval": [make_item(*spec) for spec in EVAL],
         "calibration": [make_item(*spec) for spec in CALIBRATION],
         "speech": [make_item(*spec) for spec in SPEECH],
+        "heard": [make_item(*spec) for spec in HEARD],
     }
     corpus = parse_corpus(data, where="generated corpus")  # vocab, lengths, ids, speeds
     lengths = [it.n_phonemes for it in corpus.eval]
@@ -324,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     args.output.write_text(text, "utf-8")
     print(
         f"wrote {args.output}: {len(EVAL)} eval, {len(CALIBRATION)} calibration, "
-        f"{len(SPEECH)} speech items"
+        f"{len(SPEECH)} speech, {len(HEARD)} heard items"
     )
     return 0
 

@@ -566,6 +566,46 @@ def test_a_text_runtime_speaks_each_heard_sentence_from_text_and_saves_it(
     assert waves[0][0].size != waves[1][0].size  # two different sentences were spoken
 
 
+def test_our_heard_figures_are_the_mean_of_two_runs_whose_noise_differs(
+    tiny, tiny_dist, monkeypatch
+):
+    """The shipped graph draws fresh noise every run, so one run of ours is one sample:
+    ours is the mean of OURS_RUNS runs, each of the same sentences."""
+    from publisher.conformance import heard
+
+    folder = tiny_dist / "quantized"
+    model = folder / json.loads((folder / "manifest.json").read_text())["model"]
+    scored = []
+
+    def score(lines, waves):
+        scored.append([w.copy() for w, _ in waves])
+        return {"sentences": len(lines), "wer": [0.2, 0.3][len(scored) - 1], "dnsmos": 3.0}
+
+    monkeypatch.setattr(heard, "score", score)
+    lines = _heard_lines()
+    got = heard.ours(model, tiny, lines)
+    assert heard.OURS_RUNS == len(scored) == 2
+    assert got == {"sentences": 2, "wer": 0.25, "dnsmos": 3.0, "runs": 2}
+    first, second = scored
+    assert [w.size for w in first] == [w.size for w in second]  # the same sentences
+    assert not np.array_equal(first[0], second[0])  # but not the same samples
+
+
+def test_the_heard_set_is_the_speech_sets_sentences_with_us_phonemes_in_two_voices():
+    from publisher.conformance import heard
+    from publisher.runtime.corpus import load_corpus
+
+    corpus = load_corpus()
+    lines = heard.heard_lines()
+    assert [line.text for line in lines] == [item.text for item in corpus.speech]
+    assert [line.voice for line in lines[:3]] == ["af_heart", "am_michael", "af_heart"]
+    speech = {item.text: item for item in corpus.speech}
+    for line in lines:  # where the speech set is American too, the phonemes are the same
+        if speech[line.text].lang == "en-us":
+            assert line.item.phonemes == speech[line.text].phonemes
+        assert line.item.lang == "en-us"
+
+
 def test_a_text_cell_heard_above_the_margin_fails_naming_both_figures(dist_copy, monkeypatch):
     """On weights that speak (the speech tools stubbed: tiny weights do not), each claimed
     text cell is asked to speak the heard sentences, scored beside our own phonemes, and

@@ -24,7 +24,8 @@ CORPUS_VERSION = 1
 MIN_SPEED, MAX_SPEED = 0.5, 2.0
 ITEM_KEYS = ("id", "text", "phonemes", "voice", "speed")
 SECTIONS = ("eval", "calibration")
-OPTIONAL_SECTIONS = ("speech",)  # plain sentences for the word-error-rate gate
+# plain sentences: the word-error-rate gate's; the conformance matrix's text cells' (heard)
+OPTIONAL_SECTIONS = ("speech", "heard")
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ class Corpus:
     sample_rate: int = SAMPLE_RATE
     version: int = CORPUS_VERSION
     speech: tuple[CorpusItem, ...] = ()
+    heard: tuple[CorpusItem, ...] = ()
 
     def select(self, max_items: int | None = None, max_phonemes: int | None = None) -> Corpus:
         """A subset for quick runs: items with at most ``max_phonemes`` phonemes, then the
@@ -87,6 +89,7 @@ class Corpus:
             self.sample_rate,
             self.version,
             pick(self.speech),
+            pick(self.heard),
         )
 
     @property
@@ -100,6 +103,7 @@ class Corpus:
             "eval": [it.to_json() for it in self.eval],
             "calibration": [it.to_json() for it in self.calibration],
             **({"speech": [it.to_json() for it in self.speech]} if self.speech else {}),
+            **({"heard": [it.to_json() for it in self.heard]} if self.heard else {}),
         }
 
 
@@ -182,6 +186,7 @@ def parse_corpus(data: Any, where: str = "corpus") -> Corpus:
         SAMPLE_RATE,
         CORPUS_VERSION,
         sections.get("speech", ()),
+        sections.get("heard", ()),
     )
 
 
