@@ -12,7 +12,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from publisher.conformance.matrix import check_floor
 from publisher.export.bucket.shape import bucket_metadata, bucket_shape
@@ -21,6 +21,7 @@ from publisher.manifest import (
     MANIFEST,
     REPORT_FILES,
     RESOLVED_RECIPE,
+    check_manifest,
     file_index,
     read_build,
     write_checkpoint_files,
@@ -44,6 +45,13 @@ from publisher.workspace import (
 
 log = logging.getLogger(__name__)
 
+if TYPE_CHECKING:
+    import onnx
+    from kokoro.model import KModel
+
+    from publisher.model.checkpoint import Checkpoint
+    from publisher.recipe.schema import Recipe
+
 
 @dataclass
 class BuildResult:
@@ -56,13 +64,13 @@ class BuildResult:
 class Prepared:
     """A recipe's checkpoint, torch model and transformed graphs, ready to verify."""
 
-    recipe: Any
-    ckpt: Any
-    model: Any
-    variant: Any  # onnx.ModelProto, random source on
+    recipe: Recipe
+    ckpt: Checkpoint
+    model: KModel  # upstream Kokoro's torch model, the reference
+    variant: onnx.ModelProto  # random source on
     parity_graph: Path  # fp32 parity-mode export (cached)
     voiced_graph: Path  # fp32 voiced deterministic export (cached)
-    twin: Any | None  # the variant's voiced twin; None when passes change no numbers
+    twin: onnx.ModelProto | None  # the variant's voiced twin; None when no pass changes numbers
     notes: dict[str, Any]  # what the passes reported
 
 
@@ -313,6 +321,7 @@ def write_manifest(folder: Path, p: Prepared, verification: dict, steps: dict) -
         "steps_seconds": steps,
     }
     manifest["files"] = file_index(folder)
+    check_manifest(manifest)  # a writer's bug stops here, before the file exists
     write_json_atomic(folder / MANIFEST, manifest)
     return manifest
 

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from publisher import workspace
 from publisher.runtime.artifacts import BuildManifest, first_error
-from publisher.runtime.errors import ChangedFileError, InputError
+from publisher.runtime.errors import BuildError, ChangedFileError, InputError
 
 # the files of a build folder besides its model (and sherpa-onnx bundle)
 MANIFEST = "manifest.json"  # what was built, how, and every other file's sha256
@@ -50,6 +50,15 @@ def read_manifest(folder: Path) -> dict[str, Any]:
         why = first_error(exc)
         raise InputError(f"{path}: not a build manifest ({why}); rebuild it") from None
     return data
+
+
+def check_manifest(data: dict[str, Any]) -> None:
+    """A manifest about to be written, checked against ``BuildManifest``: a field of the
+    wrong type is a BuildError naming it (the writer's bug, not the user's)."""
+    try:
+        BuildManifest.model_validate(data)
+    except ValidationError as exc:
+        raise BuildError(f"{MANIFEST} not written: {first_error(exc)}") from None
 
 
 def file_sha256(path: Path) -> str:

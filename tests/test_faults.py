@@ -308,6 +308,19 @@ def test_a_swapped_shipped_graph_fails_verify(dist_copy):
 
 
 # ------------------------------------------------------------------ manifests
+def test_a_build_writes_only_a_manifest_its_own_type_accepts(dist_copy):
+    """The manifest a build wrote passes BuildManifest; one with a wrong-typed field is
+    refused before it is written, naming the field."""
+    from publisher.manifest import check_manifest
+    from publisher.runtime.errors import BuildError
+
+    manifest = json.loads((dist_copy / "fp32" / "manifest.json").read_text())
+    check_manifest(manifest)
+    manifest["checkpoint"]["recovered"] = "maybe"
+    with pytest.raises(BuildError, match=r"manifest.json not written: checkpoint.recovered"):
+        check_manifest(manifest)
+
+
 @pytest.mark.parametrize(
     "damage",
     [

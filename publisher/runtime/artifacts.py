@@ -70,6 +70,10 @@ class VerificationReport(Artifact):
 class CheckpointRecord(Artifact):
     source: str
     sha256: str
+    synthetic: bool = False
+    recovered: bool = False
+    origin: Literal["original", "recovered", "synthetic"] | None = None  # older builds: absent
+    note: str = ""
 
 
 class FileRecord(Artifact):
@@ -78,7 +82,9 @@ class FileRecord(Artifact):
 
 
 class BuildManifest(Artifact):
-    """The fields of a build's manifest.json that other commands read."""
+    """A build's manifest.json. Build checks what it writes against this type before the
+    file exists; the other commands read it through ``manifest.read_manifest``, which
+    checks it too. Later steps add their own keys (conformance, bench, first_audio)."""
 
     model_config = ConfigDict(extra="allow")
     recipe: str
@@ -86,6 +92,14 @@ class BuildManifest(Artifact):
     checkpoint: CheckpointRecord
     files: dict[str, FileRecord]
     verification: VerificationReport
+    recipe_sha256: str | None = None
+    resolved_recipe: dict[str, Any] = {}
+    io: dict[str, str] = {}
+    sherpa_onnx: RelPath | None = None  # the bundle's folder
+    passes: dict[str, Any] = {}  # applied (names) and notes (what each reported)
+    versions: dict[str, Any] = {}
+    host: dict[str, Any] = {}
+    steps_seconds: dict[str, float] = {}
 
 
 # ---------------------------------------------------------------- a published repo
