@@ -32,8 +32,8 @@ from publisher.provenance import StepTimer, host, publisher_version, versions
 from publisher.recipe.loader import recipe_hash
 from publisher.runtime.constants import SAMPLE_RATE
 from publisher.runtime.errors import InputError, PublisherError
-from publisher.verify.gates import Verification, evaluate
-from publisher.verify.measure import bucket_probes, verification_items, voiced_fidelity
+from publisher.verify.gates import Verification, gated
+from publisher.verify.measure import bucket_probes, measure, verification_items, voiced_fidelity
 from publisher.verify.report import write_report
 from publisher.workspace import (
     check_writable_folder,
@@ -165,10 +165,10 @@ def _verify(
         onnx.save(p.twin, str(twin_path))
         twin_graph = twin_path
     items = verification_items(p.ckpt)
-    if p.recipe.is_bucket:  # evaluate skips what does not fit the bucket
+    if p.recipe.is_bucket:  # measure skips what does not fit the bucket
         items += bucket_probes(p.ckpt, p.recipe.export.bucket)
     with timer.step("verify", f"{len(items)} inputs: parity, fidelity, shipped graph"):
-        report = evaluate(
+        measured = measure(
             p.recipe,
             p.ckpt,
             p.model,
@@ -178,6 +178,7 @@ def _verify(
             items=items,
             speech=speech,
         )
+        report = gated(p.recipe, measured)
     if twin_path:
         twin_path.unlink()
     write_report(report, report_dir, f"{p.recipe.name} ({p.ckpt.source})")

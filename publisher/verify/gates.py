@@ -5,17 +5,15 @@ the inputs against its threshold, in a typed ``Verification`` (manifest.json's
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from publisher.runtime.artifacts import Gate
 from publisher.runtime.constants import SAME_AUDIO_MATCH
 from publisher.runtime.errors import VerificationError
 from publisher.verify.listen import speech_gates
-from publisher.verify.measure import FidelityResult, Item, Measured, ParityResult, measure
+from publisher.verify.measure import FidelityResult, Measured, ParityResult
 
 if TYPE_CHECKING:
-    from publisher.model.checkpoint import Checkpoint
     from publisher.recipe.schema import Recipe
 
 
@@ -50,38 +48,19 @@ class Verification:
         }
 
 
-def evaluate(
-    recipe: Recipe,
-    ckpt: Checkpoint,
-    model: Any,
-    *,
-    parity_graph: Path,
-    twin_graph: Path,
-    shipped_graph: Path,
-    items: list[Item],
-    speech: bool = True,
-) -> Verification:
-    """``measure`` (see there for the graphs), then the recipe's gates (not enforced)."""
-    m = measure(
-        recipe,
-        ckpt,
-        model,
-        parity_graph=parity_graph,
-        twin_graph=twin_graph,
-        shipped_graph=shipped_graph,
-        items=items,
-        speech=speech,
-    )
+def gated(recipe: Recipe, measured: Measured) -> Verification:
+    """The recipe's gates (its ``real_weights`` values for voiced fidelity) applied to what
+    ``measure`` measured; not enforced (``Verification.enforce``)."""
     gates = gate_results(
         recipe,
-        m.parity,
-        m.fidelity,
-        m.shipped,
-        bucket=m.bucket,
-        speech=m.speech,
-        real=m.fidelity_mode == "voiced",
+        measured.parity,
+        measured.fidelity,
+        measured.shipped,
+        bucket=measured.bucket,
+        speech=measured.speech,
+        real=measured.fidelity_mode == "voiced",
     )
-    return Verification(m, gates)
+    return Verification(measured, gates)
 
 
 def _gate(

@@ -364,7 +364,7 @@ def measure(
     """Measure everything. ``parity_graph``: the fp32 noise-only export, proven sample by
     sample; ``twin_graph``: the variant's voiced deterministic twin (the fp32 voiced
     export when no pass changes numbers), whose fidelity is measured against torch in the
-    same mode. Gated by ``gates.evaluate``."""
+    same mode. Gated by ``gates.gated``."""
 
     parity_runs, twin_runs = StoredRuns(ckpt, parity_graph), StoredRuns(ckpt, twin_graph)
     parity, fidelity, refs, outs = [], [], {}, {}
