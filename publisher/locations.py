@@ -6,6 +6,7 @@ inside it as ``publisher.recipes`` / ``publisher.templates`` (see pyproject.toml
 
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
 
@@ -15,9 +16,10 @@ def shipped_dir(name: str) -> Path:
     beside = Path(__file__).resolve().parent.parent / name
     if beside.is_dir():
         return beside
-    from importlib import resources
-
-    return Path(str(resources.files(f"publisher.{name}")))
+    # installed: publisher.recipes and publisher.templates are namespace packages (no
+    # __init__.py), for which importlib.resources gives a MultiplexedPath, not a folder
+    package = importlib.import_module(f"publisher.{name}")
+    return Path(next(iter(package.__path__)))
 
 
 def cache_root() -> Path:

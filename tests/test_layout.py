@@ -90,6 +90,33 @@ def test_the_wheel_lists_every_package_and_the_node_probe():
     assert "probe.mjs" in tool["package-data"]["publisher.conformance"]
 
 
+def test_installed_from_a_wheel_the_recipes_and_templates_are_found(tmp_path):
+    """A wheel carries recipes/ and templates/ inside the package (namespace packages, for
+    which importlib.resources gives a MultiplexedPath): an installed publisher lists its
+    recipes and renders a card template, as the checkout does."""
+    target = tmp_path / "site"
+    pip = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps"]
+    pip += ["--no-build-isolation", "--target", str(target), str(REPO)]
+    done = subprocess.run(pip, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    code = (
+        "import publisher, sys\n"
+        "from publisher.locations import shipped_dir\n"
+        "from publisher.recipe.loader import load_recipe, recipe_files\n"
+        "assert publisher.__file__.startswith(sys.argv[1]), publisher.__file__\n"
+        "print(sorted(p.stem for p in recipe_files()))\n"
+        "templates = shipped_dir('templates')\n"
+        "print(load_recipe('cpu-int8').name, (templates / 'README.md.j2').is_file())\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    run = [sys.executable, "-c", code, str(target)]
+    done = subprocess.run(run, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    names, loaded = done.stdout.splitlines()
+    assert "'fp32'" in names and "'cpu-int8'" in names
+    assert loaded == "cpu-int8 True"
+
+
 def _sources():
     for path in sorted((REPO / "publisher").rglob("*.py")):
         yield path, path.read_text(encoding="utf-8")
