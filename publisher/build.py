@@ -363,6 +363,7 @@ def verify_built(
     manifest["verification"] = report.to_json()
     rewritten = file_index(folder)  # only what this run wrote is recorded anew
     manifest["files"].update({n: rewritten[n] for n in REPORT_FILES if n in rewritten})
+    check_manifest(manifest)
     write_json_atomic(folder / MANIFEST, manifest)
     report.enforce()
     return manifest

@@ -4,7 +4,7 @@ the inputs against its threshold, in a typed ``Verification`` (manifest.json's
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from publisher.runtime.artifacts import Gate
@@ -24,7 +24,7 @@ class Verification:
 
     measured: Measured
     gates: list[Gate]
-    floor: dict[str, Any] | None = field(default=None)
+    floor: dict[str, Any] | None = None
 
     @property
     def passed(self) -> bool:
