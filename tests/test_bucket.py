@@ -1,8 +1,8 @@
 """Static token-bucket graphs (publisher/export/bucket/) on the tiny synthetic model.
 
-The b16 recipe (B = 16 tokens, F = 2B + 8 = 40 frames) keeps exports quick; the tiny
-model's durations are about 3 frames a token, so F overflows from about 12 tokens at
-speed 1, which the overflow tests use on purpose.
+The b16 recipe with F set to 40 frames (its default, 5B/2 + 48 = 88, is sized for real
+speech) keeps exports quick; the tiny model's durations are about 3 frames a token, so F
+overflows from about 12 tokens at speed 1, which the overflow tests use on purpose.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from publisher.runtime.synth import bucket_info, open_session, run_bucket_once, 
 from publisher.verify.measure import probe_ids
 
 B, F = 16, 40
+S = SAMPLES_PER_FRAME * F + tail_margin_samples(B)  # the default output length
 # Measured on synthetic:tiny (fp32 parity graph vs unpadded parity-mode torch): about
 # 5e-8 max abs on a peak of about 0.035, i.e. float rounding; the bound leaves 20x room.
 CONTENT_MAX_ABS = 1e-6
@@ -43,7 +44,10 @@ FASTKOKORO_KEYS = (
 
 @pytest.fixture(scope="module")
 def b16():
-    return load_recipe("b16")
+    recipe = load_recipe("b16")
+    return recipe.model_copy(
+        update={"export": recipe.export.model_copy(update={"alignment_frames": F})}
+    )
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +86,7 @@ def test_padded_durations_equal_unpadded_durations_exactly(
     style = _style(tiny, n)
     wave, dur = run_bucket_once(parity_session, ids, style, speed)
     ref = _torch(tiny_model, ids, style, speed)
-    assert dur.shape == (B,) and wave.shape == (SAMPLES_PER_FRAME * F,)
+    assert dur.shape == (B,) and wave.shape == (S,)
     np.testing.assert_array_equal(dur[: n + 2], ref.durations)
     assert not dur[n + 2 :].any()  # zeros on padding
 
@@ -161,7 +165,7 @@ def test_bucket_graph_is_static_and_free_of_banned_ops(shipped):
         "style": [1, 256],
         "speed": [1],
         "input_lengths": [1],
-        "waveform": [SAMPLES_PER_FRAME * F],
+        "waveform": [S],
         "duration": [B],
     }
     # the decoder runs in float16, ALBERT, encoders and predictor stay float32
@@ -174,7 +178,7 @@ def test_bucket_metadata_carries_the_four_fastkokoro_keys_and_ours(shipped, tiny
     assert all(key in meta for key in FASTKOKORO_KEYS)
     assert meta["fastkokoro.fixed_alignment_frames"] == str(F)
     assert meta["fastkokoro.content_samples_per_duration_frame"] == "600"
-    assert meta["fastkokoro.fixed_output_samples"] == str(600 * F)
+    assert meta["fastkokoro.fixed_output_samples"] == str(S)
     assert meta["fastkokoro.output_tail_margin_samples"] == str(tail_margin_samples(B))
     assert meta["publisher.bucket"] == str(B)
     assert json.loads(meta["kokoro_config"])["vocab"] == tiny.config["vocab"]
@@ -217,16 +221,19 @@ def test_output_samples_below_600_per_alignment_frame_is_a_recipe_error(b16):
     with pytest.raises(RecipeError, match=r"export.output_samples: must be at least 600 \*"):
         bucket_shape(bad)
     more = b16.model_copy(
-        update={"export": Export(shape="bucket", bucket=16, output_samples=30000)}
+        update={"export": Export(shape="bucket", bucket=16, output_samples=60000)}
     )
-    assert bucket_shape(more).output_samples == 30000
+    assert bucket_shape(more).output_samples == 60000
 
 
 def test_bucket_family_recipes_resolve_with_b64_as_default():
     for b in (16, 24, 32, 48, 64, 96, 128):
         r = load_recipe(f"b{b}")
         assert (r.export.shape, r.export.bucket) == ("bucket", b)
-        assert r.export.resolved_alignment_frames == 2 * b + 8
+        shape = bucket_shape(r)
+        assert shape.frames == 5 * b // 2 + 48  # the default: no leaf overrides it
+        # fastkokoro plans (S - margin) // 600 frames a call: exactly the graph's F
+        assert (shape.output_samples - tail_margin_samples(b)) // SAMPLES_PER_FRAME == shape.frames
         assert r.output.path == f"onnx/kokoro-82m-streaming-b{b}-fp16.onnx"
         assert r.passes[-1] == "bucket-check" and r.precision.fp16.mode == "decoder-only"
     assert "default" in load_recipe("b64").description.lower()

@@ -346,8 +346,8 @@ def test_quantize_weight_and_activation_types_resolve_to_defaults() -> None:
     assert (int4.weight_type, int4.activation_type, int4.block_size) == ("int4", None, 64)
 
 
-def test_bucket_alignment_frames_default_to_twice_bucket_plus_eight() -> None:
-    assert load_recipe("bucket", VALID).export.resolved_alignment_frames == 2 * 64 + 8
+def test_bucket_alignment_frames_default_to_real_speech_frames_for_the_bucket() -> None:
+    assert load_recipe("bucket", VALID).export.resolved_alignment_frames == 5 * 64 // 2 + 48
     assert Export(shape="bucket", bucket=64, alignment_frames=200).resolved_alignment_frames == 200
     assert Export().resolved_alignment_frames is None
 

@@ -14,7 +14,7 @@ change for a padded, fixed-length input:
   ``MaskedBiLSTM`` (two unidirectional LSTMs sharing the original weights; the backward one
   runs on the valid tokens reversed by a computed Gather index);
 * the hard alignment is built from cumulative durations against a constant frame index,
-  F frames long (``export.alignment_frames``, default 2B+8);
+  F frames long (``export.alignment_frames``, default 5B/2 + 48: real speech's frames);
 * every ``AdaIN1d`` (instance norm over time) becomes ``MaskedAdaIN1d``: statistics over
   the valid frames only, output zeroed on padding, so each convolution sees the same zeros
   at the boundary that its own zero padding gives the unpadded model;
@@ -24,8 +24,9 @@ change for a padded, fixed-length input:
   unpadded model.
 
 Content = 600 samples per predicted frame (hop 5 x upsample 10*6 x 2), every sample the
-unpadded model makes; after it the output is exactly zero. Output samples = 600 * F unless
-``export.output_samples`` asks for more.
+unpadded model makes; after it the output is exactly zero. Output samples = 600 * F plus
+fastkokoro's tail margin (``shape.tail_margin_samples``) unless ``export.output_samples``
+says otherwise.
 
 What remains different from the unpadded model. The boundary effects that padding would
 cause - instance-norm statistics over padding, and the receptive fields of the

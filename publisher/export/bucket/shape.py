@@ -33,13 +33,17 @@ class BucketShape:
 
 
 def bucket_shape(recipe: Recipe) -> BucketShape:
-    """B, F and S for a bucket recipe; output_samples below 600 * F is a recipe error."""
+    """B, F and S for a bucket recipe (S defaults to 600 * F plus fastkokoro's tail
+    margin); output_samples below 600 * F is a recipe error."""
     e = recipe.export
     if e.shape != "bucket" or e.bucket is None:
         raise RecipeError(f"{recipe.display_path}: export.shape: expected 'bucket'")
     frames = e.resolved_alignment_frames
     least = SAMPLES_PER_FRAME * frames
-    samples = e.output_samples if e.output_samples is not None else least
+    # by default the declared tail margin comes on top, so that fastkokoro, which plans
+    # (S - margin) // 600 frames per call, plans exactly the graph's F
+    default = least + tail_margin_samples(e.bucket)
+    samples = e.output_samples if e.output_samples is not None else default
     if samples < least:
         raise RecipeError(
             f"{recipe.display_path}: export.output_samples: must be at least "
@@ -62,8 +66,8 @@ def bucket_metadata(shape: BucketShape) -> dict[str, str]:
         f"waveform = {SAMPLES_PER_FRAME} samples per predicted frame (content), then exact "
         f"zeros up to {shape.output_samples} samples; fixed output = "
         + (
-            f"{SAMPLES_PER_FRAME} * alignment frames"
-            if shape.output_samples == shape.max_content_samples
+            f"{SAMPLES_PER_FRAME} * alignment frames + the tail margin"
+            if shape.output_samples == shape.max_content_samples + tail_margin_samples(shape.bucket)
             else "export.output_samples"
         )
     )
