@@ -204,3 +204,93 @@ def test_listen_hears_upstream_torch_as_the_reference_and_the_graph_as_the_varia
     assert len(variant_only) == len(items)  # the variant's sentences only
     assert [r["reference_heard"] for r in again["items"]] == [it.text for it in items]
     assert again["reference_wer"] == result["reference_wer"] == 0.0
+
+
+def test_speech_gates_compare_a_split_sentence_with_upstream_speaking_the_same_pieces():
+    gates = SimpleNamespace(wer_margin=0.05, dnsmos_drop=0.2, speaker_similarity=None)
+    text = "the birch canoe slid on the smooth planks"
+    split_cost = "the birch canoe slid on smooth planks"  # upstream in pieces drops a word
+    row = _row("s1", text, split_cost, 3.3, 3.1)
+    row |= {
+        "pieces": 2,
+        "same_pieces_heard": split_cost,
+        "same_pieces_dnsmos": row["variant_dnsmos"],
+    }
+    speech = {"ran": True, **summarize([row])}
+    assert speech["reference_wer"] == 0.0 and speech["same_pieces_wer"] == pytest.approx(0.125)
+    assert speech["split_sentences"] == 1
+    results = {name: (value, limit) for name, value, limit, _ in speech_gates(gates, speech)}
+    assert results["word_error_rate"] == (pytest.approx(0.125), pytest.approx(0.175))
+    assert results["dnsmos_overall"][1] == pytest.approx(2.9)  # 3.1 - 0.2, not 3.3 - 0.2
+    worse = row | {"variant_heard": "the birch slid smooth"}
+    [(_, value, limit, _), _] = speech_gates(gates, {"ran": True, **summarize([worse])})
+    assert value > limit  # the file's own damage still fails
+
+
+def test_listen_has_upstream_speak_a_bucket_graphs_pieces_as_its_like_for_like_reference(
+    tiny, tiny_model, monkeypatch, tmp_path
+):
+    """A b16 graph speaks each speech sentence in pieces; upstream's side of the gate must
+    be upstream torch speaking exactly those pieces (each seeded as the whole is), joined,
+    beside upstream speaking the whole sentence."""
+    import dataclasses
+
+    import onnx
+    import torch
+
+    import publisher.runtime.speech as speech
+    import publisher.verify.speaker as speaker
+    from publisher.build import onnx_metadata
+    from publisher.export.fp32 import export_fp32
+    from publisher.model.kmodel import run_torch
+    from publisher.passes import PassContext, run_passes
+    from publisher.recipe.loader import load_recipe
+    from publisher.runtime.corpus import load_corpus
+    from publisher.runtime.synth import open_session, style_row, synthesize_bucket
+    from publisher.verify import listen as module
+
+    recipe = load_recipe("b16")
+    ctx = PassContext(config=tiny.config, metadata=onnx_metadata(recipe, tiny), voices=tiny.voices)
+    graph = tmp_path / "b16.onnx"
+    exported = onnx.load(str(export_fp32(tiny, recipe, model=tiny_model)))
+    onnx.save(run_passes(exported, recipe, ctx), str(graph))
+    monkeypatch.setenv("PUBLISHER_CACHE", str(tmp_path / "cache"))
+    items = [it for it in load_corpus().speech if it.voice in tiny.voices][:3]
+    monkeypatch.setattr(module, "load_corpus", lambda: SimpleNamespace(speech=items))
+
+    def seeded(ids, style, k):
+        torch.manual_seed(module.SEED + k)
+        return run_torch(tiny_model, ids, style).waveform
+
+    expected, session = [], open_session(graph)
+    for k, item in enumerate(items):
+        ids = item.ids(tiny.config["vocab"])
+        style = style_row(tiny.voices[item.voice], len(ids))
+        lengths = synthesize_bucket(session, ids, style).piece_lengths
+        starts = np.cumsum([0, *lengths])
+        pieces = [seeded(ids[a:b], style, k) for a, b in zip(starts[:-1], starts[1:], strict=True)]
+        expected.append((seeded(ids, style, k), np.concatenate(pieces), len(lengths)))
+    assert all(n > 1 for *_, n in expected)  # every sentence is longer than 14 phonemes
+
+    heard: list[str] = []
+
+    def recognize(wave, rate):
+        whole, pieces, _ = expected[len(heard) // 3]
+        same = lambda a: a.shape == wave.shape and np.array_equal(a, wave)  # noqa: E731
+        heard.append("whole" if same(whole) else "pieces" if same(pieces) else "variant")
+        return "a b c d" if heard[-1] == "whole" else "a b c"
+
+    monkeypatch.setattr(speech, "missing_tools", lambda: None)
+    monkeypatch.setattr(speech, "recognize", recognize)
+    monkeypatch.setattr(
+        speech, "dnsmos", lambda w, r: {"overall": 3.0, "signal": 3.0, "background": 3.0}
+    )
+    monkeypatch.setattr(speaker, "embedding", lambda w, r: np.ones(4) / 2)
+    items[:] = [dataclasses.replace(it, text="a b c d") for it in items]
+    result = module.listen(dataclasses.replace(tiny, synthetic=False), tiny_model, str(graph))
+    assert heard == ["whole", "pieces", "variant"] * len(items)
+    assert [r["pieces"] for r in result["items"]] == [n for *_, n in expected]
+    assert result["reference_wer"] == 0.0 and result["same_pieces_wer"] == 0.25
+    gates = SimpleNamespace(wer_margin=0.03, dnsmos_drop=0.1, speaker_similarity=None)
+    [(_, wer, limit, _), _] = speech_gates(gates, result)
+    assert wer == 0.25 and limit == pytest.approx(0.28)

@@ -27,9 +27,11 @@ class Synthesis:
     waveform: np.ndarray  # float32 [samples]
     durations: np.ndarray  # int64 [tokens]
     # Bucket graphs only: the largest |sample| after the content (exact zeros expected),
-    # and how many pieces the input was re-split into (durations: per piece, pads included).
+    # and how many pieces the input was re-split into (durations: per piece, pads included)
+    # with each piece's phoneme count, in order.
     tail_max_abs: float | None = None
     pieces: int = 1
+    piece_lengths: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -247,6 +249,7 @@ def synthesize_bucket(
         np.concatenate([p.durations for p in pieces]),
         tail_max_abs=max(p.tail_max_abs for p in pieces),
         pieces=len(pieces),
+        piece_lengths=tuple(len(p.durations) - 2 for p in pieces),
     )
 
 

@@ -121,7 +121,8 @@ def _serve(conn: Any, kind: str, target: str, threads: int) -> None:
         except Exception as exc:  # the runtime refused the input: a message, not a crash
             conn.send(("error", f"{type(exc).__name__}: {first_line(exc, 300)}"))
             continue
-        conn.send(("out", out.waveform, out.durations, time.perf_counter() - t0))
+        seconds = time.perf_counter() - t0
+        conn.send(("out", out.waveform, out.durations, seconds, out.piece_lengths))
 
 
 class ModelWorker:
@@ -155,8 +156,8 @@ class ModelWorker:
         reply = self._recv()
         if reply[0] == "error":
             raise VariantFailed(f"{self.label}: the model failed on this input: {reply[1]}")
-        _, wave, dur, seconds = reply
-        return Synthesis(wave, dur), seconds
+        _, wave, dur, seconds, lengths = reply
+        return Synthesis(wave, dur, pieces=max(1, len(lengths)), piece_lengths=lengths), seconds
 
     def stream(self, ids: list[int], style: np.ndarray, speed: float = 1.0) -> StreamTiming:
         """Time a streamed synthesis (a bucket graph's calls piece by piece)."""
