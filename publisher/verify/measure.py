@@ -120,9 +120,9 @@ def verification_items(ckpt: Checkpoint, max_phonemes: int | None = None) -> lis
 
 def bucket_probes(ckpt: Checkpoint, bucket: int) -> list[Item]:
     """Probes sized to a bucket: a quarter and half full at speed 1, full (B - 2 phonemes)
-    at speed 2 so that its durations fit the alignment frames. The quarter
-    probe is there for real weights, which speak these phoneme strings slowly: on
-    recovered:kokoro-v1.0 the half and full probes of b16 both need more than 40 frames."""
+    at speed 2 so that its durations fit the alignment frames. The quarter probe is there
+    for real weights, which speak these phoneme strings slowly: on recovered:kokoro-v1.0
+    the half and full probes of b16 both needed more than 40 frames (F = 2B + 8 then)."""
     voice = ckpt.sample_voice
     return [
         Item(f"bucket-quarter-{bucket}", tuple(probe_ids(ckpt, bucket // 4 + 2)), voice, 1.0),
