@@ -12,8 +12,8 @@ set) with its own voice. Two tables:
 2. The calls a streaming server makes: each sentence cut at B-2 phonemes on word and clause
    boundaries (``runtime/text.split_phonemes``), each piece's frames (its two pads
    included) predicted by upstream for that piece alone; the share of calls the recipe's
-   F holds and the frames the 99th percentile needs. This is what sized the default
-   ``export.alignment_frames`` (``Export.resolved_alignment_frames``).
+   F holds and the frames the 99th percentile needs, at ``--speed`` (default 1). This is
+   what sized the default ``export.alignment_frames`` (``Export.resolved_alignment_frames``).
 
 Only durations are needed, so the pieces run kokoro's text side alone (its own modules, in
 ``KModel.forward_with_tokens``'s order, up to the predicted durations); the script checks
@@ -48,15 +48,16 @@ def text_side_durations(model, ids: list[int], style, speed: float):
     return torch.round(frames).clamp(min=1).long().reshape(-1).numpy()
 
 
-def whole_sentences(ckpt, model, sentences, speed: float) -> list[tuple[int, int, int]]:
-    """(phonemes, frames, words) of each sentence spoken whole."""
+def whole_sentences(ckpt, model, sentences) -> list[tuple[int, int, int]]:
+    """(phonemes, frames, words) of each sentence spoken whole, at its corpus speed."""
     from publisher.runtime.synth import style_row
 
     rows = []
     for c in sentences:
         ids = c.ids(ckpt.config["vocab"])
         voice = c.voice if c.voice in ckpt.voices else ckpt.sample_voice
-        frames = text_side_durations(model, ids, style_row(ckpt.voices[voice], len(ids)), speed)
+        style = style_row(ckpt.voices[voice], len(ids))
+        frames = text_side_durations(model, ids, style, c.speed)
         rows.append((len(ids), int(frames.sum()), len(c.text.split())))
     return rows
 
@@ -111,13 +112,13 @@ def main() -> None:
     corpus = load_corpus()
     sentences = [*corpus.speech, *corpus.eval]
     check_text_side(ckpt, model, sentences)
-    rows = whole_sentences(ckpt, model, sentences, args.speed)
+    rows = whole_sentences(ckpt, model, sentences)
     words = sum(r[2] for r in rows)
     ph_per_word = sum(r[0] for r in rows) / words
     fr_per_word = sum(r[1] for r in rows) / words
     cut_ms = (SAMPLES_PER_FRAME - ANCHOR_SAMPLES_PER_FRAME) / SAMPLE_RATE * 1000
     print(
-        f"speed {args.speed}: {len(rows)} sentences, {words} words: {ph_per_word:.2f} "
+        f"{len(rows)} sentences, {words} words: {ph_per_word:.2f} "
         f"phonemes and {fr_per_word:.2f} frames "
         f"({fr_per_word * SAMPLES_PER_FRAME / SAMPLE_RATE * 1000:.0f} ms) per word"
     )
@@ -139,6 +140,7 @@ def main() -> None:
             f"{cut:.0f} |"
         )
     print()
+    print(f"Calls at speed {args.speed}:")
     print(
         "| recipe | calls | frames a call: mean / 99th pct / max | F | calls F holds | 2B+8 held |"
     )
