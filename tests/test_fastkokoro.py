@@ -88,6 +88,8 @@ def test_fastkokoro_reads_the_bucket_metadata_and_the_duration_output(engine, fi
     assert profile.duration_output_name == "duration"  # only read when all 4 keys exist
     margin = tail_margin_samples(48)
     assert profile.safe_duration_frames == min(frames, (samples - margin) // SAMPLES_PER_FRAME)
+    # the output carries the tail margin after 600 * F, so fastkokoro plans all F frames
+    assert profile.safe_duration_frames == frames
 
 
 def test_fastkokoro_engine_synthesizes_text_with_the_bucket_graph(engine):
