@@ -255,3 +255,19 @@ def test_a_bundle_copies_a_file_with_sherpas_keys_and_adds_them_to_a_file_withou
     }
     assert meta.items() >= wanted.items() and meta["publisher.recipe"] == "fp32"
     assert sha(plain) == before  # the given file is left as it was
+
+
+def test_the_cards_wer_column_shows_a_split_buckets_like_for_like_reference():
+    from publisher.hub.card import display_columns
+
+    whole = {
+        "ran": True,
+        "wer": 0.231,
+        "reference_wer": 0.251,
+        "dnsmos": 3.2,
+        "reference_dnsmos": 3.21,
+    }
+    assert display_columns({"speech": whole})["wer"] == "0.231 (0.251)"
+    split = whole | {"wer": 0.569, "same_pieces_wer": 0.549}
+    assert display_columns({"speech": split})["wer"] == "0.569 (0.251; in its pieces 0.549)"
+    assert display_columns({"speech": {"ran": False}})["wer"] == "-"

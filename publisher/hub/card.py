@@ -103,9 +103,7 @@ def display_columns(v: dict[str, Any]) -> dict[str, str]:
             if bench.get("total_seconds")
             else "not measured"
         ),
-        "wer": (
-            f"{speech['wer']:.3f} ({speech['reference_wer']:.3f})" if speech.get("ran") else "-"
-        ),
+        "wer": _wer(speech),
         "dnsmos": (
             f"{speech['dnsmos']:.2f} ({speech['reference_dnsmos']:.2f})"
             if speech.get("ran")
@@ -115,6 +113,16 @@ def display_columns(v: dict[str, Any]) -> dict[str, str]:
         "speed": (f"{bench['ratio_to_baseline']:.2f}x" if bench.get("ratio_to_baseline") else "-"),
         "first_audio_ms": _first_audio_ms(v.get("first_audio")),
     }
+
+
+def _wer(speech: dict[str, Any]) -> str:
+    """The variant's WER (upstream's); a bucket that spoke sentences in pieces also shows
+    upstream speaking the same pieces, what its gate compared it with."""
+    if not speech.get("ran"):
+        return "-"
+    pieces = speech.get("same_pieces_wer")
+    split = f"; in its pieces {pieces:.3f}" if pieces is not None else ""
+    return f"{speech['wer']:.3f} ({speech['reference_wer']:.3f}{split})"
 
 
 def _first_audio_ms(first: dict[str, Any] | None) -> str:

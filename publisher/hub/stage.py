@@ -138,6 +138,7 @@ def _speech(speech: dict[str, Any]) -> dict[str, Any]:
         "dnsmos": speech["variant_dnsmos"]["overall"],
         "reference_dnsmos": speech["reference_dnsmos"]["overall"],
         "speaker_similarity": speech.get("speaker_similarity"),
+        "same_pieces_wer": speech.get("same_pieces_wer"),
     }
 
 

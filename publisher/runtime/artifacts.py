@@ -112,6 +112,7 @@ class Speech(Artifact):
     dnsmos: float | None = None
     reference_dnsmos: float | None = None
     speaker_similarity: float | None = None  # mean cosine to upstream's speaker vectors
+    same_pieces_wer: float | None = None  # a bucket's split sentences: upstream in its pieces
 
 
 class HeardCell(Artifact):
