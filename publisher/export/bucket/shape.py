@@ -40,9 +40,7 @@ def bucket_shape(recipe: Recipe) -> BucketShape:
         raise RecipeError(f"{recipe.display_path}: export.shape: expected 'bucket'")
     frames = e.resolved_alignment_frames
     least = SAMPLES_PER_FRAME * frames
-    # by default the declared tail margin comes on top, so that fastkokoro, which plans
-    # (S - margin) // 600 frames per call, plans exactly the graph's F
-    default = least + tail_margin_samples(e.bucket)
+    default = default_output_samples(e.bucket, frames)
     samples = e.output_samples if e.output_samples is not None else default
     if samples < least:
         raise RecipeError(
@@ -51,6 +49,12 @@ def bucket_shape(recipe: Recipe) -> BucketShape:
             f"fits), got {samples}"
         )
     return BucketShape(e.bucket, frames, samples)
+
+
+def default_output_samples(bucket: int, frames: int) -> int:
+    """S unless the recipe sets it: 600 * F, then the declared tail margin, so that
+    fastkokoro, which plans (S - margin) // 600 frames per call, plans exactly F."""
+    return SAMPLES_PER_FRAME * frames + tail_margin_samples(bucket)
 
 
 def tail_margin_samples(bucket: int) -> int:
@@ -67,7 +71,7 @@ def bucket_metadata(shape: BucketShape) -> dict[str, str]:
         f"zeros up to {shape.output_samples} samples; fixed output = "
         + (
             f"{SAMPLES_PER_FRAME} * alignment frames + the tail margin"
-            if shape.output_samples == shape.max_content_samples + tail_margin_samples(shape.bucket)
+            if shape.output_samples == default_output_samples(shape.bucket, shape.frames)
             else "export.output_samples"
         )
     )
