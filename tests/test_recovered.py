@@ -8,6 +8,7 @@ import hashlib
 import io
 import os
 import stat
+import sys
 import tarfile
 from pathlib import Path
 
@@ -38,9 +39,11 @@ def _source(parts: tuple[str, ...], sha256: str, tarball_sha256: str = "0" * 64,
 
 @pytest.fixture
 def parts(tmp_path, monkeypatch) -> list[bytes]:
-    """Two importable packages fakepart_1, fakepart_2, each holding part.bin."""
+    """Two importable packages fakepart_1, fakepart_2, each holding part.bin (this test's
+    own: an earlier test's packages, imported from its folder, are forgotten)."""
     chunks = [os.urandom(3000), os.urandom(1234)]
     for i, chunk in enumerate(chunks, 1):
+        monkeypatch.delitem(sys.modules, f"fakepart_{i}", raising=False)
         pkg = tmp_path / "site" / f"fakepart_{i}"
         pkg.mkdir(parents=True)
         (pkg / "__init__.py").write_text("")
