@@ -19,7 +19,7 @@ from publisher.runtime.errors import PublisherError, VerificationError
 from publisher.runtime.metrics import duration_agreement, log_mel_distance, spectral_correlation
 from publisher.verify.gates import Verification, gate_results
 from publisher.verify.measure import Measured
-from publisher.verify.worker import ModelWorker, VariantCrashed, VariantFailed
+from publisher.verify.worker import ModelWorker, VariantCrashed
 
 BROKEN = """\
 description: "fp32 with conv_post swamped in noise (must fail)"
@@ -92,23 +92,6 @@ def test_a_crashed_runtime_is_reported_not_raised_through():
             worker.run([1, 2, 3], np.zeros((1, 256), np.float32))
     finally:
         worker.close()
-
-
-def test_run_ahead_answers_in_order_and_a_request_after_an_early_stop_gets_its_own(tiny_dist):
-    graph = str(tiny_dist / "fp32" / "onnx" / "model.onnx")
-    style = np.zeros((1, 256), np.float32)
-    lengths = [4, 9, 6]
-    requests = [([0, *range(1, n - 1), 0], style, 1.0) for n in lengths]
-    bad = ([0, 1, 0], np.zeros((1, 3), np.float32), 1.0)  # wrong style width
-    with ModelWorker(graph, label="m") as worker:
-        one_by_one = [worker.run(*r)[0].durations.size for r in requests]
-        got = [out.durations.size for out, _ in worker.run_ahead(requests)]
-        with pytest.raises(VariantFailed, match="failed on this input"):
-            for _ in worker.run_ahead([bad, requests[1]]):  # requests[1] already sent
-                pass
-        out, _ = worker.run(*requests[2])
-    assert len(set(one_by_one)) == 3 and got == one_by_one
-    assert out.durations.size == one_by_one[2]
 
 
 def test_a_shipped_graph_that_cannot_run_fails_its_gate():

@@ -64,16 +64,12 @@ def listen(ckpt: Checkpoint, model: Any, graph: str) -> dict[str, Any]:
         log.info("  %s", reason)
         return {"ran": False, "skipped": reason}
     rows = []
-    requests = []
-    for item in items:
-        ids = item.ids(ckpt.config["vocab"])
-        requests.append((ids, style_row(ckpt.voices[item.voice], len(ids)), item.speed))
     with ModelWorker(graph, label=str(graph)) as worker:
-        spoken = zip(items, requests, worker.run_ahead(requests), strict=True)
-        for k, (item, (ids, style, _), (out, _)) in enumerate(
-            progress(spoken, "speech set", len(items))
-        ):
+        for k, item in enumerate(progress(items, "speech set")):
+            ids = item.ids(ckpt.config["vocab"])
+            style = style_row(ckpt.voices[item.voice], len(ids))
             ref = reference_scores(ckpt, model, ids, style, item.speed, SEED + k)
+            out, _ = worker.run(ids, style, item.speed)
             same, pieces = None, out.piece_lengths
             if len(pieces) > 1:  # a bucket graph's calls: upstream speaks the same pieces
                 same = reference_scores(ckpt, model, ids, style, item.speed, SEED + k, pieces)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import multiprocessing as mp
 import time
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -24,8 +23,6 @@ from publisher.runtime.synth import Synthesis, open_session, stream
 
 if TYPE_CHECKING:
     import numpy as np
-
-Request = tuple[list[int], "np.ndarray", float]  # (ids, style, speed)
 
 
 @dataclass(frozen=True)
@@ -144,7 +141,6 @@ class ModelWorker:
             self.close()
             raise RunError(f"{self.label}: cannot load: {reply[1]}")
         self.load_seconds: float = reply[1]
-        self._ahead = 0  # run requests sent whose replies nobody has read yet
 
     def _recv(self) -> tuple:
         try:
@@ -156,48 +152,15 @@ class ModelWorker:
             raise VariantCrashed(f"{self.label}: the runtime crashed ({how})") from None
 
     def run(self, ids: list[int], style: np.ndarray, speed: float = 1.0) -> tuple[Synthesis, float]:
-        self._drop_ahead()
-        self._send_run(ids, style, speed)
-        return self._result()
-
-    def run_ahead(self, requests: Iterable[Request]) -> Iterator[tuple[Synthesis, float]]:
-        """``run`` of each (ids, style, speed) in order, the next request already sent when
-        one is yielded: the child speaks the next while the caller scores this one (the
-        speech set's sentences: 2 cores busy, not 1). A request still in flight when the
-        caller stops is finished, and its reply dropped by the worker's next request."""
-        self._drop_ahead()
-        it = iter(requests)
-        first = next(it, None)
-        if first is None:
-            return
-        self._send_run(*first)
-        for request in it:
-            self._send_run(*request)
-            yield self._result()
-        yield self._result()
-
-    def _send_run(self, ids: list[int], style: np.ndarray, speed: float) -> None:
         self._conn.send(("run", list(ids), style, float(speed)))
-        self._ahead += 1
-
-    def _result(self) -> tuple[Synthesis, float]:
         reply = self._recv()
-        self._ahead -= 1
         if reply[0] == "error":
             raise VariantFailed(f"{self.label}: the model failed on this input: {reply[1]}")
         _, wave, dur, seconds, lengths = reply
         return Synthesis(wave, dur, pieces=max(1, len(lengths)), piece_lengths=lengths), seconds
 
-    def _drop_ahead(self) -> None:
-        """Read and drop the replies of a ``run_ahead`` its caller left early (an error, a
-        break): the next request's reply is then its own."""
-        while self._ahead:
-            self._recv()
-            self._ahead -= 1
-
     def stream(self, ids: list[int], style: np.ndarray, speed: float = 1.0) -> StreamTiming:
         """Time a streamed synthesis (a bucket graph's calls piece by piece)."""
-        self._drop_ahead()
         self._conn.send(("stream", list(ids), style, float(speed)))
         reply = self._recv()
         if reply[0] == "error":
@@ -205,7 +168,6 @@ class ModelWorker:
         return reply[1]
 
     def peak_rss_mib(self) -> float:
-        self._drop_ahead()
         self._conn.send(("stats",))
         return self._recv()[1]
 
