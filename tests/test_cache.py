@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -105,11 +106,24 @@ def test_clear_with_an_unreadable_age_is_one_line(cache):
     assert (cache / "exports" / "e1").is_dir()
 
 
+PHONEMES = "abdefhiklmnprstuvwzæðŋɑɔəɛɪʊʌˈˌ"
+
+
+@functools.cache
+def _built(accent: str, phonemes: str | None = None) -> str:
+    """``sherpa.lexicon`` itself (no cache), for ``phonemes`` or the packaged vocabulary:
+    each takes seconds, so the tests below that read one share it."""
+    from publisher.hub.sherpa import lexicon
+    from publisher.runtime.text import packaged_vocab
+
+    return lexicon(accent, dict.fromkeys(phonemes, 0) if phonemes else packaged_vocab())
+
+
 def test_sherpa_lexicon_is_built_once_then_read_back_and_a_damaged_one_rebuilt(cache):
     from publisher.hub import sherpa
 
-    phonemes = "abdefhiklmnprstuvwzæðŋɑɔəɛɪʊʌˈˌ"
-    built = sherpa.lexicon("us", dict.fromkeys(phonemes, 0))  # the builder itself
+    phonemes = PHONEMES
+    built = _built("us", phonemes)  # the builder itself
     sherpa._lexicon.cache_clear()
     assert sherpa._lexicon("us", phonemes) == built
     entries = list((cache / "lexicons").glob("us-*/lexicon.txt"))
@@ -128,13 +142,12 @@ def test_sherpa_lexicon_when_the_cache_cannot_be_written_is_still_built(tmp_path
     blocked = tmp_path / "a-file"
     blocked.write_text("not a folder")
     monkeypatch.setenv("PUBLISHER_CACHE", str(blocked / "cache"))  # under a file: no mkdir
-    phonemes = "abdefhiklmnprstuvwzæðŋɑɔəɛɪʊʌˈˌ"
     sherpa._lexicon.cache_clear()
     try:
-        got = sherpa._lexicon("us", phonemes)
+        got = sherpa._lexicon("us", PHONEMES)
     finally:
         sherpa._lexicon.cache_clear()
-    assert got == sherpa.lexicon("us", dict.fromkeys(phonemes, 0))
+    assert got == _built("us", PHONEMES)
     assert blocked.read_text() == "not a folder"
 
 
@@ -143,17 +156,14 @@ def test_the_sherpa_lexicon_gives_function_words_misakis_weak_forms(tmp_path):
     running speech (before a consonant), not the dictionaries' citation forms."""
     from misaki.en import Lexicon, TokenContext
 
-    from publisher.hub.sherpa import lexicon
-    from publisher.runtime.text import packaged_vocab
-
-    vocab = packaged_vocab()
-    lines = dict(line.split(" ", 1) for line in lexicon("us", vocab).splitlines())
+    text = _built("us")
+    lines = dict(line.split(" ", 1) for line in text.splitlines())
     misaki = Lexicon(british=False)
     for word, tag in (("a", "DT"), ("an", "DT"), ("the", "DT"), ("to", "TO"), ("in", "IN")):
         weak, _ = misaki.get_special_case(word, tag, None, TokenContext(future_vowel=False))
         assert lines[word].replace(" ", "") == weak, word
     assert lines["cat"].replace(" ", "") == misaki.golds["cat"]  # the rest as before
-    assert sum(line.startswith("the ") for line in lexicon("us", vocab).splitlines()) == 1
+    assert sum(line.startswith("the ") for line in text.splitlines()) == 1
 
 
 @pytest.mark.parametrize("accent", ["us", "gb"])
@@ -164,13 +174,13 @@ def test_the_sherpa_lexicon_holds_inflected_forms_as_misaki_derives_them(accent)
     that was dropped is now spoken as misaki speaks it, and a held word is unchanged."""
     from misaki.en import Lexicon, TokenContext
 
-    from publisher.hub.sherpa import lexicon
     from publisher.runtime.text import packaged_vocab
 
     vocab = packaged_vocab()
-    keys = [line.split(" ", 1)[0] for line in lexicon(accent, vocab).splitlines()]
+    text = _built(accent)
+    keys = [line.split(" ", 1)[0] for line in text.splitlines()]
     assert len(keys) == len(set(keys))  # each word once
-    lines = dict(line.split(" ", 1) for line in lexicon(accent, vocab).splitlines())
+    lines = dict(line.split(" ", 1) for line in text.splitlines())
     misaki = Lexicon(british=accent == "gb")
     forms = {
         misaki.stem_s: ["hogs", "man's", "makes", "lorries", "museum's", "questions"],
