@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from publisher import first_audio, profile
-from publisher.manifest import MANIFEST, read_build, read_manifest
+from publisher.manifest import read_build, read_manifest, write_manifest_file
 from publisher.model import sources as checkpoint_sources
 from publisher.progress import progress
 from publisher.runtime.constants import SAMPLE_RATE
@@ -27,7 +27,6 @@ from publisher.runtime.synth import style_row
 from publisher.verify.listen import listen as hear
 from publisher.verify.measure import verification_items
 from publisher.verify.worker import ModelWorker
-from publisher.workspace import write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -67,13 +66,13 @@ def targets_from_builds(folders: list[Path]) -> list[Target]:
     targets = []
     for folder in folders:
         m = read_build(folder)
-        model = folder / m["model"]  # read_build checked it is the file that was built
-        fid = [f["spectral_correlation"] for f in m["verification"].get("fidelity", [])]
-        speech = m["verification"].get("speech") or {}
+        model = folder / m.model  # read_build checked it is the file that was built
+        fid = [f["spectral_correlation"] for f in m.verification.fidelity]
+        speech = m.verification.speech or {}
         heard = speech.get("ran", False)
         targets.append(
             Target(
-                m["recipe"],
+                m.recipe,
                 str(model),
                 model.stat().st_size,
                 min(fid) if fid else None,
@@ -121,7 +120,7 @@ def external_targets(files: list[Path], ckpt, *, listen: bool) -> list[Target]:
 
 
 def torch_target(folders: list[Path]) -> Target:
-    source = read_manifest(folders[0])["checkpoint"]["source"]
+    source = read_manifest(folders[0]).checkpoint.source
     return Target("torch (cpu)", f"torch:{source}")
 
 
@@ -296,9 +295,9 @@ def write_outputs(
     for t, r in zip(targets, results, strict=True):
         if t.folder is None:
             continue
-        manifest = json.loads((t.folder / MANIFEST).read_text())
-        manifest["bench"] = {"settings": settings, "result": asdict(r)}
-        write_json_atomic(t.folder / MANIFEST, manifest)
+        manifest = read_manifest(t.folder)
+        manifest.bench = {"settings": settings, "result": asdict(r)}
+        write_manifest_file(t.folder, manifest)
     return paths
 
 
@@ -331,10 +330,10 @@ def benchmark(
 
     if not folders:
         raise InputError("nothing to benchmark: give --recipe NAME or built folders")
-    sources = {read_manifest(f)["checkpoint"]["sha256"] for f in folders}
+    sources = {read_manifest(f).checkpoint.sha256 for f in folders}
     if len(sources) > 1:
         raise InputError("these builds come from different checkpoints; bench one at a time")
-    ckpt = checkpoint_sources.open_checkpoint(read_manifest(folders[0])["checkpoint"]["source"])
+    ckpt = checkpoint_sources.open_checkpoint(read_manifest(folders[0]).checkpoint.source)
     items = verification_items(ckpt, max_phonemes=max_phonemes)
     targets = targets_from_builds(folders)
     targets += external_targets(list(external or []), ckpt, listen=listen)

@@ -18,18 +18,19 @@ from publisher.conformance.matrix import check_floor
 from publisher.export.bucket.shape import bucket_metadata, bucket_shape
 from publisher.hub.sherpa import bundle_folder, sherpa_metadata, write_bundle
 from publisher.manifest import (
-    MANIFEST,
     REPORT_FILES,
     RESOLVED_RECIPE,
-    check_manifest,
     file_index,
+    new_manifest,
     read_build,
     write_checkpoint_files,
+    write_manifest_file,
 )
 from publisher.model import sources
 from publisher.passes import FINAL_PASSES, PassContext, plan, run_passes
 from publisher.provenance import StepTimer, host, publisher_version, versions
 from publisher.recipe.loader import recipe_hash
+from publisher.runtime.artifacts import BuildManifest
 from publisher.runtime.constants import SAMPLE_RATE
 from publisher.runtime.errors import InputError, PublisherError
 from publisher.verify.gates import Verification, gated
@@ -57,7 +58,7 @@ if TYPE_CHECKING:
 class BuildResult:
     folder: Path
     model_path: Path
-    manifest: dict[str, Any]
+    manifest: BuildManifest
 
 
 @dataclass
@@ -295,7 +296,7 @@ def check_target(final: Path) -> None:
     sweep(final.parent)
 
 
-def write_manifest(folder: Path, p: Prepared, verification: dict, steps: dict) -> dict:
+def write_manifest(folder: Path, p: Prepared, verification: dict, steps: dict) -> BuildManifest:
     """manifest.json and recipe.json beside the artifact: what it is and how it was made."""
 
     write_json_atomic(folder / RESOLVED_RECIPE, p.recipe.model_dump(mode="json"))
@@ -322,9 +323,9 @@ def write_manifest(folder: Path, p: Prepared, verification: dict, steps: dict) -
         "steps_seconds": steps,
     }
     manifest["files"] = file_index(folder)
-    check_manifest(manifest)  # a writer's bug stops here, before the file exists
-    write_json_atomic(folder / MANIFEST, manifest)
-    return manifest
+    typed = new_manifest(manifest)  # a writer's bug stops here, before the file exists
+    write_manifest_file(folder, typed)
+    return typed
 
 
 def _bundle_or_none(recipe) -> str | None:
@@ -336,19 +337,19 @@ def verify_built(
     out_dir: Path = Path("dist"),
     checkpoint: str | None = None,
     speech: bool = True,
-) -> dict[str, Any]:
+) -> BuildManifest:
     """Re-verify an existing ``out_dir/<name>/`` build; updates its manifest and report.
 
     Raises VerificationError (after writing the report) when a gate fails."""
 
     folder = Path(out_dir) / recipe.name
     manifest = read_build(folder)  # every recorded file as it was written, or one line
-    shipped = folder / manifest["model"]
+    shipped = folder / manifest.model
     timer = StepTimer(total=5)
-    p = prepare(recipe, checkpoint or manifest["checkpoint"]["source"], timer)
-    if p.ckpt.sha256 != manifest["checkpoint"]["sha256"]:
+    p = prepare(recipe, checkpoint or manifest.checkpoint.source, timer)
+    if p.ckpt.sha256 != manifest.checkpoint.sha256:
         raise InputError(
-            f"{folder}: built from checkpoint {manifest['checkpoint']['sha256'][:12]}"
+            f"{folder}: built from checkpoint {manifest.checkpoint.sha256[:12]}"
             f", but {p.ckpt.source} is {p.ckpt.sha256[:12]}; pass --checkpoint"
         )
     run = scratch_dir(folder.parent, f"{folder.name}.verify")
@@ -360,10 +361,11 @@ def verify_built(
         shutil.rmtree(run, ignore_errors=True)
     for line in _gate_lines(report):
         log.info(line)
-    manifest["verification"] = report.to_json()
     rewritten = file_index(folder)  # only what this run wrote is recorded anew
-    manifest["files"].update({n: rewritten[n] for n in REPORT_FILES if n in rewritten})
-    check_manifest(manifest)
-    write_json_atomic(folder / MANIFEST, manifest)
+    files = {n: r.model_dump() for n, r in manifest.files.items()}
+    files.update({n: rewritten[n] for n in REPORT_FILES if n in rewritten})
+    data = manifest.model_dump(exclude_unset=True)
+    manifest = new_manifest(data | {"verification": report.to_json(), "files": files})
+    write_manifest_file(folder, manifest)
     report.enforce()
     return manifest

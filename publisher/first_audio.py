@@ -16,11 +16,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from publisher.manifest import FIRST_AUDIO_KEY, MANIFEST
+from publisher.manifest import read_manifest, write_manifest_file
 from publisher.progress import progress
 from publisher.runtime.errors import InputError, PublisherError
 from publisher.verify.worker import ModelWorker
-from publisher.workspace import write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +168,7 @@ def write_outputs(
         r = by_label.get(t.label)
         if t.folder is None or r is None or not r.runs:
             continue
-        manifest = json.loads((t.folder / MANIFEST).read_text())
-        manifest[FIRST_AUDIO_KEY] = {"settings": settings, "result": asdict(r)}
-        write_json_atomic(t.folder / MANIFEST, manifest)
+        manifest = read_manifest(t.folder)
+        manifest.first_audio = {"settings": settings, "result": asdict(r)}
+        write_manifest_file(t.folder, manifest)
     return paths

@@ -26,39 +26,42 @@ RESOLVED_RECIPE = "recipe.json"  # the recipe after `extends`
 REPORT = "verify.md"  # verification report
 PICTURE = "verify_spectrogram.png"  # its spectrogram picture
 REPORT_FILES = (REPORT, PICTURE)  # what `publisher verify` rewrites
-FIRST_AUDIO_KEY = "first_audio"  # manifest.json key of `bench --first-audio`'s row
 # what staging needs from the checkpoint, so stage and publish never open one (nor torch)
 CHECKPOINT_CONFIG = "checkpoint/config.json"  # the checkpoint's config: vocab, sizes
 CHECKPOINT_VOICES = "checkpoint/voices.npz"  # its voice packs, one array per voice
 _HASHED: dict[tuple[str, int, int, int], str] = {}  # (path, size, mtime, inode) -> sha256
 
 
-def read_manifest(folder: Path) -> dict[str, Any]:
-    """A build's manifest.json, checked for the fields the commands read (one line
-    naming the first wrong field, never a KeyError later)."""
+def read_manifest(folder: Path) -> BuildManifest:
+    """A build's manifest.json as a ``BuildManifest`` (one line naming the first wrong
+    field, never a KeyError later)."""
     path = folder / MANIFEST
     if not path.is_file():
         raise InputError(
             f"{folder}: no {MANIFEST}; build it first with `publisher build --recipe {folder.name}`"
         )
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        BuildManifest.model_validate(data)
+        return BuildManifest.model_validate(json.loads(path.read_text(encoding="utf-8")))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: not valid JSON ({exc}); rebuild it") from None
     except ValidationError as exc:
         why = first_error(exc)
         raise InputError(f"{path}: not a build manifest ({why}); rebuild it") from None
-    return data
 
 
-def check_manifest(data: dict[str, Any]) -> None:
+def new_manifest(data: dict[str, Any]) -> BuildManifest:
     """A manifest about to be written, checked against ``BuildManifest``: a field of the
     wrong type is a BuildError naming it (the writer's bug, not the user's)."""
     try:
-        BuildManifest.model_validate(data)
+        return BuildManifest.model_validate(data)
     except ValidationError as exc:
         raise BuildError(f"{MANIFEST} not written: {first_error(exc)}") from None
+
+
+def write_manifest_file(folder: Path, manifest: BuildManifest) -> None:
+    """``manifest`` as ``folder``'s manifest.json: the fields it was read or made with
+    and those set since, no defaults added (python mode: an infinite SNR stays one)."""
+    workspace.write_json_atomic(folder / MANIFEST, manifest.model_dump(exclude_unset=True))
 
 
 def file_sha256(path: Path) -> str:
@@ -95,15 +98,14 @@ def check_files(folder: Path, files: dict[str, dict[str, Any]], rebuild: str) ->
             )
 
 
-def read_build(folder: Path) -> dict[str, Any]:
+def read_build(folder: Path) -> BuildManifest:
     """``read_manifest``, then every file the manifest records checked against its sha256:
     what verify, bench, stage, publish and conformance read a build with."""
     m = read_manifest(folder)
-    check_files(folder, m["files"], f"rebuild it with `publisher build --recipe {m['recipe']}`")
-    if m["model"] not in m["files"]:
-        raise ChangedFileError(
-            f"{folder / MANIFEST}: records no sha256 for {m['model']}; rebuild it"
-        )
+    files = {rel: record.model_dump() for rel, record in m.files.items()}
+    check_files(folder, files, f"rebuild it with `publisher build --recipe {m.recipe}`")
+    if m.model not in m.files:
+        raise ChangedFileError(f"{folder / MANIFEST}: records no sha256 for {m.model}; rebuild it")
     return m
 
 

@@ -27,9 +27,9 @@ def listen(folder: Path, n: int) -> dict:
     import numpy as np
 
     m = read_manifest(folder)
-    if not m.get("sherpa_onnx"):
+    if not m.sherpa_onnx:
         raise SystemExit(f"{folder}: no sherpa-onnx bundle (output.sherpa_onnx)")
-    bundle = folder / m["sherpa_onnx"]
+    bundle = folder / m.sherpa_onnx
     sherpa = next(r for r in runtimes() if r.kind == "sherpa-onnx")
     speakers = _speakers(bundle)
     items = load_corpus().speech[:n]

@@ -243,7 +243,7 @@ def test_bucket_build_verifies_content_tail_and_reports_skips(tmp_path):
     from publisher.build import build
 
     result = build(load_recipe("b16"), checkpoint="synthetic:tiny", out_dir=tmp_path)
-    v = result.manifest["verification"]
+    v = result.manifest.verification.model_dump()
     assert v["passed"] is True
     gates = {g["gate"]: g for g in v["gates"]}
     assert gates["bucket_tail_silent"]["measured"] == 0.0

@@ -311,14 +311,33 @@ def test_a_swapped_shipped_graph_fails_verify(dist_copy):
 def test_a_build_writes_only_a_manifest_its_own_type_accepts(dist_copy):
     """The manifest a build wrote passes BuildManifest; one with a wrong-typed field is
     refused before it is written, naming the field."""
-    from publisher.manifest import check_manifest
+    from publisher.manifest import new_manifest
     from publisher.runtime.errors import BuildError
 
     manifest = json.loads((dist_copy / "fp32" / "manifest.json").read_text())
-    check_manifest(manifest)
+    new_manifest(manifest)
     manifest["checkpoint"]["recovered"] = "maybe"
     with pytest.raises(BuildError, match=r"manifest.json not written: checkpoint.recovered"):
-        check_manifest(manifest)
+        new_manifest(manifest)
+
+
+def test_a_manifest_read_and_written_back_keeps_every_field_as_it_was(dist_copy):
+    """bench, first-audio and conformance add their section through BuildManifest: the
+    rest of the file comes back as written (an older build's too), no defaults added, an
+    infinite SNR kept."""
+    from publisher.manifest import read_manifest, write_manifest_file
+
+    path = dist_copy / "fp32" / "manifest.json"
+    written = json.loads(path.read_text())
+    for key in ("first_audio", "conformance"):  # not run on this build
+        written.pop(key, None)
+    del written["checkpoint"]["origin"]  # as an older build wrote it
+    written["verification"]["parity"][0]["snr_db"] = float("inf")
+    path.write_text(json.dumps(written))
+    manifest = read_manifest(dist_copy / "fp32")
+    manifest.bench = {"result": {"label": "fp32"}}
+    write_manifest_file(dist_copy / "fp32", manifest)
+    assert json.loads(path.read_text()) == written | {"bench": {"result": {"label": "fp32"}}}
 
 
 @pytest.mark.parametrize(

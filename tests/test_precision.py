@@ -39,7 +39,7 @@ def variants(tmp_path_factory, tiny_dist) -> dict[str, Path]:
 def _model(folder: Path) -> onnx.ModelProto:
     from publisher.manifest import read_manifest
 
-    return onnx.load(str(folder / read_manifest(folder)["model"]))
+    return onnx.load(str(folder / read_manifest(folder).model))
 
 
 def _ops(model: onnx.ModelProto) -> Counter:
@@ -76,8 +76,8 @@ def test_every_precision_recipe_builds_on_tiny_passes_its_gates_and_keeps_the_io
     from publisher.manifest import read_manifest
 
     manifest = read_manifest(variants[name])
-    assert manifest["verification"]["passed"] is True
-    gates = {g["gate"] for g in manifest["verification"]["gates"]}
+    assert manifest.verification.passed is True
+    gates = {g.gate for g in manifest.verification.gates}
     assert {"spectral_correlation", "duration_agreement", "shipped_graph_runs"} <= gates
     assert _io_types(_model(variants[name])) == [
         ("input_ids", INT64),
@@ -218,7 +218,7 @@ def test_cpu_int8_quantizes_decoder_convs_only_with_the_snakes_as_tables(variant
     in_blocks = Counter(n.op_type for n in model.graph.node if n.name.startswith(blocks))
     assert in_blocks["Pow"] == 0 and in_blocks["Sin"] == 0
     assert in_blocks["GatherElements"] == 48
-    notes = read_manifest(variants["cpu-int8"])["passes"]["notes"]
+    notes = read_manifest(variants["cpu-int8"]).passes["notes"]
     assert notes["folded"]["snake"] == 48 and notes["folded"]["adain"] > 48
     assert notes["snake_tables"] == 48
 

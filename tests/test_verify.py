@@ -79,7 +79,7 @@ def test_a_broken_variant_still_passes_export_parity(tmp_path, corrupt_pass):
         BROKEN.replace("  spectral_correlation: 0.999\n", "  spectral_correlation: 0.0\n")
     )
     result = build(load_recipe(recipe_file), out_dir=tmp_path)
-    v = result.manifest["verification"]
+    v = result.manifest.verification.model_dump()
     assert all(p["max_abs_error"] < 1e-4 for p in v["parity"])
     assert min(f["spectral_correlation"] for f in v["fidelity"]) < 0.999
 

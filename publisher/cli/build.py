@@ -70,7 +70,7 @@ def build_command(
     many = build_many(recipes, checkpoint, out_dir, speech=speech, floor=floor)
     for result in many.built:
         size = result.model_path.stat().st_size / 2**20
-        worst = max(p["max_abs_error"] for p in result.manifest["verification"]["parity"])
+        worst = max(p["max_abs_error"] for p in result.manifest.verification.parity)
         click.echo(
             f"built {result.model_path} ({size:.2f} MiB); parity max abs error {worst:.3g}; "
             f"report {result.folder / 'verify.md'}"

@@ -23,7 +23,7 @@ from publisher.conformance.envs import environment
 from publisher.conformance.heard import Speaking
 from publisher.conformance.runtimes import claim_of, target_of
 from publisher.hub.repo_files import write_model_files, write_voices
-from publisher.manifest import read_build
+from publisher.manifest import read_build, write_manifest_file
 from publisher.model import sources
 from publisher.model.checkpoint import file_sha256
 from publisher.progress import progress
@@ -41,7 +41,6 @@ from publisher.runtime.runtimes import (
     runtimes,
 )
 from publisher.runtime.synth import bucket_info, feeds_for, open_session, style_row
-from publisher.workspace import write_json_atomic
 
 PROBE = Path(__file__).with_name("probe.py")
 PROBE_NODE = Path(__file__).with_name("probe.mjs")
@@ -340,32 +339,32 @@ def run_matrix(folder: Path) -> dict[str, Any]:
 
     m = read_build(folder)
     claim = claim_of(m)
-    known = target_of(m["resolved_recipe"])["known_failures"]
+    known = target_of(m.resolved_recipe)["known_failures"]
     claimed = [rt for rt in runtimes() if rt.claims(claim)]
     if any(rt.kind == "onnxruntime-web" for rt in claimed):
         _check_chromium()
-    ckpt = sources.open_checkpoint(m["checkpoint"]["source"])
+    ckpt = sources.open_checkpoint(m.checkpoint.source)
     start = time.perf_counter()
     cells: dict[str, Any] = {rt.name: {"status": "not claimed"} for rt in runtimes()}
     with tempfile.TemporaryDirectory(prefix="publisher-conformance-") as tmp:
-        bundle = folder / m["sherpa_onnx"] if m.get("sherpa_onnx") else None
+        bundle = folder / m.sherpa_onnx if m.sherpa_onnx else None
         requests = prepare_requests(
-            folder / m["model"], ckpt.voices, ckpt.config, Path(tmp), bundle, claim
+            folder / m.model, ckpt.voices, ckpt.config, Path(tmp), bundle, claim
         )
-        speaking = Speaking(folder / m["model"], ckpt, target_of(m["resolved_recipe"]))
+        speaking = Speaking(folder / m.model, ckpt, target_of(m.resolved_recipe))
         for rt in progress(claimed, "runtimes"):
             request = speaking.request(rt, requests[rt.kind], Path(tmp))
             out = speaking.hear(rt, heard(rt, probe(rt, request, Path(tmp)), Path(tmp)))
             cells[rt.name] = _cell(rt, out, known)
-            log.info("%s in %s: %s", m["recipe"], rt.name, cells[rt.name]["status"])
-    m["conformance"] = {
+            log.info("%s in %s: %s", m.recipe, rt.name, cells[rt.name]["status"])
+    m.conformance = {
         "cells": cells,
         "heard": speaking.summary(),
         "seconds": round(time.perf_counter() - start, 1),
         "host": host(),
     }
-    write_json_atomic(folder / "manifest.json", m)
-    return m["conformance"]
+    write_manifest_file(folder, m)
+    return m.conformance
 
 
 def _check_chromium() -> None:

@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from publisher.runtime.clients import kokoro_js_dtype
 from publisher.runtime.constants import HEARD_WER_MARGIN, ONNXRUNTIME_FLOORS
 from publisher.runtime.runtimes import Claim
 
+if TYPE_CHECKING:
+    from publisher.runtime.artifacts import BuildManifest
 
-def claim_of(manifest: dict[str, Any]) -> Claim:
+
+def claim_of(manifest: BuildManifest) -> Claim:
     """The claim of a build manifest (its shape, floor, bundle and kokoro-js reach)."""
-    shape = manifest["resolved_recipe"]["export"]["shape"]
+    shape = manifest.resolved_recipe["export"]["shape"]
     return Claim(
         shape=shape,
-        min_onnxruntime=target_of(manifest["resolved_recipe"])["min_onnxruntime"],
-        sherpa_bundle=bool(manifest.get("sherpa_onnx")),
-        kokoro_js_dtype=kokoro_js_dtype(shape, manifest.get("io") or {}, manifest["model"]),
+        min_onnxruntime=target_of(manifest.resolved_recipe)["min_onnxruntime"],
+        sherpa_bundle=bool(manifest.sherpa_onnx),
+        kokoro_js_dtype=kokoro_js_dtype(shape, manifest.io, manifest.model),
     )
 
 

@@ -235,7 +235,7 @@ def _retrying(repo_id: str, attempt) -> PublishResult:
 
 
 def _recipe(folder: Path) -> str:
-    return read_manifest(folder)["recipe"]
+    return read_manifest(folder).recipe
 
 
 def _stage(folders, where, remote, existing_recipes, browser_report):
@@ -253,10 +253,10 @@ def _stage(folders, where, remote, existing_recipes, browser_report):
 def _build_checkpoints(folders: list[Path]) -> dict[str, bool]:
     """Whether any of the builds is synthetic / recovered (their manifests, no network)."""
 
-    checkpoints = [read_manifest(f)["checkpoint"] for f in folders]
+    checkpoints = [read_manifest(f).checkpoint for f in folders]
     return {
-        "synthetic": any(c.get("synthetic") for c in checkpoints),
-        "recovered": any(c.get("recovered") for c in checkpoints),
+        "synthetic": any(c.synthetic for c in checkpoints),
+        "recovered": any(c.recovered for c in checkpoints),
     }
 
 

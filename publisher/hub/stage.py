@@ -21,16 +21,15 @@ from publisher.hub.family import MANIFEST_FORMAT, RemoteState, merge
 from publisher.hub.figures import size_speed_figure
 from publisher.hub.repo_files import write_model_files, write_voices
 from publisher.inspect_graph import inspect_model
+from publisher.manifest import PICTURE as SPECTROGRAM
 from publisher.manifest import (
-    FIRST_AUDIO_KEY,
     check_files,
     file_index,
     read_build,
     read_checkpoint_files,
 )
-from publisher.manifest import PICTURE as SPECTROGRAM
 from publisher.provenance import versions
-from publisher.runtime.artifacts import RepoManifest, VariantEntry
+from publisher.runtime.artifacts import BuildManifest, RepoManifest, VariantEntry
 from publisher.runtime.errors import ChangedFileError, PublishError
 from publisher.workspace import (
     check_writable_folder,
@@ -65,65 +64,65 @@ def _params_by_dtype(path: Path) -> tuple[str, dict[str, int]]:
     return text, totals
 
 
-def variant_entry(folder: Path, m: dict[str, Any]) -> dict[str, Any]:
+def variant_entry(folder: Path, m: BuildManifest) -> dict[str, Any]:
     """A built variant as the repo manifest records it: everything the card, the Space and a
     later publish need without the build folder (figures as numbers; see card.py)."""
 
-    model = folder / m["model"]
-    fid = m["verification"].get("fidelity", [])
-    bench = m.get("bench") or {}
+    model = folder / m.model
+    fid = m.verification.fidelity
+    bench = m.bench or {}
     params_text, params = _params_by_dtype(model)
     has_picture = (folder / SPECTROGRAM).is_file()
     entry = {
-        "recipe": m["recipe"],
-        "path": m["model"],
-        "recipe_sha256": m["recipe_sha256"],
-        "checkpoint_sha256": m["checkpoint"]["sha256"],
-        "description": m["resolved_recipe"]["description"],
-        "summary": m["resolved_recipe"]["card"]["summary"],
-        "sha256": m["files"][m["model"]]["sha256"],
-        "bytes": m["files"][m["model"]]["bytes"],
-        "size_mib": m["files"][m["model"]]["bytes"] / 2**20,
+        "recipe": m.recipe,
+        "path": m.model,
+        "recipe_sha256": m.recipe_sha256,
+        "checkpoint_sha256": m.checkpoint.sha256,
+        "description": m.resolved_recipe["description"],
+        "summary": m.resolved_recipe["card"]["summary"],
+        "sha256": m.files[m.model].sha256,
+        "bytes": m.files[m.model].bytes,
+        "size_mib": m.files[m.model].bytes / 2**20,
         "params_by_dtype": params_text,
         "params": params,
-        "io": m["io"],
-        "shape": m["resolved_recipe"]["export"]["shape"],
+        "io": m.io,
+        "shape": m.resolved_recipe["export"]["shape"],
         "worst_spectral_correlation": min(f["spectral_correlation"] for f in fid) if fid else None,
         "worst_log_mel_distance": max(f["log_mel_distance"] for f in fid) if fid else None,
-        "speech": _speech(m["verification"].get("speech") or {}),
-        "gates": m["verification"]["gates"],
+        "speech": _speech(m.verification.speech or {}),
+        "gates": m.verification.gates,
         "bench": bench.get("result") or None,
         "bench_settings": bench.get("settings"),
         "first_audio": _first_audio(m),
-        "host": m["host"],
-        "versions": m["versions"],
+        "host": m.host,
+        "versions": m.versions,
         "tensors": _tensors(model),
-        "spectrogram": f"figures/{m['recipe']}_spectrogram.png" if has_picture else None,
-        "sherpa_onnx": m.get("sherpa_onnx"),
-        "extra_files": _extra_files(m, m["recipe"] if has_picture else None),
-        "floor": m["verification"].get("floor"),
-        "conformance": (m.get("conformance") or {}).get("cells"),
+        "spectrogram": f"figures/{m.recipe}_spectrogram.png" if has_picture else None,
+        "sherpa_onnx": m.sherpa_onnx,
+        "extra_files": _extra_files(m, m.recipe if has_picture else None),
+        "floor": m.verification.floor,
+        "conformance": (m.conformance or {}).get("cells"),
     }
     return VariantEntry.write(**entry, **display_columns(entry))
 
 
-def _first_audio(m: dict[str, Any]) -> dict[str, Any] | None:
+def _first_audio(m: BuildManifest) -> dict[str, Any] | None:
     """``bench --first-audio``'s row of this variant, with the sentence and threads."""
 
-    run = m.get(FIRST_AUDIO_KEY) or {}
+    run = m.first_audio or {}
     if not run.get("result"):
         return None
     settings = run.get("settings") or {}
     return run["result"] | {k: settings.get(k) for k in ("sentence", "threads", "repeats")}
 
 
-def _extra_files(m: dict[str, Any], picture_of: str | None) -> list[str]:
+def _extra_files(m: BuildManifest, picture_of: str | None) -> list[str]:
     """Repo paths a variant owns besides its model: its spectrogram and its sherpa-onnx
     bundle (a prune deletes them with the model)."""
     out = [f"figures/{picture_of}_spectrogram.png"] if picture_of else []
-    bundle = m.get("sherpa_onnx")
+    bundle = m.sherpa_onnx
     if bundle:
-        out += sorted(p for p in m["files"] if p.startswith(bundle + "/"))
+        out += sorted(p for p in m.files if p.startswith(bundle + "/"))
     return out
 
 
@@ -166,19 +165,19 @@ def _tensors(variant_path: Path) -> list[dict[str, str]]:
     return rows
 
 
-def _passed_builds(folders: list[Path]) -> list[tuple[Path, dict[str, Any]]]:
+def _passed_builds(folders: list[Path]) -> list[tuple[Path, BuildManifest]]:
     manifests = []
     for folder in folders:
         m = read_build(folder)  # every recorded file checked: a changed one is refused
-        if not m.get("verification", {}).get("passed"):
-            log.info("skipping %s: it did not pass its verification gates", m["recipe"])
+        if not m.verification.passed:
+            log.info("skipping %s: it did not pass its verification gates", m.recipe)
             continue
         manifests.append((folder, m))
     if folders and not manifests:
         raise PublishError("nothing to stage: no variant passed its gates")
-    if len({m["checkpoint"]["sha256"] for _, m in manifests}) > 1:
+    if len({m.checkpoint.sha256 for _, m in manifests}) > 1:
         raise PublishError("variants were built from different checkpoints; stage one at a time")
-    paths = [m["model"] for _, m in manifests]
+    paths = [m.model for _, m in manifests]
     dupes = sorted({p for p in paths if paths.count(p) > 1})
     if dupes:
         raise PublishError(f"two recipes write the same file: {', '.join(dupes)}")
@@ -195,9 +194,10 @@ def _checkpoint(manifests, remote: RemoteState | None):
             raise PublishError("nothing to stage: no built variants (run publisher build first)")
         return None, old["checkpoint"], old["synthetic"], old["recovered"], old["recovered_note"]
     folder, manifest = manifests[0]
-    info = manifest["checkpoint"]
-    note = info.get("note") or f"weights recovered from {info['source']}"
-    return read_checkpoint_files(folder), info, info["synthetic"], info["recovered"], note
+    info = manifest.checkpoint
+    note = info.note or f"weights recovered from {info.source}"
+    record = info.model_dump(exclude_unset=True)
+    return read_checkpoint_files(folder), record, info.synthetic, info.recovered, note
 
 
 def stage(
@@ -217,7 +217,7 @@ def stage(
     manifests = _passed_builds(folders)
     files, ckpt_info, synthetic, recovered, note = _checkpoint(manifests, remote)
     dest = Path(dest)
-    need = sum((folder / m["model"]).stat().st_size for folder, m in manifests)
+    need = sum((folder / m.model).stat().st_size for folder, m in manifests)
     check_dest(dest, [folder for folder, _ in manifests], need_bytes=2 * need)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = scratch_dir(dest.parent, dest.name)
@@ -268,17 +268,17 @@ def _browser(report: dict[str, Any] | None, variants: list[dict[str, Any]]):
     return kept
 
 
-def _copy_build(folder: Path, m: dict[str, Any], tmp: Path) -> dict[str, Any]:
+def _copy_build(folder: Path, m: BuildManifest, tmp: Path) -> dict[str, Any]:
     entry = variant_entry(folder, m)
-    target = tmp / m["model"]
+    target = tmp / m.model
     target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(folder / m["model"], target)
+    shutil.copy2(folder / m.model, target)
     if entry["spectrogram"]:
         (tmp / "figures").mkdir(exist_ok=True)
         shutil.copy2(folder / SPECTROGRAM, tmp / entry["spectrogram"])
     if entry["sherpa_onnx"]:
         shutil.copytree(folder / entry["sherpa_onnx"], tmp / entry["sherpa_onnx"])
-    log.info("staged %s -> %s", m["recipe"], m["model"])
+    log.info("staged %s -> %s", m.recipe, m.model)
     return entry
 
 

@@ -62,6 +62,7 @@ class VerificationReport(Artifact):
     model_config = ConfigDict(extra="allow")
     passed: bool = False
     gates: list[Gate] = []
+    parity: list[dict[str, Any]] = []
     fidelity: list[dict[str, Any]] = []
     speech: dict[str, Any] | None = None
     floor: dict[str, Any] | None = None
@@ -84,7 +85,8 @@ class FileRecord(Artifact):
 class BuildManifest(Artifact):
     """A build's manifest.json. Build checks what it writes against this type before the
     file exists; the other commands read it through ``manifest.read_manifest``, which
-    checks it too. Later steps add their own keys (conformance, bench, first_audio)."""
+    checks it too. Later steps add their own sections (bench, first_audio, conformance);
+    ``manifest.write_manifest_file`` writes it back."""
 
     model_config = ConfigDict(extra="allow")
     recipe: str
@@ -100,6 +102,10 @@ class BuildManifest(Artifact):
     versions: dict[str, Any] = {}
     host: dict[str, Any] = {}
     steps_seconds: dict[str, float] = {}
+    # added by later commands: bench, bench --first-audio, conformance
+    bench: dict[str, Any] | None = None
+    first_audio: dict[str, Any] | None = None
+    conformance: dict[str, Any] | None = None
 
 
 # ---------------------------------------------------------------- a published repo
