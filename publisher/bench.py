@@ -108,11 +108,11 @@ def external_targets(files: list[Path], ckpt, *, listen: bool) -> list[Target]:
     for path in files:  # every file checked before minutes of listening
         if not path.is_file():
             raise InputError(f"{path}: no such file; give the path of an .onnx model")
-    targets, model = [], ckpt.build_model() if listen and files else None
+    targets = []
     for path in files:
         t = Target(path.name, str(path), path.stat().st_size)
         if listen:
-            speech = hear(ckpt, model, str(path))
+            speech = hear(ckpt, str(path))
             if speech["ran"]:
                 t.wer, t.dnsmos = speech["variant_wer"], speech["variant_dnsmos"]["overall"]
         targets.append(t)

@@ -48,7 +48,6 @@ log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     import onnx
-    from kokoro.model import KModel
 
     from publisher.model.checkpoint import Checkpoint
     from publisher.recipe.schema import Recipe
@@ -63,11 +62,11 @@ class BuildResult:
 
 @dataclass
 class Prepared:
-    """A recipe's checkpoint, torch model and transformed graphs, ready to verify."""
+    """A recipe's checkpoint (its upstream torch model, the reference, built when a run
+    is not stored: ``Checkpoint.model``) and transformed graphs, ready to verify."""
 
     recipe: Recipe
     ckpt: Checkpoint
-    model: KModel  # upstream Kokoro's torch model, the reference
     variant: onnx.ModelProto  # random source on
     parity_graph: Path  # fp32 parity-mode export (cached)
     voiced_graph: Path  # fp32 voiced deterministic export (cached)
@@ -109,7 +108,7 @@ def prepare(
 ) -> Prepared:
     """Checkpoint, exports and passes. ``out``: the folder the build goes to, checked for
     ``room_needed`` right after the checkpoint opens, before the exports. ``opened``: the
-    checkpoints (and torch models) a caller building several recipes keeps by spec."""
+    checkpoints (and their torch models) a caller building several recipes keeps by spec."""
     import onnx
 
     # lazy: the export side imports torch and kokoro (7 s); stage, publish and --dry-run
@@ -119,23 +118,22 @@ def prepare(
     passes = plan(recipe)  # unknown passes fail before any heavy work
     with timer.step("checkpoint", spec):
         if opened is not None and spec in opened:
-            ckpt, model = opened[spec]
+            ckpt = opened[spec]
         else:
             ckpt = sources.open_checkpoint(spec)
-            model = ckpt.build_model()
             if opened is not None:
-                opened[spec] = (ckpt, model)
+                opened[spec] = ckpt
     if out is not None:  # before any heavy work: a full disk is one line, nothing exported
         check_writable_folder(out, "--out", need_bytes=room_needed(ckpt))
     with timer.step("export fp32", "cached per checkpoint and export settings"):
-        graph = export_fp32(ckpt, recipe, model=model)
+        graph = export_fp32(ckpt, recipe)
     with timer.step(
         "export deterministic graphs",
         "noise only for sample-by-sample parity; with the sine (voiced) for fidelity",
     ):
-        parity_graph = export_fp32(ckpt, recipe, model=model, parity=True)
+        parity_graph = export_fp32(ckpt, recipe, parity=True)
         voiced_graph = (
-            export_fp32(ckpt, recipe, model=model, parity=True, voiced=True)
+            export_fp32(ckpt, recipe, parity=True, voiced=True)
             if voiced_fidelity(ckpt)
             else parity_graph
         )
@@ -144,7 +142,7 @@ def prepare(
     with timer.step("passes", " -> ".join(passes)):
         variant = run_passes(onnx.load(str(graph)), recipe, ctx)
         twin = run_passes(onnx.load(str(voiced_graph)), recipe, ctx) if numeric else None
-    return Prepared(recipe, ckpt, model, variant, parity_graph, voiced_graph, twin, ctx.notes)
+    return Prepared(recipe, ckpt, variant, parity_graph, voiced_graph, twin, ctx.notes)
 
 
 def _verify(
@@ -172,7 +170,6 @@ def _verify(
         measured = measure(
             p.recipe,
             p.ckpt,
-            p.model,
             parity_graph=p.parity_graph,
             twin_graph=twin_graph,
             shipped_graph=shipped,

@@ -90,7 +90,7 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     recipe = variant_recipe(args)
     ckpt = open_checkpoint(args.checkpoint)
-    twin = export_fp32(ckpt, recipe, model=ckpt.build_model(), parity=True, voiced=True)
+    twin = export_fp32(ckpt, recipe, parity=True, voiced=True)
     ctx = PassContext(config=ckpt.config, metadata=onnx_metadata(recipe, ckpt), voices=ckpt.voices)
     start = time.perf_counter()
     built = run_passes(onnx.load(str(twin)), recipe, ctx)

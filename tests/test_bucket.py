@@ -51,16 +51,16 @@ def b16():
 
 
 @pytest.fixture(scope="module")
-def parity_session(tiny, tiny_model, b16):
-    return open_session(export_fp32(tiny, b16, model=tiny_model, parity=True))
+def parity_session(tiny, b16):
+    return open_session(export_fp32(tiny, b16, parity=True))
 
 
 @pytest.fixture(scope="module")
-def shipped(tiny, tiny_model, b16, tmp_path_factory):
+def shipped(tiny, b16, tmp_path_factory):
     """The b16 variant as the build makes it (fp16 decoder, passes, metadata)."""
     from publisher.build import onnx_metadata
 
-    graph = export_fp32(tiny, b16, model=tiny_model)
+    graph = export_fp32(tiny, b16)
     ctx = PassContext(config=tiny.config, metadata=onnx_metadata(b16, tiny), voices=tiny.voices)
     model = run_passes(onnx.load(str(graph)), b16, ctx)
     path = tmp_path_factory.mktemp("b16") / "b16.onnx"
@@ -277,7 +277,7 @@ def test_first_audio_of_a_bucket_file_comes_after_one_call_a_dynamic_file_after_
     from publisher.bench import Target
     from publisher.first_audio import markdown_table, run_first_audio
 
-    dynamic = export_fp32(tiny, load_recipe("fp32"), model=tiny_model)
+    dynamic = export_fp32(tiny, load_recipe("fp32"))
     space = tiny.config["vocab"][" "]
     words = probe_ids(tiny, 7)
     ids = [*words, space, *words, space, *words]  # 23 phonemes: two b16 calls at least

@@ -13,8 +13,8 @@ from publisher.recipe.loader import load_recipe
 
 
 @pytest.fixture(scope="module")
-def exported(tiny, tiny_model, tmp_path_factory):
-    path = export_fp32(tiny, load_recipe("fp32"), model=tiny_model)
+def exported(tiny, tmp_path_factory):
+    path = export_fp32(tiny, load_recipe("fp32"))
     model = onnx.load(str(path))
     set_metadata(model, {"kokoro_config": "{}", "sample_rate": "24000"})
     out = tmp_path_factory.mktemp("io") / "model.onnx"

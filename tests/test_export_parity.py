@@ -17,11 +17,11 @@ def fp32_recipe():
 
 @pytest.fixture(scope="module")
 def parity_graph(tiny, tiny_model, fp32_recipe):
-    return export_fp32(tiny, fp32_recipe, model=tiny_model, parity=True)
+    return export_fp32(tiny, fp32_recipe, parity=True)
 
 
 def test_fp32_export_passes_the_onnx_checker_with_dynamic_length(tiny, tiny_model, fp32_recipe):
-    path = export_fp32(tiny, fp32_recipe, model=tiny_model)
+    path = export_fp32(tiny, fp32_recipe)
     onnx.checker.check_model(str(path))
     model = onnx.load(str(path))
     ids = model.graph.input[0].type.tensor_type.shape.dim
@@ -32,7 +32,7 @@ def test_fp32_export_passes_the_onnx_checker_with_dynamic_length(tiny, tiny_mode
 
 
 def test_parity_graph_matches_torch_sample_by_sample(tiny, tiny_model, parity_graph):
-    results = check_parity(tiny, tiny_model, parity_graph, tokens=(5, 12, 40, 130, 510))
+    results = check_parity(tiny, parity_graph, tokens=(5, 12, 40, 130, 510))
     for r in results:
         assert r.durations_equal, r
         assert r.max_abs_error <= 1e-4, r
@@ -43,28 +43,27 @@ def test_shipped_graph_differs_from_parity_graph_only_by_the_noise(
     tiny, tiny_model, fp32_recipe, parity_graph
 ):
     """The shipped graph keeps the random NSF source: it must not pass as deterministic."""
-    shipped = export_fp32(tiny, fp32_recipe, model=tiny_model)
+    shipped = export_fp32(tiny, fp32_recipe)
     ops_shipped = {n.op_type for n in onnx.load(str(shipped)).graph.node}
     assert RANDOM_OPS & ops_shipped
     ops_parity = {n.op_type for n in onnx.load(str(parity_graph)).graph.node}
     assert not RANDOM_OPS & ops_parity
 
 
-def test_export_is_cached_per_checkpoint_and_settings(tiny, tiny_model, fp32_recipe, monkeypatch):
-    first = export_fp32(tiny, fp32_recipe, model=tiny_model)
+def test_export_is_cached_per_checkpoint_and_settings(tiny, fp32_recipe, monkeypatch):
+    first = export_fp32(tiny, fp32_recipe)
 
     def boom(*args, **kwargs):
         raise AssertionError("exported again instead of using the cache")
 
     monkeypatch.setattr("publisher.export.dynamic.export_dynamic", boom)
-    assert export_fp32(tiny, fp32_recipe, model=tiny_model) == first
+    assert export_fp32(tiny, fp32_recipe) == first
     with pytest.raises(AssertionError, match="exported again"):
         export_fp32(
             tiny,
             fp32_recipe.model_copy(
                 update={"export": fp32_recipe.export.model_copy(update={"opset": 18})}
             ),
-            model=tiny_model,
         )
 
 
@@ -81,7 +80,7 @@ def test_parity_detects_a_broken_graph(tiny, tiny_model, parity_graph, tmp_path)
     init.CopyFrom(numpy_helper.from_array(arr, init.name))
     broken = tmp_path / "broken.onnx"
     onnx.save(model, str(broken))
-    (r,) = check_parity(tiny, tiny_model, broken, tokens=(40,))
+    (r,) = check_parity(tiny, broken, tokens=(40,))
     assert r.max_abs_error > 1e-3 or not r.durations_equal
 
 
@@ -92,8 +91,8 @@ def _sine_ops(path) -> int:
 def test_voiced_graph_keeps_the_sine_and_no_random_op(tiny, tiny_model, fp32_recipe):
     """The fidelity twin of real weights: deterministic, but the harmonic sine is there
     (the noise-only parity graph has it replaced by zeros)."""
-    voiced = export_fp32(tiny, fp32_recipe, model=tiny_model, parity=True, voiced=True)
-    parity = export_fp32(tiny, fp32_recipe, model=tiny_model, parity=True)
+    voiced = export_fp32(tiny, fp32_recipe, parity=True, voiced=True)
+    parity = export_fp32(tiny, fp32_recipe, parity=True)
     assert voiced != parity
     assert not RANDOM_OPS & {n.op_type for n in onnx.load(str(voiced)).graph.node}
     assert _sine_ops(voiced) > _sine_ops(parity)

@@ -35,7 +35,7 @@ TEXT = "Hello world. The quick brown fox jumps over the lazy dog, twice."
 
 
 @pytest.fixture(scope="module")
-def files(tiny, tiny_model, tmp_path_factory) -> dict[str, Path]:
+def files(tiny, tmp_path_factory) -> dict[str, Path]:
     from publisher.build import onnx_metadata
     from publisher.export.fp32 import export_fp32
     from publisher.hub.repo_files import write_voices
@@ -44,7 +44,7 @@ def files(tiny, tiny_model, tmp_path_factory) -> dict[str, Path]:
 
     recipe = load_recipe(RECIPE)
     folder = tmp_path_factory.mktemp("fastkokoro")
-    graph = export_fp32(tiny, recipe, model=tiny_model)
+    graph = export_fp32(tiny, recipe)
     ctx = PassContext(config=tiny.config, metadata=onnx_metadata(recipe, tiny), voices=tiny.voices)
     model_path = folder / Path(recipe.output.path).name
     onnx.save(run_passes(onnx.load(str(graph)), recipe, ctx), str(model_path))

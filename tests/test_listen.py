@@ -179,7 +179,7 @@ def test_listen_hears_upstream_torch_as_the_reference_and_the_graph_as_the_varia
     monkeypatch.setattr(speaker, "embedding", lambda w, r: np.ones(4) / 2)
     speaking = dataclasses.replace(tiny, synthetic=False)  # the stand-ins do the hearing
     graph = str(tiny_dist / "fp32" / "onnx" / "model.onnx")
-    result = module.listen(speaking, tiny_model, graph)
+    result = module.listen(speaking, graph)
     assert len(items) >= 2 and result["ran"] and result["sentences"] == len(items)
     assert heard == ["reference", "variant"] * len(items)
     assert result["reference_wer"] == 0.0 and result["variant_wer"] > 0.05
@@ -200,7 +200,7 @@ def test_listen_hears_upstream_torch_as_the_reference_and_the_graph_as_the_varia
     monkeypatch.setattr(
         speech, "recognize", lambda w, r: variant_only.append(1) or "the variant heard"
     )
-    again = module.listen(speaking, tiny_model, graph)
+    again = module.listen(speaking, graph)
     assert len(variant_only) == len(items)  # the variant's sentences only
     assert [r["reference_heard"] for r in again["items"]] == [it.text for it in items]
     assert again["reference_wer"] == result["reference_wer"] == 0.0
@@ -252,7 +252,7 @@ def test_listen_has_upstream_speak_a_bucket_graphs_pieces_as_its_like_for_like_r
     recipe = load_recipe("b16")
     ctx = PassContext(config=tiny.config, metadata=onnx_metadata(recipe, tiny), voices=tiny.voices)
     graph = tmp_path / "b16.onnx"
-    exported = onnx.load(str(export_fp32(tiny, recipe, model=tiny_model)))
+    exported = onnx.load(str(export_fp32(tiny, recipe)))
     onnx.save(run_passes(exported, recipe, ctx), str(graph))
     monkeypatch.setenv("PUBLISHER_CACHE", str(tmp_path / "cache"))
     items = [it for it in load_corpus().speech if it.voice in tiny.voices][:3]
@@ -287,7 +287,7 @@ def test_listen_has_upstream_speak_a_bucket_graphs_pieces_as_its_like_for_like_r
     )
     monkeypatch.setattr(speaker, "embedding", lambda w, r: np.ones(4) / 2)
     items[:] = [dataclasses.replace(it, text="a b c d") for it in items]
-    result = module.listen(dataclasses.replace(tiny, synthetic=False), tiny_model, str(graph))
+    result = module.listen(dataclasses.replace(tiny, synthetic=False), str(graph))
     assert heard == ["whole", "pieces", "variant"] * len(items)
     assert [r["pieces"] for r in result["items"]] == [n for *_, n in expected]
     assert result["reference_wer"] == 0.0 and result["same_pieces_wer"] == 0.25

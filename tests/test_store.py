@@ -3,6 +3,8 @@ computed once per checkpoint and input, read back by later processes, checked at
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -30,20 +32,20 @@ def _no_torch(monkeypatch):
 
 
 def test_a_later_process_reads_upstreams_run_from_disk_without_torch(
-    tiny, tiny_model, empty_store, monkeypatch
+    tiny, empty_store, monkeypatch
 ):
     item = _item(tiny)
     style = measure.style_of(tiny, item)
-    first = measure.torch_reference(tiny, tiny_model, item, style, voiced=True)
-    seeded = store.seeded_torch(tiny, tiny_model, item.ids, 1.0, style, seed=7)
+    first = measure.torch_reference(tiny, item, style, voiced=True)
+    seeded = store.seeded_torch(tiny, item.ids, 1.0, style, seed=7)
     assert len(list(empty_store.iterdir())) == 2
     monkeypatch.setattr(measure, "_REFERENCES", {})
     _no_torch(monkeypatch)
-    again = measure.torch_reference(tiny, tiny_model, item, style, voiced=True)
+    again = measure.torch_reference(tiny, item, style, voiced=True)
     np.testing.assert_array_equal(again.waveform, first.waveform)
     np.testing.assert_array_equal(again.durations, first.durations)
     np.testing.assert_array_equal(
-        store.seeded_torch(tiny, tiny_model, item.ids, 1.0, style, seed=7).waveform, seeded.waveform
+        store.seeded_torch(tiny, item.ids, 1.0, style, seed=7).waveform, seeded.waveform
     )
 
 
@@ -58,7 +60,7 @@ def test_the_key_separates_mode_seed_input_and_checkpoint(tiny):
         store.key(tiny, item.ids, 1.1, style, "random", seed=1),
         store.key(tiny, item.ids, 1.0, style + 1e-3, "random", seed=1),
     }
-    other_ckpt = type(tiny)(**{**tiny.__dict__, "sha256": "0" * 64})
+    other_ckpt = dataclasses.replace(tiny, sha256="0" * 64)
     others.add(store.key(other_ckpt, item.ids, 1.0, style, "random", seed=1))
     assert base not in others and len(others) == 6
 
@@ -68,34 +70,32 @@ def test_a_seeded_upstream_run_is_what_torch_gives_under_that_seed(tiny, tiny_mo
 
     item = _item(tiny)
     style = measure.style_of(tiny, item)
-    stored = store.seeded_torch(tiny, tiny_model, item.ids, 1.0, style, seed=11)
+    stored = store.seeded_torch(tiny, item.ids, 1.0, style, seed=11)
     torch.manual_seed(11)
     direct = kmodel.run_torch(tiny_model, list(item.ids), style, 1.0)
     np.testing.assert_array_equal(stored.waveform, direct.waveform)
-    other = store.seeded_torch(tiny, tiny_model, item.ids, 1.0, style, seed=12)
+    other = store.seeded_torch(tiny, item.ids, 1.0, style, seed=12)
     assert not np.array_equal(other.waveform, stored.waveform)  # the source is random
 
 
-def test_a_damaged_entry_is_named_and_computed_again(
-    tiny, tiny_model, empty_store, monkeypatch, caplog
-):
+def test_a_damaged_entry_is_named_and_computed_again(tiny, empty_store, monkeypatch, caplog):
     item = _item(tiny)
     style = measure.style_of(tiny, item)
-    first = measure.torch_reference(tiny, tiny_model, item, style)
+    first = measure.torch_reference(tiny, item, style)
     (entry,) = empty_store.glob("*/entry.npz")
     with open(entry, "r+b") as fh:
         fh.seek(entry.stat().st_size // 2)
         fh.write(b"\x00" * 64)
     monkeypatch.setattr(measure, "_REFERENCES", {})
     with caplog.at_level("WARNING", logger="publisher.verify.store"):
-        again = measure.torch_reference(tiny, tiny_model, item, style)
+        again = measure.torch_reference(tiny, item, style)
     np.testing.assert_array_equal(again.waveform, first.waveform)
     said = [r.getMessage() for r in caplog.records]
     assert any(f"reference store entry {entry}" in line and "rebuilding" in line for line in said)
 
 
 def test_a_graphs_runs_are_stored_by_its_record_or_its_computation_not_its_metadata(
-    tiny, tiny_model, empty_store, monkeypatch, tmp_path
+    tiny, empty_store, monkeypatch, tmp_path
 ):
     import onnx
     from onnx import numpy_helper
@@ -104,7 +104,7 @@ def test_a_graphs_runs_are_stored_by_its_record_or_its_computation_not_its_metad
     from publisher.export.fp32 import export_fp32
     from publisher.recipe.loader import load_recipe
 
-    graph = export_fp32(tiny, load_recipe("fp32"), model=tiny_model, parity=True)
+    graph = export_fp32(tiny, load_recipe("fp32"), parity=True)
     item = _item(tiny)
     style = measure.style_of(tiny, item)
     first = measure.StoredRuns(tiny, graph).run(item, style)
@@ -144,7 +144,7 @@ def test_a_graphs_runs_are_stored_by_its_record_or_its_computation_not_its_metad
 
 
 def test_an_unwritable_cache_skips_the_store_and_the_run_still_answers(
-    tiny, tiny_model, tmp_path, monkeypatch, caplog
+    tiny, tmp_path, monkeypatch, caplog
 ):
     blocked = tmp_path / "a-file"
     blocked.write_text("not a folder")
@@ -153,7 +153,24 @@ def test_an_unwritable_cache_skips_the_store_and_the_run_still_answers(
     item = _item(tiny)
     style = measure.style_of(tiny, item)
     with caplog.at_level("WARNING", logger="publisher.verify.store"):
-        out = store.seeded_torch(tiny, tiny_model, item.ids, 1.0, style, seed=3)
+        out = store.seeded_torch(tiny, item.ids, 1.0, style, seed=3)
     assert out.waveform.size > 0
     assert any("reference store: not kept" in r.getMessage() for r in caplog.records)
     assert blocked.read_text() == "not a folder"  # nothing of the user's touched
+
+
+def test_a_later_build_of_a_stored_checkpoint_never_builds_its_torch_model(
+    tiny_dist, tmp_path, monkeypatch
+):
+    """tiny_dist's builds stored the exports and upstream's runs: a later build of the
+    checkpoint reads them back, and never builds (nor runs) upstream's torch model."""
+    from publisher.build import build
+    from publisher.model.checkpoint import Checkpoint
+    from publisher.recipe.loader import load_recipe
+
+    def refuse(self):
+        raise AssertionError("the torch model was built")
+
+    monkeypatch.setattr(Checkpoint, "build_model", refuse)
+    result = build(load_recipe("quantized"), "synthetic:tiny", tmp_path)
+    assert result.manifest.verification.passed

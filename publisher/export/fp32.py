@@ -26,7 +26,6 @@ def export_fp32(
     *,
     parity: bool = False,
     voiced: bool = False,
-    model=None,
     use_cache: bool = True,
 ) -> Path:
     """Return the path of the cached fp32 graph for (checkpoint, export settings, mode):
@@ -52,7 +51,7 @@ def export_fp32(
     target = target / "model.onnx"
     if use_cache and cached_entry_ok(target):
         return target
-    model = model if model is not None else ckpt.build_model()
+    model = ckpt.model  # only now: a cached export needs no torch model
 
     def fill(tmp: Path) -> None:
         with exact_stft(model):

@@ -8,6 +8,7 @@ Specs are resolved by ``publisher.model.sources``; ``onnx:FILE`` and ``recovered
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -61,6 +62,12 @@ class Checkpoint:
         model = new_kmodel(self.config)
         load_state_strict(model, self.state, self.source)
         return model.eval()
+
+    @functools.cached_property
+    def model(self) -> KModel:
+        """``build_model()``, once, when something first runs upstream torch: a build whose
+        exports and reference runs are all stored never builds it (nor imports kokoro)."""
+        return self.build_model()
 
     @property
     def sample_voice(self) -> str:

@@ -51,7 +51,7 @@ def skip_reason(ckpt: Checkpoint) -> str | None:
     return speech_tools.missing_tools()
 
 
-def listen(ckpt: Checkpoint, model: Any, graph: str) -> dict[str, Any]:
+def listen(ckpt: Checkpoint, graph: str) -> dict[str, Any]:
     """Speak the speech set with upstream torch and ``graph``; WER and DNSMOS of both."""
 
     reason = skip_reason(ckpt)
@@ -68,11 +68,11 @@ def listen(ckpt: Checkpoint, model: Any, graph: str) -> dict[str, Any]:
         for k, item in enumerate(progress(items, "speech set")):
             ids = item.ids(ckpt.config["vocab"])
             style = style_row(ckpt.voices[item.voice], len(ids))
-            ref = reference_scores(ckpt, model, ids, style, item.speed, SEED + k)
+            ref = reference_scores(ckpt, ids, style, item.speed, SEED + k)
             out, _ = worker.run(ids, style, item.speed)
             same, pieces = None, out.piece_lengths
             if len(pieces) > 1:  # a bucket graph's calls: upstream speaks the same pieces
-                same = reference_scores(ckpt, model, ids, style, item.speed, SEED + k, pieces)
+                same = reference_scores(ckpt, ids, style, item.speed, SEED + k, pieces)
             rows.append(_row(item, ref, out.waveform, SAMPLE_RATE, same, len(pieces)))
             log.info(
                 "  speech %d/%d %s: heard %r (upstream: %r)",
@@ -90,7 +90,7 @@ SCORERS = ("pocketsphinx", "speechmos", "resemblyzer", "onnxruntime")  # in the 
 
 
 def reference_scores(
-    ckpt, model, ids, style, speed: float, seed: int, pieces: tuple[int, ...] = ()
+    ckpt, ids, style, speed: float, seed: int, pieces: tuple[int, ...] = ()
 ) -> dict[str, Any]:
     """Upstream torch's rendering of one sentence (random source seeded with ``seed``) as
     the gates read it: what the recognizer heard, DNSMOS, the speaker vector; with
@@ -101,7 +101,7 @@ def reference_scores(
     def compute() -> dict[str, Any]:
         import numpy as np
 
-        wave = _upstream_wave(ckpt, model, list(ids), speed, style, seed, pieces)
+        wave = _upstream_wave(ckpt, list(ids), speed, style, seed, pieces)
         mos = speech_tools.dnsmos(wave, SAMPLE_RATE)
         return {
             "heard": np.array(speech_tools.recognize(wave, SAMPLE_RATE)),
@@ -120,17 +120,15 @@ def reference_scores(
     }
 
 
-def _upstream_wave(ckpt, model, ids: list[int], speed, style, seed: int, pieces) -> Any:
+def _upstream_wave(ckpt, ids: list[int], speed, style, seed: int, pieces) -> Any:
     """Upstream's waveform of ``ids``: whole, or piece by piece (each seeded alike) joined."""
     import numpy as np
 
     if not pieces:
-        return store.seeded_torch(ckpt, model, ids, speed, style, seed).waveform
+        return store.seeded_torch(ckpt, ids, speed, style, seed).waveform
     starts = np.cumsum([0, *pieces])
     parts = [ids[a:b] for a, b in zip(starts[:-1], starts[1:], strict=True)]
-    return np.concatenate(
-        [store.seeded_torch(ckpt, model, p, speed, style, seed).waveform for p in parts]
-    )
+    return np.concatenate([store.seeded_torch(ckpt, p, speed, style, seed).waveform for p in parts])
 
 
 def _row(

@@ -223,7 +223,7 @@ def voiced_fidelity(ckpt: Checkpoint) -> bool:
 
 
 def check_parity(
-    ckpt: Checkpoint, model: Any, graph: Path, tokens: tuple[int, ...] = PROBE_TOKENS
+    ckpt: Checkpoint, graph: Path, tokens: tuple[int, ...] = PROBE_TOKENS
 ) -> list[ParityResult]:
     """Parity of a parity-mode graph on fixed-length probes (a quick check for tests)."""
 
@@ -231,17 +231,15 @@ def check_parity(
     results = []
     for n in tokens:
         item = Item(f"probe-{n}", tuple(probe_ids(ckpt, n)), ckpt.sample_voice, 1.0)
-        with parity_mode(model):
-            ref = kmodel.run_torch(model, list(item.ids), style_of(ckpt, item))
+        with parity_mode(ckpt.model):
+            ref = kmodel.run_torch(ckpt.model, list(item.ids), style_of(ckpt, item))
         results.append(
             _parity(item, ref, synth.run_onnx(session, list(item.ids), style_of(ckpt, item)))
         )
     return results
 
 
-def torch_reference(
-    ckpt: Checkpoint, model: Any, item: Item, style: np.ndarray, voiced: bool = False
-) -> Any:
+def torch_reference(ckpt: Checkpoint, item: Item, style: np.ndarray, voiced: bool = False) -> Any:
     """Upstream Kokoro's deterministic output for ``item`` (noise only, or with the sine
     source when ``voiced``), computed once per process per checkpoint and input; the
     arrays come back read-only, so no caller can change what the next one reads."""
@@ -252,8 +250,8 @@ def torch_reference(
     if key not in _REFERENCES:
 
         def compute() -> dict[str, np.ndarray]:
-            with parity_mode(model, voiced=voiced):
-                out = kmodel.run_torch(model, list(item.ids), style, item.speed)
+            with parity_mode(ckpt.model, voiced=voiced):
+                out = kmodel.run_torch(ckpt.model, list(item.ids), style, item.speed)
             return {"waveform": out.waveform, "durations": out.durations}
 
         mode = "deterministic-voiced" if voiced else "deterministic-noise"
@@ -353,7 +351,6 @@ class Measured:
 def measure(
     recipe: Recipe,
     ckpt: Checkpoint,
-    model: Any,
     *,
     parity_graph: Path,
     twin_graph: Path,
@@ -379,13 +376,13 @@ def measure(
             skipped["too_long"].append(item.id)
             continue
         style = style_of(ckpt, item)
-        ref = torch_reference(ckpt, model, item, style)
+        ref = torch_reference(ckpt, item, style)
         if bucket and int(ref.durations.sum()) > bucket.frames:
             skipped["over_frames"].append(item.id)
             continue
         out = parity_runs.run(item, style)
         parity.append(_parity(item, ref, out))
-        voiced = torch_reference(ckpt, model, item, style, voiced=True) if voiced_mode else ref
+        voiced = torch_reference(ckpt, item, style, voiced=True) if voiced_mode else ref
         twin = twin_runs.run(item, style)
         fidelity.append(_fidelity(item, voiced, twin))
         refs[item.id], outs[item.id] = voiced, twin
@@ -412,8 +409,8 @@ def measure(
         )
         if not used:
             raise BuildError(f"no verification input fits a {bucket.bucket}-token bucket")
-    shipped = _shipped(ckpt, model, shipped_graph, used[:SHIPPED_ITEMS], ModelWorker, (refs, outs))
-    speech = listen(ckpt, model, str(shipped_graph)) if speech else SPEECH_OFF
+    shipped = _shipped(ckpt, shipped_graph, used[:SHIPPED_ITEMS], ModelWorker, (refs, outs))
+    speech = listen(ckpt, str(shipped_graph)) if speech else SPEECH_OFF
     pic_item = max(used[: max(1, len(used) // 2)], key=lambda i: len(i.ids))
     bucket_report = None
     if bucket:
@@ -439,7 +436,7 @@ def measure(
     )
 
 
-def _shipped(ckpt, model, graph: Path, items: list[Item], worker_cls, deterministic) -> dict:
+def _shipped(ckpt, graph: Path, items: list[Item], worker_cls, deterministic) -> dict:
     """Run the published graph (random source on) in a child process, next to torch.
 
     ``deterministic``: (torch, twin) outputs per item in the deterministic mode. The
@@ -455,12 +452,8 @@ def _shipped(ckpt, model, graph: Path, items: list[Item], worker_cls, determinis
             for k, item in enumerate(items):
                 style = style_of(ckpt, item)
                 out, _ = worker.run(list(item.ids), style, item.speed)
-                a = store.seeded_torch(
-                    ckpt, model, item.ids, item.speed, style, SHIPPED_SEED + 2 * k
-                )
-                b = store.seeded_torch(
-                    ckpt, model, item.ids, item.speed, style, SHIPPED_SEED + 2 * k + 1
-                )
+                a = store.seeded_torch(ckpt, item.ids, item.speed, style, SHIPPED_SEED + 2 * k)
+                b = store.seeded_torch(ckpt, item.ids, item.speed, style, SHIPPED_SEED + 2 * k + 1)
                 finite = bool(np.isfinite(out.waveform).all())
                 to_twin = spectral_correlation(twin_det[item.id].waveform, out.waveform)
                 torch_floor = spectral_correlation(torch_det[item.id].waveform, a.waveform)

@@ -111,11 +111,12 @@ def remembered(k: str, compute: Callable[[], dict[str, np.ndarray]]) -> dict[str
     return arrays
 
 
-def seeded_torch(ckpt: Checkpoint, model: Any, ids, speed: float, style: np.ndarray, seed: int):
+def seeded_torch(ckpt: Checkpoint, ids, speed: float, style: np.ndarray, seed: int):
     """Upstream Kokoro with its random source on, seeded (so the run can be stored)."""
     import torch
 
     def compute() -> dict[str, np.ndarray]:
+        model = ckpt.model  # built before seeding: building it draws from torch's generator
         torch.manual_seed(seed)
         out = kmodel.run_torch(model, list(ids), style, speed)
         return {"waveform": out.waveform, "durations": out.durations}
