@@ -359,10 +359,10 @@ def verify_built(
     for line in _gate_lines(report):
         log.info(line)
     rewritten = file_index(folder)  # only what this run wrote is recorded anew
-    files = {n: r.model_dump() for n, r in manifest.files.items()}
-    files.update({n: rewritten[n] for n in REPORT_FILES if n in rewritten})
     data = manifest.model_dump(exclude_unset=True)
-    manifest = new_manifest(data | {"verification": report.to_json(), "files": files})
+    data["verification"] = report.to_json()
+    data["files"].update({n: rewritten[n] for n in REPORT_FILES if n in rewritten})
+    manifest = new_manifest(data)
     write_manifest_file(folder, manifest)
     report.enforce()
     return manifest
