@@ -6,6 +6,8 @@ Every cache entry is a folder with one owner that knows how to check it:
 * ``sensitivity/<key>/``: the graphs sensitivity ranks (same record);
 * ``lexicons/<accent>-<key>/``: sherpa-onnx bundle lexicons built from misaki's
   dictionaries (``hub/sherpa.py``; the text and its recorded sha256);
+* ``synthetic/<size>-<key>/``: a seeded synthetic checkpoint (``model/synthetic.py``; its
+  weights, config and voices in one file and its recorded sha256);
 * ``references/<key>/``: upstream torch's side of verification (``verify/store.py``; its
   arrays and their recorded sha256);
 * ``recovered/<name>/``: a named real-weights source (the assembled file against its
@@ -35,12 +37,13 @@ from publisher.model import recovered
 from publisher.runtime.errors import InputError
 from publisher.workspace import file_sha256, recorded_sha256
 
-AREAS = ("exports", "sensitivity", "lexicons", "references", "recovered", "envs")
+AREAS = ("exports", "sensitivity", "lexicons", "references", "synthetic", "recovered", "envs")
 _RECORDED = {
     "exports": "model.onnx",
     "sensitivity": "model.onnx",
     "lexicons": "lexicon.txt",
     "references": "entry.npz",
+    "synthetic": "checkpoint.pt",
 }
 
 
@@ -125,6 +128,7 @@ CHECKS: dict[str, Callable[[Entry], str]] = {
     "sensitivity": _check_recorded,
     "lexicons": _check_recorded,
     "references": _check_recorded,
+    "synthetic": _check_recorded,
     "recovered": _check_recovered,
     "envs": _check_env,
 }

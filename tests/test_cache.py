@@ -83,6 +83,22 @@ def test_verify_names_damaged_entries_removes_them_and_exits_1(cache):
     assert again.exit_code == 0 and again.stdout.strip().endswith("1 entries checked, 0 damaged")
 
 
+def test_a_synthetic_checkpoint_entry_is_listed_and_a_damaged_one_named(cache):
+    from publisher.model.sources import open_checkpoint
+
+    open_checkpoint("synthetic:tiny")
+    info = _run("info", "--area", "synthetic")
+    assert info.exit_code == 0 and info.stdout.splitlines()[-1].startswith("1 entries, ")
+    (saved,) = (cache / "synthetic").glob("tiny-*/checkpoint.pt")
+    with open(saved, "r+b") as fh:
+        fh.seek(saved.stat().st_size // 2)
+        fh.write(b"\x55" * 64)
+    result = _run("verify", "--area", "synthetic")
+    assert result.exit_code == 1
+    assert f"synthetic/{saved.parent.name}: sha256 " in result.stdout
+    assert not saved.parent.exists()
+
+
 def test_clear_older_than_removes_only_entries_unchanged_that_long(cache):
     old = time.time() - 10 * DAY
     for f in (cache / "exports").rglob("*"):

@@ -148,3 +148,56 @@ def test_hub_source_in_offline_mode_fails_without_network(monkeypatch, tmp_path)
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
     with pytest.raises(CheckpointError, match=r"not in the local cache and HF_HUB_OFFLINE"):
         open_checkpoint("hub:hexgrad/Kokoro-82M")
+
+
+def test_a_synthetic_checkpoint_is_made_once_then_read_back_and_a_damaged_one_remade(
+    tmp_path, monkeypatch, caplog
+):
+    from publisher.model import synthetic
+    from publisher.model.kmodel import TOP_LEVEL_MODULES
+
+    monkeypatch.setenv("PUBLISHER_CACHE", str(tmp_path))
+    model, config = synthetic.synthetic_model("tiny")
+    expected = state_sha256({k: getattr(model, k).state_dict() for k in TOP_LEVEL_MODULES})
+    made = open_checkpoint("synthetic:tiny")
+    (entry,) = (tmp_path / "synthetic").glob("tiny-*/checkpoint.pt")
+
+    def never(size):
+        raise AssertionError("made again, not read back")
+
+    with monkeypatch.context() as m:
+        m.setattr(synthetic, "synthetic_model", never)
+        again = open_checkpoint("synthetic:tiny")
+    assert made.sha256 == again.sha256 == state_sha256(again.state) == expected
+    assert again.config == config and again.synthetic
+    assert sorted(again.voices) == sorted(made.voices)
+    for name, voice in made.voices.items():
+        assert again.voices[name].dtype == np.float32
+        np.testing.assert_array_equal(again.voices[name], voice)
+
+    data = bytearray(entry.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    entry.write_bytes(bytes(data))
+    remade = open_checkpoint("synthetic:tiny")
+    assert remade.sha256 == expected
+    assert "synthetic checkpoint cache entry" in caplog.text
+
+
+def test_a_process_opening_a_cached_synthetic_checkpoint_never_imports_kokoro(tmp_path, tiny):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PUBLISHER_CACHE": str(tmp_path)}
+    code = (
+        "import sys; from publisher.model.sources import open_checkpoint; "
+        "c = open_checkpoint('synthetic:tiny'); print(c.sha256, 'kokoro' in sys.modules)"
+    )
+    runs = [
+        subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+        for _ in range(2)
+    ]
+    assert [r.returncode for r in runs] == [0, 0], runs[-1].stderr
+    first, second = (r.stdout.split() for r in runs)
+    assert first == [tiny.sha256, "True"]  # made: kokoro's classes make the weights
+    assert second == [tiny.sha256, "False"]

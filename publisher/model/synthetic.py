@@ -12,17 +12,31 @@ and the log-magnitude head (conv_post) is scaled so exp() stays in range.
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
+import logging
+import sys
 import threading
+from importlib import metadata
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from publisher.model.checkpoint import Checkpoint, state_sha256
+import numpy as np
+
+from publisher.locations import cache_root
+from publisher.model import kmodel
+from publisher.model.checkpoint import Checkpoint, load_pt, state_sha256
 from publisher.model.kmodel import TOP_LEVEL_MODULES, new_kmodel, tiny_config
 from publisher.runtime.errors import CheckpointError
 from publisher.runtime.vocab import packaged_config
+from publisher.workspace import cached_entry_ok, store
 
 if TYPE_CHECKING:
-    import numpy as np
     from kokoro.model import KModel
+
+SYNTHETIC_AREA, SYNTHETIC_FILE = "synthetic", "checkpoint.pt"  # cache entries (publisher cache)
+log = logging.getLogger(__name__)
 
 
 SEED = 20260101
@@ -49,8 +63,6 @@ def _speech_like_init(model: KModel) -> None:
 
 
 def _synthetic_voices(style_width: int) -> dict[str, np.ndarray]:
-    import numpy as np
-
     rng = np.random.default_rng(SEED)
     rows = np.linspace(0.0, 1.0, 510, dtype=np.float32)[:, None]
     voices = {}
@@ -66,14 +78,18 @@ def _synthetic_voices(style_width: int) -> dict[str, np.ndarray]:
 _GLOBAL_RNG = threading.Lock()
 
 
-def synthetic_model(size: str) -> tuple[KModel, dict[str, Any]]:
-    """A seeded random KModel and its config; the global RNG state is left untouched."""
-    import torch
-
+def _check_size(size: str) -> None:
     if size not in ("tiny", "full"):
         raise CheckpointError(
             f"synthetic:{size}: unknown size, expected synthetic:tiny or synthetic:full"
         )
+
+
+def synthetic_model(size: str) -> tuple[KModel, dict[str, Any]]:
+    """A seeded random KModel and its config; the global RNG state is left untouched."""
+    import torch
+
+    _check_size(size)
     config = packaged_config()
     if size == "tiny":
         config = tiny_config(config)
@@ -87,24 +103,58 @@ def synthetic_model(size: str) -> tuple[KModel, dict[str, Any]]:
 
 
 def synthetic_checkpoint(size: str) -> Checkpoint:
-
+    """The seeded checkpoint, kept in the cache (``synthetic/``, its sha256 recorded and
+    checked like an export): making it imports kokoro and transformers (about 3 s), which
+    every process that built from a synthetic checkpoint paid before its first step."""
+    entry = _entry(size)
+    if cached_entry_ok(entry, what="synthetic checkpoint cache entry"):
+        saved = load_pt(entry, f"synthetic:{size}")
+        return _checkpoint(size, json.loads(saved["config"]), saved["state"], saved["voices"])
     model, config = synthetic_model(size)
     state = {k: getattr(model, k).state_dict() for k in TOP_LEVEL_MODULES}
+    ckpt = _checkpoint(size, config, state, _synthetic_voices(2 * config["style_dim"]))
+    try:  # the cache only saves time: a cache that cannot be written costs none of the build
+        store(entry, functools.partial(_save, ckpt))
+    except OSError as err:
+        log.warning("synthetic checkpoint not cached (%s): %s", entry.parent, err.strerror or err)
+    return ckpt
+
+
+def _entry(size: str) -> Path:
+    """The cache file of ``synthetic:SIZE``, keyed by everything its weights come from:
+    the seed, this module's and kmodel's code, and the torch and kokoro versions."""
+    import torch
+
+    _check_size(size)
+    code = [Path(m.__file__).read_bytes() for m in (sys.modules[__name__], kmodel)]
+    settings = [SEED, size, torch.__version__, metadata.version("kokoro")]
+    h = hashlib.sha256(json.dumps(settings).encode())
+    for text in code:
+        h.update(hashlib.sha256(text).digest())
+    return cache_root() / SYNTHETIC_AREA / f"{size}-{h.hexdigest()[:24]}" / SYNTHETIC_FILE
+
+
+def _checkpoint(size: str, config: dict, state: dict, voices: dict) -> Checkpoint:
     return Checkpoint(
         source=f"synthetic:{size}",
         config=config,
         state=state,
-        voices=_synthetic_voices(2 * config["style_dim"]),
+        voices={name: np.asarray(v, dtype=np.float32) for name, v in voices.items()},
         sha256=state_sha256(state),
         synthetic=True,
     )
 
 
+def _save(ckpt: Checkpoint, path: Path) -> None:
+    import torch
+
+    voices = {name: torch.from_numpy(arr.copy()) for name, arr in ckpt.voices.items()}
+    saved = {"config": json.dumps(ckpt.config), "state": ckpt.state, "voices": voices}
+    torch.save(saved, path)
+
+
 def save_checkpoint(ckpt: Checkpoint, folder: Any) -> None:
     """Write a checkpoint in Hub layout (config.json, kokoro-v1_0.pth, voices/*.pt)."""
-    import json
-    from pathlib import Path
-
     import torch
 
     folder = Path(folder)
