@@ -108,6 +108,29 @@ def test_an_unloadable_model_is_one_clear_error(tmp_path):
         ModelWorker(str(bad), label="bad.onnx")
 
 
+def test_a_worker_sees_the_folder_and_environment_of_its_parent_now(
+    tiny_dist, tmp_path, monkeypatch
+):
+    """Workers fork from a server started with the first: a later one still gets the
+    parent's current folder (a relative path) and environment (the cache it writes)."""
+    import shutil
+
+    from publisher.model.synthetic import SYNTHETIC_AREA
+
+    with ModelWorker(str(tiny_dist / "fp32" / "onnx" / "model.onnx")):
+        pass  # the server is up, started from the folder and environment of before
+    shutil.copy(tiny_dist / "fp32" / "onnx" / "model.onnx", tmp_path / "here.onnx")
+    monkeypatch.chdir(tmp_path)
+    ids = [1, 2, 3]
+    with ModelWorker("here.onnx") as worker:
+        synthesis, _ = worker.run(ids, np.zeros((1, 256), np.float32))
+    assert synthesis.waveform.size > 0
+    monkeypatch.setenv("PUBLISHER_CACHE", str(tmp_path / "new-cache"))
+    with ModelWorker("torch:synthetic:tiny"):
+        pass
+    assert list((tmp_path / "new-cache" / SYNTHETIC_AREA).glob("tiny-*/checkpoint.pt"))
+
+
 @pytest.fixture
 def built(dist_copy):
     return dist_copy
