@@ -167,6 +167,40 @@ def test_sherpa_lexicon_when_the_cache_cannot_be_written_is_still_built(tmp_path
     assert blocked.read_text() == "not a folder"
 
 
+def test_a_bundles_lexicons_link_to_the_cache_and_stay_whole_without_it(
+    tiny, tiny_dist, tmp_path, monkeypatch
+):
+    from publisher.hub import sherpa
+    from publisher.runtime.clients import SHERPA_LEXICONS
+
+    model = tiny_dist / "fp32" / "onnx" / "model.onnx"
+    vocab = tiny.config["vocab"]
+    monkeypatch.setenv("PUBLISHER_CACHE", str(tmp_path / "cache"))
+    sherpa._lexicon.cache_clear()
+    sherpa.write_bundle(model, tiny.voices, vocab, tmp_path / "linked")
+    for accent, name in SHERPA_LEXICONS.items():
+        placed = tmp_path / "linked" / name
+        (entry,) = (tmp_path / "cache" / "lexicons").glob(f"{accent}-*/lexicon.txt")
+        assert placed.stat().st_ino == entry.stat().st_ino and placed.stat().st_nlink == 2
+        assert placed.read_text(encoding="utf-8") == _built(accent, "".join(sorted(vocab)))
+    assert _run("clear").exit_code == 0
+    assert not list((tmp_path / "cache" / "lexicons").glob("*/lexicon.txt"))
+    for accent, name in SHERPA_LEXICONS.items():  # the bundle's files outlive the cache
+        placed = tmp_path / "linked" / name
+        assert placed.read_text(encoding="utf-8") == _built(accent, "".join(sorted(vocab)))
+
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    monkeypatch.setenv("PUBLISHER_CACHE", str(blocked / "cache"))  # nothing to link to
+    sherpa._lexicon.cache_clear()
+    sherpa.write_bundle(model, tiny.voices, vocab, tmp_path / "written")
+    for accent, name in SHERPA_LEXICONS.items():
+        placed = tmp_path / "written" / name
+        assert placed.stat().st_nlink == 1
+        assert placed.read_text(encoding="utf-8") == _built(accent, "".join(sorted(vocab)))
+    sherpa._lexicon.cache_clear()
+
+
 def test_the_sherpa_lexicon_gives_function_words_misakis_weak_forms(tmp_path):
     """The oracle is misaki's own G2P: the forms its special cases give these words in
     running speech (before a consonant), not the dictionaries' citation forms."""

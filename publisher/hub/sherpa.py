@@ -17,9 +17,12 @@ shared/reference/client-contracts.md):
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import hashlib
 import json
 import logging
+import os
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,7 +33,7 @@ from publisher.onnx_edit import set_metadata
 from publisher.runtime.clients import SHERPA_LEXICONS
 from publisher.runtime.constants import SAMPLE_RATE, VOICE_SHAPE
 from publisher.runtime.errors import RunError
-from publisher.workspace import cached_entry_ok, store
+from publisher.workspace import cached_entry_ok, file_sha256, recorded_sha256, store
 
 if TYPE_CHECKING:
     import numpy as np
@@ -85,7 +88,7 @@ def write_bundle(
     _copy_espeak_english(_espeak_data(), dest / "espeak-ng-data")
     phonemes = "".join(sorted(vocab))
     for accent, name in SHERPA_LEXICONS.items():
-        (dest / name).write_text(_lexicon(accent, phonemes), encoding="utf-8")
+        _place_lexicon(accent, phonemes, dest / name)
     return sorted(p for p in dest.rglob("*") if p.is_file())
 
 
@@ -120,18 +123,35 @@ def _espeak_data() -> Path:
 LEXICON_FORMAT = 4  # bump when lexicon() changes what it writes (2: WEAK_FORMS, 4: inflections)
 
 
+def _lexicon_entry(accent: str, phonemes: str) -> Path:
+    import misaki
+
+    settings = [LEXICON_FORMAT, accent, phonemes, getattr(misaki, "__version__", "")]
+    key = hashlib.sha256(json.dumps(settings).encode()).hexdigest()[:24]
+    return cache_root() / LEXICON_AREA / f"{accent}-{key}" / LEXICON_FILE
+
+
+def _place_lexicon(accent: str, phonemes: str, target: Path) -> None:
+    """The lexicon at ``target``: a hard link to its cache entry where the entry holds
+    these bytes (each bundle carried its own 32-33 MB copy of each, about 1 GB a
+    ``build --all``), else written. A link is a whole file: clearing the cache leaves it,
+    and an edit through it changes the entry's bytes, which the next read then rebuilds."""
+    text = _lexicon(accent, phonemes)
+    entry = _lexicon_entry(accent, phonemes)
+    with contextlib.suppress(OSError):  # no entry, another file system, no links
+        os.link(entry, target)
+        if file_sha256(target) == recorded_sha256(entry):  # the bytes _lexicon read there
+            return
+        target.unlink()
+    target.write_text(text, encoding="utf-8")
+
+
 @functools.lru_cache(maxsize=4)
 def _lexicon(accent: str, phonemes: str) -> str:
     """``lexicon`` for one accent and phoneme set, kept in the cache (``lexicons/``, its
     sha256 recorded and checked like an export): building it reads misaki's 180k-word
     dictionaries, about 1.4 s, which every build with a sherpa-onnx bundle paid."""
-    import hashlib
-
-    import misaki
-
-    settings = [LEXICON_FORMAT, accent, phonemes, getattr(misaki, "__version__", "")]
-    key = hashlib.sha256(json.dumps(settings).encode()).hexdigest()[:24]
-    entry = cache_root() / LEXICON_AREA / f"{accent}-{key}" / LEXICON_FILE
+    entry = _lexicon_entry(accent, phonemes)
     if cached_entry_ok(entry, what="lexicon cache entry"):
         return entry.read_text(encoding="utf-8")
     text = lexicon(accent, dict.fromkeys(phonemes, 0))
