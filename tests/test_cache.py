@@ -176,6 +176,7 @@ def test_a_bundles_lexicons_link_to_the_cache_and_stay_whole_without_it(
     model = tiny_dist / "fp32" / "onnx" / "model.onnx"
     vocab = tiny.config["vocab"]
     monkeypatch.setenv("PUBLISHER_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("PUBLISHER_ENVS", str(tmp_path / "envs"))  # clear below spares them
     sherpa._lexicon.cache_clear()
     sherpa.write_bundle(model, tiny.voices, vocab, tmp_path / "linked")
     for accent, name in SHERPA_LEXICONS.items():
@@ -183,7 +184,12 @@ def test_a_bundles_lexicons_link_to_the_cache_and_stay_whole_without_it(
         (entry,) = (tmp_path / "cache" / "lexicons").glob(f"{accent}-*/lexicon.txt")
         assert placed.stat().st_ino == entry.stat().st_ino and placed.stat().st_nlink == 2
         assert placed.read_text(encoding="utf-8") == _built(accent, "".join(sorted(vocab)))
-    assert _run("clear").exit_code == 0
+    entries = list((tmp_path / "cache" / "lexicons").glob("*/lexicon.txt"))
+    stamps = [e.stat().st_mtime_ns for e in entries]
+    sherpa.write_bundle(model, tiny.voices, vocab, tmp_path / "linked")  # again, same folder
+    assert [e.stat().st_mtime_ns for e in entries] == stamps  # linked, never written through
+    assert [e.stat().st_nlink for e in entries] == [2, 2]
+    assert _run("clear", "--area", "lexicons").exit_code == 0
     assert not list((tmp_path / "cache" / "lexicons").glob("*/lexicon.txt"))
     for accent, name in SHERPA_LEXICONS.items():  # the bundle's files outlive the cache
         placed = tmp_path / "linked" / name

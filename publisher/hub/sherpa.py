@@ -138,6 +138,7 @@ def _place_lexicon(accent: str, phonemes: str, target: Path) -> None:
     and an edit through it changes the entry's bytes, which the next read then rebuilds."""
     text = _lexicon(accent, phonemes)
     entry = _lexicon_entry(accent, phonemes)
+    target.unlink(missing_ok=True)  # never written through: it may be a link itself
     with contextlib.suppress(OSError):  # no entry, another file system, no links
         os.link(entry, target)
         if file_sha256(target) == recorded_sha256(entry):  # the bytes _lexicon read there

@@ -89,8 +89,8 @@ def _open(kind: str, target: str, threads: int) -> Any:
 
 def _context() -> Any:
     """Children fork from one server process that imported this module and onnxruntime
-    once (forkserver): a spawned child imported them again, 0.4-0.6 s a worker against
-    0.2-0.35 s forked (measured, a tiny fp32 file). Spawn where there is no forkserver."""
+    once (forkserver): a spawned child imported them again, 0.41-0.70 s a worker against
+    0.23-0.38 s forked (measured, a tiny fp32 file). Spawn where there is no forkserver."""
     if "forkserver" not in mp.get_all_start_methods():
         return mp.get_context("spawn")
     ctx = mp.get_context("forkserver")
