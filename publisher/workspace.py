@@ -183,6 +183,15 @@ def store(target: Path, write: Callable[[Path], None]) -> None:
     write_text_atomic(_digest_path(target), digest + "\n")
 
 
+def store_if_possible(target: Path, write: Callable[[Path], None], what: str) -> None:
+    """``store``, where the cache only saves time: a full or read-only cache costs the
+    caller nothing but one warning line."""
+    try:
+        store(target, write)
+    except OSError as err:
+        log.warning("%s: not kept in the cache (%s): %s", what, target.parent, err.strerror or err)
+
+
 def _digest_path(target: Path) -> Path:
     return target.with_name(target.name + ".sha256")
 

@@ -201,3 +201,15 @@ def test_a_process_opening_a_cached_synthetic_checkpoint_never_imports_kokoro(tm
     first, second = (r.stdout.split() for r in runs)
     assert first == [tiny.sha256, "True"]  # made: kokoro's classes make the weights
     assert second == [tiny.sha256, "False"]
+
+
+def test_a_synthetic_checkpoint_is_made_when_the_cache_cannot_be_written(
+    tiny, tmp_path, monkeypatch, caplog
+):
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    monkeypatch.setenv("PUBLISHER_CACHE", str(blocked / "cache"))  # under a file: no mkdir
+    made = open_checkpoint("synthetic:tiny")
+    assert made.sha256 == tiny.sha256 and made.synthetic
+    assert blocked.read_text() == "not a folder"
+    assert "synthetic checkpoint: not kept in the cache" in caplog.text

@@ -21,7 +21,6 @@ import contextlib
 import functools
 import hashlib
 import json
-import logging
 import os
 import shutil
 from pathlib import Path
@@ -33,13 +32,12 @@ from publisher.onnx_edit import set_metadata
 from publisher.runtime.clients import SHERPA_LEXICONS
 from publisher.runtime.constants import SAMPLE_RATE, VOICE_SHAPE
 from publisher.runtime.errors import RunError
-from publisher.workspace import cached_entry_ok, file_sha256, recorded_sha256, store
+from publisher.workspace import cached_entry_ok, file_sha256, recorded_sha256, store_if_possible
 
 if TYPE_CHECKING:
     import numpy as np
 
 BUNDLE_DIR = "sherpa-onnx"
-log = logging.getLogger(__name__)
 
 
 def bundle_folder(recipe_name: str) -> str:
@@ -156,10 +154,7 @@ def _lexicon(accent: str, phonemes: str) -> str:
     if cached_entry_ok(entry, what="lexicon cache entry"):
         return entry.read_text(encoding="utf-8")
     text = lexicon(accent, dict.fromkeys(phonemes, 0))
-    try:  # the cache only saves time: a cache that cannot be written costs none of the build
-        store(entry, lambda tmp: tmp.write_text(text, encoding="utf-8"))
-    except OSError as err:
-        log.warning("lexicon not cached (%s): %s", entry.parent, err.strerror or err)
+    store_if_possible(entry, lambda tmp: tmp.write_text(text, encoding="utf-8"), "lexicon")
     return text
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import logging
 import sys
 import threading
 from importlib import metadata
@@ -30,13 +29,12 @@ from publisher.model.checkpoint import Checkpoint, load_pt, state_sha256
 from publisher.model.kmodel import TOP_LEVEL_MODULES, new_kmodel, tiny_config
 from publisher.runtime.errors import CheckpointError
 from publisher.runtime.vocab import packaged_config
-from publisher.workspace import cached_entry_ok, store
+from publisher.workspace import cached_entry_ok, store_if_possible
 
 if TYPE_CHECKING:
     from kokoro.model import KModel
 
 SYNTHETIC_AREA, SYNTHETIC_FILE = "synthetic", "checkpoint.pt"  # cache entries (publisher cache)
-log = logging.getLogger(__name__)
 
 
 SEED = 20260101
@@ -113,10 +111,7 @@ def synthetic_checkpoint(size: str) -> Checkpoint:
     model, config = synthetic_model(size)
     state = {k: getattr(model, k).state_dict() for k in TOP_LEVEL_MODULES}
     ckpt = _checkpoint(size, config, state, _synthetic_voices(2 * config["style_dim"]))
-    try:  # the cache only saves time: a cache that cannot be written costs none of the build
-        store(entry, functools.partial(_save, ckpt))
-    except OSError as err:
-        log.warning("synthetic checkpoint not cached (%s): %s", entry.parent, err.strerror or err)
+    store_if_possible(entry, functools.partial(_save, ckpt), "synthetic checkpoint")
     return ckpt
 
 

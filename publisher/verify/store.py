@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from publisher.locations import cache_root
 from publisher.model import kmodel
 from publisher.runtime.synth import Synthesis
-from publisher.workspace import cached_entry_ok, store
+from publisher.workspace import cached_entry_ok, store_if_possible
 
 if TYPE_CHECKING:
     import numpy as np
@@ -34,8 +33,6 @@ if TYPE_CHECKING:
 
 REFERENCE_VERSION = 1  # bump when run_torch, parity_mode or the seeding changes its output
 AREA = "references"
-
-log = logging.getLogger(__name__)
 
 
 def versions(*packages: str) -> dict[str, str]:
@@ -96,10 +93,7 @@ def save(k: str, arrays: dict[str, np.ndarray]) -> None:
         with open(tmp, "wb") as fh:
             np.savez(fh, **arrays)
 
-    try:
-        store(_path(k), write)
-    except OSError as exc:
-        log.warning("reference store: not kept (%s)", exc)
+    store_if_possible(_path(k), write, "reference store")
 
 
 def remembered(k: str, compute: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
