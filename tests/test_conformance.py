@@ -149,6 +149,27 @@ def test_a_newer_ml_import_fails_the_1_16_3_floor_and_passes_1_20_1(ml5_file, ti
     )
 
 
+def test_a_floor_pass_is_stored_so_the_same_bytes_never_run_there_again(
+    ml5_file, tiny, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("PUBLISHER_CACHE", str(tmp_path / "cache"))  # nothing stored yet
+    first = matrix.check_floor(ml5_file, "1.20.1", tiny.voices, tiny.config)
+    assert first["seconds"] > 0 and "same_file_as_before" not in first
+    real, ran = matrix.probe, []
+    monkeypatch.setattr(matrix, "probe", lambda *args: ran.append(args[0].name) or real(*args))
+    again = matrix.check_floor(ml5_file, "1.20.1", tiny.voices, tiny.config)
+    assert again == {"runtime": "onnxruntime 1.20.1", "seconds": 0.0, "same_file_as_before": True}
+    assert ran == [] and list((tmp_path / "cache" / "references").glob("*/entry.npz"))
+    for _ in range(2):  # a failure is not kept: the file runs there each time
+        with pytest.raises(PublisherError, match="does not run in onnxruntime 1.16.3"):
+            matrix.check_floor(ml5_file, "1.16.3", tiny.voices, tiny.config)
+    other = onnx.load(str(ml5_file))
+    onnx.helper.set_model_props(other, {"note": "other bytes"})
+    onnx.save(other, str(tmp_path / "other.onnx"))
+    matrix.check_floor(tmp_path / "other.onnx", "1.20.1", tiny.voices, tiny.config)
+    assert ran == ["onnxruntime 1.16.3", "onnxruntime 1.16.3", "onnxruntime 1.20.1"]
+
+
 def _static_graph(path: Path) -> Path:
     """A bucket-shaped file: static token width, float16 speed, metadata."""
     ins = [

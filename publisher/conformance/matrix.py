@@ -7,6 +7,7 @@ A cell is ``ok``, ``fails`` (with the runtime's own first error line), ``known f
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -41,6 +42,7 @@ from publisher.runtime.runtimes import (
     runtimes,
 )
 from publisher.runtime.synth import bucket_info, feeds_for, open_session, style_row
+from publisher.verify import store
 
 PROBE = Path(__file__).with_name("probe.py")
 PROBE_NODE = Path(__file__).with_name("probe.mjs")
@@ -51,7 +53,6 @@ PROBE_TIMEOUT_S = 600
 TEXT = "Hello from Kokoro."
 VOICE = "af_heart"
 log = logging.getLogger(__name__)
-_FLOOR_PASSED: set[tuple[str, str]] = set()  # (runtime, file sha256) that ran ok here
 
 
 def prepare_requests(
@@ -385,13 +386,28 @@ def failures(recipe: str, conformance: dict[str, Any]) -> list[str]:
     ]
 
 
+def _floor_key(runtime: Runtime, model: Path) -> str:
+    """The reference store key of "these bytes ran in this runtime": the file, the
+    runtime's pinned packages and the probe that ran it."""
+    blob = {
+        "floor": runtime.name,
+        "packages": list(runtime.packages),
+        "model": file_sha256(model),
+        "probe": file_sha256(PROBE),
+    }
+    return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:32]
+
+
 def check_floor(model: Path, min_onnxruntime: str, voices, config) -> dict:
     """Load and run ``model`` once in the onnxruntime of ``target.min_onnxruntime``; a
-    failure is one line with onnxruntime's own reason (the op or opset it lacks)."""
+    failure is one line with onnxruntime's own reason (the op or opset it lacks). A pass
+    is kept in the reference store, so the same bytes never run there twice, in any
+    process (a rebuild, another recipe whose passes wrote the same file, a test)."""
+    import numpy as np
 
     runtime = floor_runtime(min_onnxruntime)
-    key = (runtime.name, file_sha256(Path(model)))
-    if key in _FLOOR_PASSED:  # the same bytes already ran there in this process
+    key = _floor_key(runtime, Path(model))
+    if store.load(key) is not None:
         return {"runtime": runtime.name, "seconds": 0.0, "same_file_as_before": True}
     with tempfile.TemporaryDirectory(prefix="publisher-floor-") as tmp:
         request = floor_request(model, voices, config, Path(tmp))
@@ -401,5 +417,5 @@ def check_floor(model: Path, min_onnxruntime: str, voices, config) -> dict:
             f"{Path(model).name} does not run in {runtime.name} (target.min_onnxruntime): "
             f"{out['error']}; raise target.min_onnxruntime or drop what needs a newer runtime"
         )
-    _FLOOR_PASSED.add(key)
+    store.save(key, {"seconds": np.array(out["seconds"])})
     return {"runtime": runtime.name, "seconds": out["seconds"]}
