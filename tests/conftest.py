@@ -19,25 +19,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
-# Under pytest-xdist (--dist loadfile) the first file goes to one worker and the second to
-# the other. The first worker soon builds the tiny dist (``tiny_dist``: about 40 s of a
-# fresh run), which the other would sit waiting for if its first file needed it too; so the
-# second file is a long one that never does (it builds its own bucket graphs).
-SECOND_FILE = "test_bucket.py"
-
-
-def _second_file_first(items: list[pytest.Item]) -> None:
-    files = list(dict.fromkeys(item.path for item in items))
-    chosen = [f for f in files[2:] if f.name == SECOND_FILE]
-    if chosen:
-        rest = [f for f in files[1:] if f != chosen[0]]
-        order = {f: i for i, f in enumerate([files[0], chosen[0], *rest])}
-        items.sort(key=lambda item: order[item.path])  # stable: each file keeps its order
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        _second_file_first(items)
     if config.getoption("--run-fullsize"):
         return
     skip = pytest.mark.skip(reason="full-size check: run with --run-fullsize")
