@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -187,23 +188,40 @@ def test_listen_hears_upstream_torch_as_the_reference_and_the_graph_as_the_varia
     passed = {name: (v <= t, v >= t)[hi] for name, v, t, hi in speech_gates(gates, result)}
     assert passed == {"word_error_rate": False, "dnsmos_overall": True, "speaker_similarity": True}
 
-    # a second build of the same checkpoint reads upstream's side from the reference
-    # store: no torch run, no recognizer call for the reference, the same figures
+    # a rebuild that wrote the same graph reads both sides from the reference store: no
+    # torch run, no model worker, no recognizer call, the same figures
     import publisher.model.kmodel as kmodel
 
-    def no_torch(*args, **kwargs):
-        raise AssertionError("upstream torch ran again")
+    def never(*args, **kwargs):
+        raise AssertionError("ran again")
 
-    monkeypatch.setattr(kmodel, "run_torch", no_torch)
-    heard.clear()
+    monkeypatch.setattr(kmodel, "run_torch", never)
+    monkeypatch.setattr(module, "ModelWorker", never)
+    monkeypatch.setattr(speech, "recognize", never)
+    again = module.listen(speaking, graph)
+    assert again == result
+
+    # another graph of the same checkpoint: upstream's side read back, the variant heard
+    monkeypatch.undo()
+    monkeypatch.setenv("PUBLISHER_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(speech, "missing_tools", lambda: None)
+    monkeypatch.setattr(
+        speech, "dnsmos", lambda w, r: {"overall": 3.0, "signal": 3.0, "background": 3.0}
+    )
+    monkeypatch.setattr(speaker, "embedding", lambda w, r: np.ones(4) / 2)
+    monkeypatch.setattr(kmodel, "run_torch", never)
     variant_only: list[int] = []
     monkeypatch.setattr(
         speech, "recognize", lambda w, r: variant_only.append(1) or "the variant heard"
     )
-    again = module.listen(speaking, graph)
+    other = str(tiny_dist / "quantized" / "onnx" / "model_quantized.onnx")
+    assert module.store.computation_sha256(Path(other)) != module.store.computation_sha256(
+        Path(graph)
+    )
+    third = module.listen(speaking, other)
     assert len(variant_only) == len(items)  # the variant's sentences only
-    assert [r["reference_heard"] for r in again["items"]] == [it.text for it in items]
-    assert again["reference_wer"] == result["reference_wer"] == 0.0
+    assert [r["reference_heard"] for r in third["items"]] == [it.text for it in items]
+    assert third["reference_wer"] == result["reference_wer"] == 0.0
 
 
 def test_speech_gates_compare_a_split_sentence_with_upstream_speaking_the_same_pieces():
@@ -288,7 +306,8 @@ def test_listen_has_upstream_speak_a_bucket_graphs_pieces_as_its_like_for_like_r
     monkeypatch.setattr(speaker, "embedding", lambda w, r: np.ones(4) / 2)
     items[:] = [dataclasses.replace(it, text="a b c d") for it in items]
     result = module.listen(dataclasses.replace(tiny, synthetic=False), str(graph))
-    assert heard == ["whole", "pieces", "variant"] * len(items)
+    # the variant is scored as it runs (to be stored), before upstream speaks its pieces
+    assert heard == ["whole", "variant", "pieces"] * len(items)
     assert [r["pieces"] for r in result["items"]] == [n for *_, n in expected]
     assert result["reference_wer"] == 0.0 and result["same_pieces_wer"] == 0.25
     gates = SimpleNamespace(wer_margin=0.03, dnsmos_drop=0.1, speaker_similarity=None)

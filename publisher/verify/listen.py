@@ -7,7 +7,9 @@ random source), in a child process. Each waveform goes through the offline recog
 the variant with upstream on the same run: WER at most the reference's plus
 ``gates.wer_margin``; mean overall DNSMOS at most ``gates.dnsmos_drop`` below it; the mean
 speaker similarity of each sentence's two renderings (``verify/speaker.py``) at least
-``gates.speaker_similarity``.
+``gates.speaker_similarity``. Both sides' scores are kept in the reference store
+(``verify/store.py``): upstream's by checkpoint and input, the variant's by what its graph
+computes, so a rebuild that wrote the same graph runs no model and no scorer.
 
 A bucket graph speaks a sentence longer than its bucket in pieces, one call each (as a
 streaming server does). Upstream torch then speaks the same pieces too, and the gates
@@ -21,7 +23,10 @@ a machine without the ``[quality]`` tools (one line naming what to install).
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from publisher.progress import progress
@@ -64,16 +69,24 @@ def listen(ckpt: Checkpoint, graph: str) -> dict[str, Any]:
         log.info("  %s", reason)
         return {"ran": False, "skipped": reason}
     rows = []
-    with ModelWorker(graph, label=str(graph)) as worker:
+    graph_key = store.computation_sha256(Path(graph))
+    with contextlib.ExitStack() as stack:
+        workers: list[ModelWorker] = []
+
+        def run(ids: list[int], style, speed: float) -> Any:
+            if not workers:  # started on the first sentence the store does not hold
+                workers.append(stack.enter_context(ModelWorker(graph, label=str(graph))))
+            return workers[0].run(ids, style, speed)[0]
+
         for k, item in enumerate(progress(items, "speech set")):
             ids = item.ids(ckpt.config["vocab"])
             style = style_row(ckpt.voices[item.voice], len(ids))
             ref = reference_scores(ckpt, ids, style, item.speed, SEED + k)
-            out, _ = worker.run(ids, style, item.speed)
-            same, pieces = None, out.piece_lengths
+            out = variant_scores(ckpt, graph_key, ids, style, item.speed, run)
+            same, pieces = None, out["pieces"]
             if len(pieces) > 1:  # a bucket graph's calls: upstream speaks the same pieces
                 same = reference_scores(ckpt, ids, style, item.speed, SEED + k, pieces)
-            rows.append(_row(item, ref, out.waveform, SAMPLE_RATE, same, len(pieces)))
+            rows.append(_row(item, ref, out, same, len(pieces)))
             log.info(
                 "  speech %d/%d %s: heard %r (upstream: %r)",
                 k + 1,
@@ -99,25 +112,56 @@ def reference_scores(
     same checkpoint runs no torch and no scorer."""
 
     def compute() -> dict[str, Any]:
-        import numpy as np
-
-        wave = _upstream_wave(ckpt, list(ids), speed, style, seed, pieces)
-        mos = speech_tools.dnsmos(wave, SAMPLE_RATE)
-        return {
-            "heard": np.array(speech_tools.recognize(wave, SAMPLE_RATE)),
-            "dnsmos": np.array([mos[k] for k in DNSMOS_KEYS], dtype=np.float64),
-            "embedding": speaker.embedding(wave, SAMPLE_RATE),
-        }
+        return _scores(_upstream_wave(ckpt, list(ids), speed, style, seed, pieces))
 
     scorers = store.versions(*SCORERS)
     split = {"pieces": list(pieces)} if pieces else {}
     k = store.key(ckpt, ids, speed, style, "random-scored", seed=seed, scorers=scorers, **split)
-    arrays = store.remembered(k, compute)
+    return _read(store.remembered(k, compute))
+
+
+def _scores(wave) -> dict[str, Any]:
+    """What the gates read of one rendering: what the recognizer heard, DNSMOS, the
+    speaker vector."""
+    import numpy as np
+
+    mos = speech_tools.dnsmos(wave, SAMPLE_RATE)
+    return {
+        "heard": np.array(speech_tools.recognize(wave, SAMPLE_RATE)),
+        "dnsmos": np.array([mos[k] for k in DNSMOS_KEYS], dtype=np.float64),
+        "embedding": speaker.embedding(wave, SAMPLE_RATE),
+    }
+
+
+def _read(arrays: dict[str, Any]) -> dict[str, Any]:
     return {
         "heard": str(arrays["heard"]),
         "dnsmos": {name: float(v) for name, v in zip(DNSMOS_KEYS, arrays["dnsmos"], strict=True)},
         "embedding": arrays["embedding"],
     }
+
+
+def variant_scores(
+    ckpt, graph_key: str, ids, style, speed: float, run: Callable[..., Any]
+) -> dict[str, Any]:
+    """The shipped graph's rendering of one sentence as the gates read it, and the
+    phonemes of each call it made (``run(ids, style, speed)``: its Synthesis). Kept in the
+    reference store by the graph's computation (``computation_sha256``) and the input: a
+    rebuild whose passes wrote the same graph (after an edit to the recipe's card or
+    gates) reads back what this graph was heard saying and runs nothing. Its random
+    source is not seeded, so what is kept is the one rendering the first build heard."""
+
+    def compute() -> dict[str, Any]:
+        import numpy as np
+
+        out = run(list(ids), style, speed)
+        pieces = np.array(out.piece_lengths, dtype=np.int64)
+        return _scores(out.waveform) | {"pieces": pieces}
+
+    scorers = store.versions(*SCORERS)
+    k = store.key(ckpt, ids, speed, style, "variant-scored", graph=graph_key, scorers=scorers)
+    arrays = store.remembered(k, compute)
+    return _read(arrays) | {"pieces": tuple(int(n) for n in arrays["pieces"])}
 
 
 def _upstream_wave(ckpt, ids: list[int], speed, style, seed: int, pieces) -> Any:
@@ -132,20 +176,19 @@ def _upstream_wave(ckpt, ids: list[int], speed, style, seed: int, pieces) -> Any
 
 
 def _row(
-    item, reference: dict[str, Any], variant, sample_rate: int, same_pieces=None, pieces: int = 0
+    item, reference: dict[str, Any], variant: dict[str, Any], same_pieces=None, pieces: int = 0
 ) -> dict[str, Any]:
     """One sentence's scores; ``same_pieces``: upstream speaking the variant's pieces."""
     like = same_pieces or reference
-    same_speaker = similarity(like["embedding"], speaker.embedding(variant, sample_rate))
     row = {
         "item": item.id,
         "voice": item.voice,
         "text": item.text,
         "reference_heard": reference["heard"],
-        "variant_heard": speech_tools.recognize(variant, sample_rate),
+        "variant_heard": variant["heard"],
         "reference_dnsmos": reference["dnsmos"],
-        "variant_dnsmos": speech_tools.dnsmos(variant, sample_rate),
-        "speaker_similarity": same_speaker,
+        "variant_dnsmos": variant["dnsmos"],
+        "speaker_similarity": similarity(like["embedding"], variant["embedding"]),
     }
     if same_pieces:
         row |= {

@@ -275,7 +275,7 @@ class StoredRuns:
 
     def __init__(self, ckpt: Checkpoint, graph: Path) -> None:
         self.ckpt, self.graph = ckpt, graph
-        self.sha256 = recorded_sha256(graph) or computation_sha256(graph)
+        self.sha256 = recorded_sha256(graph) or store.computation_sha256(graph)
         self._session: Any = None
 
     def _run(self, item: Item, style: np.ndarray) -> Synthesis:
@@ -303,21 +303,6 @@ class StoredRuns:
         return Synthesis(
             a["waveform"], a["durations"], None if np.isnan(tail) else tail, int(a["pieces"])
         )
-
-
-def computation_sha256(graph: Path) -> str:
-    """sha256 of what a file computes: its graph (nodes, weights, IO) and opset imports,
-    without the metadata (recipe hash, description, versions) that a rebuild changes."""
-    import hashlib
-
-    import onnx
-
-    model = onnx.load(str(graph))
-    digest = hashlib.sha256(b"computation-v1\n")
-    for opset in sorted((o.domain, o.version) for o in model.opset_import):
-        digest.update(f"{opset[0]}:{opset[1]}\n".encode())
-    digest.update(model.graph.SerializeToString(deterministic=True))
-    return digest.hexdigest()
 
 
 @dataclass

@@ -10,7 +10,9 @@ are written atomically with their sha256 recorded and are checked at every read;
 damaged entry is named in one line and computed again (``publisher cache`` lists them).
 
 Scores of the reference audio (what the recognizer heard, DNSMOS, the speaker vector)
-are stored too, keyed by the same input plus the scorers' versions.
+are stored too, keyed by the same input plus the scorers' versions; so are a variant's
+runs and scores, keyed by what its graph computes (``computation_sha256``) instead of the
+mode, and the onnxruntime floor's passes (``conformance/matrix.check_floor``).
 """
 
 from __future__ import annotations
@@ -117,3 +119,16 @@ def seeded_torch(ckpt: Checkpoint, ids, speed: float, style: np.ndarray, seed: i
 
     arrays = remembered(key(ckpt, ids, speed, style, "random", seed=seed), compute)
     return Synthesis(arrays["waveform"], arrays["durations"])
+
+
+def computation_sha256(graph: Path) -> str:
+    """sha256 of what a file computes: its graph (nodes, weights, IO) and opset imports,
+    without the metadata (recipe hash, description, versions) that a rebuild changes."""
+    import onnx
+
+    model = onnx.load(str(graph))
+    digest = hashlib.sha256(b"computation-v1\n")
+    for opset in sorted((o.domain, o.version) for o in model.opset_import):
+        digest.update(f"{opset[0]}:{opset[1]}\n".encode())
+    digest.update(model.graph.SerializeToString(deterministic=True))
+    return digest.hexdigest()
