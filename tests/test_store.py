@@ -174,3 +174,21 @@ def test_a_later_build_of_a_stored_checkpoint_never_builds_its_torch_model(
     monkeypatch.setattr(Checkpoint, "build_model", refuse)
     result = build(load_recipe("quantized"), "synthetic:tiny", tmp_path)
     assert result.manifest.verification.passed
+
+
+def test_a_rebuild_that_wrote_the_same_graph_starts_no_model_worker(
+    tiny_dist, tmp_path, monkeypatch
+):
+    """tiny_dist's fp32 build stored its shipped graph's runs by what the graph computes:
+    building the recipe again reads them back and starts no worker process."""
+    from publisher.build import build
+    from publisher.recipe.loader import load_recipe
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a model worker started")
+
+    monkeypatch.setattr(measure, "ModelWorker", refuse)
+    result = build(load_recipe("fp32"), "synthetic:tiny", tmp_path)
+    shipped = result.manifest.verification.shipped
+    assert result.manifest.verification.passed and shipped["ran"] is True
+    assert len(shipped["items"]) == measure.SHIPPED_ITEMS

@@ -56,8 +56,9 @@ def skip_reason(ckpt: Checkpoint) -> str | None:
     return speech_tools.missing_tools()
 
 
-def listen(ckpt: Checkpoint, graph: str) -> dict[str, Any]:
-    """Speak the speech set with upstream torch and ``graph``; WER and DNSMOS of both."""
+def listen(ckpt: Checkpoint, graph: str, graph_key: str | None = None) -> dict[str, Any]:
+    """Speak the speech set with upstream torch and ``graph``; WER and DNSMOS of both.
+    ``graph_key``: the graph's ``computation_sha256``, when the caller has it."""
 
     reason = skip_reason(ckpt)
     if reason:
@@ -69,7 +70,7 @@ def listen(ckpt: Checkpoint, graph: str) -> dict[str, Any]:
         log.info("  %s", reason)
         return {"ran": False, "skipped": reason}
     rows = []
-    graph_key = store.computation_sha256(Path(graph))
+    graph_key = graph_key or store.computation_sha256(Path(graph))
     with contextlib.ExitStack() as stack:
         workers: list[ModelWorker] = []
 
