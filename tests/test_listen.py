@@ -191,12 +191,13 @@ def test_listen_hears_upstream_torch_as_the_reference_and_the_graph_as_the_varia
     # a rebuild that wrote the same graph reads both sides from the reference store: no
     # torch run, no model worker, no recognizer call, the same figures
     import publisher.model.kmodel as kmodel
+    import publisher.verify.worker as worker
 
     def never(*args, **kwargs):
         raise AssertionError("ran again")
 
     monkeypatch.setattr(kmodel, "run_torch", never)
-    monkeypatch.setattr(module, "ModelWorker", never)
+    monkeypatch.setattr(worker, "ModelWorker", never)
     monkeypatch.setattr(speech, "recognize", never)
     again = module.listen(speaking, graph)
     assert again == result

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import publisher.model.kmodel as kmodel
-from publisher.verify import measure, store
+from publisher.verify import measure, store, worker
 
 
 @pytest.fixture
@@ -187,7 +187,7 @@ def test_a_rebuild_that_wrote_the_same_graph_starts_no_model_worker(
     def refuse(*args, **kwargs):
         raise AssertionError("a model worker started")
 
-    monkeypatch.setattr(measure, "ModelWorker", refuse)
+    monkeypatch.setattr(worker, "ModelWorker", refuse)
     result = build(load_recipe("fp32"), "synthetic:tiny", tmp_path)
     shipped = result.manifest.verification.shipped
     assert result.manifest.verification.passed and shipped["ran"] is True

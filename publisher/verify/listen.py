@@ -37,7 +37,7 @@ from publisher.runtime.speech import corpus_wer
 from publisher.runtime.synth import style_row
 from publisher.verify import speaker, store
 from publisher.verify.speaker import similarity
-from publisher.verify.worker import ModelWorker
+from publisher.verify.worker import started_on_first_run
 
 log = logging.getLogger(__name__)
 
@@ -72,13 +72,7 @@ def listen(ckpt: Checkpoint, graph: str, graph_key: str | None = None) -> dict[s
     rows = []
     graph_key = graph_key or store.computation_sha256(Path(graph))
     with contextlib.ExitStack() as stack:
-        workers: list[ModelWorker] = []
-
-        def run(ids: list[int], style, speed: float) -> Any:
-            if not workers:  # started on the first sentence the store does not hold
-                workers.append(stack.enter_context(ModelWorker(graph, label=str(graph))))
-            return workers[0].run(ids, style, speed)[0]
-
+        run = started_on_first_run(graph, str(graph), stack)  # on a sentence not stored
         for k, item in enumerate(progress(items, "speech set")):
             ids = item.ids(ckpt.config["vocab"])
             style = style_row(ckpt.voices[item.voice], len(ids))

@@ -39,7 +39,7 @@ from publisher.runtime.metrics import (
 from publisher.runtime.synth import Synthesis, open_session, style_row
 from publisher.verify import store
 from publisher.verify.listen import SPEECH_OFF, listen
-from publisher.verify.worker import ModelWorker
+from publisher.verify.worker import started_on_first_run
 from publisher.workspace import recorded_sha256
 
 log = logging.getLogger(__name__)
@@ -266,20 +266,27 @@ def torch_reference(ckpt: Checkpoint, item: Item, style: np.ndarray, voiced: boo
 
 
 class StoredRuns:
-    """A deterministic graph's runs, kept in the reference store keyed by the graph and the
-    input. A graph from the export cache is known by the sha256 recorded there: the fp32
-    parity and voiced exports serve every recipe of a checkpoint, so a second recipe reads
-    them back. Any other graph (a variant's own twin) is known by its computation (the
-    graph and opsets, not the metadata), so a rebuild whose passes made the same twin,
-    after a change to the recipe's text or gates, reads its runs back too. The session
-    opens on first need."""
+    """A graph's runs, kept in the reference store keyed by the graph and the input. A
+    graph from the export cache is known by the sha256 recorded there: the fp32 parity and
+    voiced exports serve every recipe of a checkpoint, so a second recipe reads them back.
+    Any other graph (a variant's own twin, the shipped graph) is known by its computation
+    (the graph and opsets, not the metadata; or ``sha256`` when the caller has it), so a
+    rebuild whose passes made the same graph, after a change to the recipe's text or gates,
+    reads its runs back too. A deterministic graph runs in a session opened on first need;
+    with ``worker`` (a ``started_on_first_run``), a graph with its random source on runs
+    in a child process, and a crash is never kept."""
 
-    def __init__(self, ckpt: Checkpoint, graph: Path) -> None:
-        self.ckpt, self.graph = ckpt, graph
-        self.sha256 = recorded_sha256(graph) or store.computation_sha256(graph)
+    def __init__(
+        self, ckpt: Checkpoint, graph: Path, sha256: str | None = None, worker=None
+    ) -> None:
+        self.ckpt, self.graph, self.worker = ckpt, graph, worker
+        self.sha256 = sha256 or recorded_sha256(graph) or store.computation_sha256(graph)
+        self.mode = "onnx" if worker is None else "onnx-random"
         self._session: Any = None
 
     def _run(self, item: Item, style: np.ndarray) -> Synthesis:
+        if self.worker is not None:
+            return self.worker(list(item.ids), style, item.speed)
         if self._session is None:
             self._session = open_session(self.graph)
         return synth.run_onnx(self._session, list(item.ids), style, item.speed)
@@ -298,7 +305,9 @@ class StoredRuns:
             }
 
         runtime = store.versions("onnxruntime")
-        k = store.key(self.ckpt, item.ids, item.speed, style, "onnx", graph=self.sha256, **runtime)
+        k = store.key(
+            self.ckpt, item.ids, item.speed, style, self.mode, graph=self.sha256, **runtime
+        )
         a = store.remembered(k, compute)
         tail = float(a["tail"])
         return Synthesis(
@@ -439,10 +448,11 @@ def _shipped(ckpt, graph: Path, items: list[Item], graph_key: str, deterministic
     rows = []
     try:
         with contextlib.ExitStack() as stack:
-            run = _stored_random_runs(ckpt, graph, graph_key, stack)
+            worker = started_on_first_run(str(graph), graph.name, stack)
+            runs = StoredRuns(ckpt, graph, graph_key, worker)
             for k, item in enumerate(items):
                 style = style_of(ckpt, item)
-                out = run(item, style)
+                out = runs.run(item, style).waveform
                 a = store.seeded_torch(ckpt, item.ids, item.speed, style, SHIPPED_SEED + 2 * k)
                 b = store.seeded_torch(ckpt, item.ids, item.speed, style, SHIPPED_SEED + 2 * k + 1)
                 finite = bool(np.isfinite(out).all())
@@ -466,21 +476,3 @@ def _shipped(ckpt, graph: Path, items: list[Item], graph_key: str, deterministic
     except Exception as exc:  # VariantCrashed or a load failure: a failed gate
         return {"ran": False, "error": str(exc), "items": rows}
     return {"ran": True, "error": "", "items": rows}
-
-
-def _stored_random_runs(ckpt, graph: Path, graph_key: str, stack: contextlib.ExitStack):
-    """``run(item, style)``: the graph's waveform for an item, read from the reference
-    store or run in a worker started (inside ``stack``) on the first item it lacks."""
-    workers: list[ModelWorker] = []
-    runtime = store.versions("onnxruntime")
-
-    def run(item: Item, style: np.ndarray) -> np.ndarray:
-        def compute() -> dict[str, np.ndarray]:
-            if not workers:
-                workers.append(stack.enter_context(ModelWorker(str(graph), label=graph.name)))
-            return {"waveform": workers[0].run(list(item.ids), style, item.speed)[0].waveform}
-
-        k = store.key(ckpt, item.ids, item.speed, style, "onnx-random", graph=graph_key, **runtime)
-        return store.remembered(k, compute)["waveform"]
-
-    return run

@@ -13,6 +13,7 @@ import contextlib
 import multiprocessing as mp
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -200,3 +201,19 @@ class ModelWorker:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def started_on_first_run(
+    target: str, label: str, stack: contextlib.ExitStack
+) -> Callable[[list[int], np.ndarray, float], Synthesis]:
+    """``run(ids, style, speed)`` on a ModelWorker for ``target``, started (inside
+    ``stack``, which closes it) on the first call: a caller that reads its runs back from
+    the reference store starts no process."""
+    started: list[ModelWorker] = []
+
+    def run(ids: list[int], style: np.ndarray, speed: float = 1.0) -> Synthesis:
+        if not started:
+            started.append(stack.enter_context(ModelWorker(target, label=label)))
+        return started[0].run(ids, style, speed)[0]
+
+    return run
