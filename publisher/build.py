@@ -27,7 +27,8 @@ from publisher.manifest import (
     write_manifest_file,
 )
 from publisher.model import sources
-from publisher.passes import FINAL_PASSES, PassContext, plan, run_passes
+from publisher.passes import PassContext, plan
+from publisher.passes.stored import transformed
 from publisher.provenance import StepTimer, host, publisher_version, versions
 from publisher.recipe.loader import recipe_hash
 from publisher.runtime.artifacts import BuildManifest
@@ -109,7 +110,6 @@ def prepare(
     """Checkpoint, exports and passes. ``out``: the folder the build goes to, checked for
     ``room_needed`` right after the checkpoint opens, before the exports. ``opened``: the
     checkpoints (and their torch models) a caller building several recipes keeps by spec."""
-    import onnx
 
     # lazy: the export side imports torch and kokoro (7 s); stage, publish and --dry-run
     # import this module without them
@@ -138,10 +138,10 @@ def prepare(
             else parity_graph
         )
     ctx = PassContext(config=ckpt.config, metadata=onnx_metadata(recipe, ckpt), voices=ckpt.voices)
-    numeric = [p for p in passes if p not in FINAL_PASSES]
     with timer.step("passes", " -> ".join(passes)):
-        variant = run_passes(onnx.load(str(graph)), recipe, ctx)
-        twin = run_passes(onnx.load(str(voiced_graph)), recipe, ctx) if numeric else None
+        # the twin: the voiced export through the same passes, when a pass changes numbers
+        twin_export = voiced_graph if recipe.passes else None
+        variant, twin = transformed(recipe, ckpt, ctx, graph, twin_export)
     return Prepared(recipe, ckpt, variant, parity_graph, voiced_graph, twin, ctx.notes)
 
 

@@ -3,6 +3,8 @@
 Every cache entry is a folder with one owner that knows how to check it:
 
 * ``exports/<key>/``: fp32 exports (model.onnx and its recorded sha256);
+* ``passes/<key>-shipped/``, ``passes/<key>-twin/``: a recipe's own passes over the
+  shipped export and its twin (``passes/stored.py``; same record, and the passes' notes);
 * ``sensitivity/<key>/``: the graphs sensitivity ranks (same record);
 * ``lexicons/<accent>-<key>/``: sherpa-onnx bundle lexicons built from misaki's
   dictionaries (``hub/sherpa.py``; the text and its recorded sha256);
@@ -37,9 +39,19 @@ from publisher.model import recovered
 from publisher.runtime.errors import InputError
 from publisher.workspace import file_sha256, recorded_sha256
 
-AREAS = ("exports", "sensitivity", "lexicons", "references", "synthetic", "recovered", "envs")
+AREAS = (
+    "exports",
+    "passes",
+    "sensitivity",
+    "lexicons",
+    "references",
+    "synthetic",
+    "recovered",
+    "envs",
+)
 _RECORDED = {
     "exports": "model.onnx",
+    "passes": "model.onnx",
     "sensitivity": "model.onnx",
     "lexicons": "lexicon.txt",
     "references": "entry.npz",
@@ -125,6 +137,7 @@ def _check_env(entry: Entry) -> str:
 
 CHECKS: dict[str, Callable[[Entry], str]] = {
     "exports": _check_recorded,
+    "passes": _check_recorded,
     "sensitivity": _check_recorded,
     "lexicons": _check_recorded,
     "references": _check_recorded,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -82,14 +82,13 @@ def run_passes(
     model: onnx.ModelProto,
     recipe: Recipe,
     ctx: PassContext,
-    on_step: Callable[[str], None] | None = None,
+    names: Sequence[str] | None = None,
 ) -> onnx.ModelProto:
-    """Run the recipe's passes and the final ones; each pass's seconds (summed over the
-    graphs one context sees: the shipped graph and its twin) go to ``ctx.notes["seconds"]``."""
+    """Run ``names`` (default: the recipe's passes and the final ones); each pass's seconds
+    (summed over the graphs one context sees: the shipped graph and its twin) go to
+    ``ctx.notes["seconds"]``."""
     seconds = ctx.notes.setdefault("seconds", {})
-    for name in plan(recipe):
-        if on_step:
-            on_step(name)
+    for name in plan(recipe) if names is None else names:
         start = time.perf_counter()
         model = PASSES[name].load()(model, recipe, ctx)
         took = time.perf_counter() - start

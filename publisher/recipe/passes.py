@@ -34,6 +34,8 @@ class PassSpec:
     reads: tuple[str, ...] = ()
     check: Callable[[Recipe], Problem | None] | None = None
     converts_precision: bool = False
+    # as fast to run again as to read back from the cache (passes/stored.py)
+    cheap: bool = False
 
     def load(self) -> PassFn:
         module, _, function = self.target.partition(":")
@@ -87,7 +89,9 @@ def _bucket_shape(recipe: Recipe) -> Problem | None:
 
 
 PASSES: dict[str, PassSpec] = {
-    "simplify": PassSpec("publisher.passes.simplify:simplify_pass"),
+    # onnxruntime's optimizer: 3-4 s on the full model, about what storing and reading
+    # back the shipped graph and its twin take
+    "simplify": PassSpec("publisher.passes.simplify:simplify_pass", cheap=True),
     # reads the quantize section to know which Convs will be 8-bit (see passes/snake.py)
     "fold-snake": PassSpec(
         "publisher.passes.snake:fold_snake_pass",

@@ -27,8 +27,8 @@ def magnitude_spectrogram(wave: np.ndarray, n_fft: int = N_FFT, hop: int = HOP) 
         wave = np.pad(wave, (0, n_fft - wave.size))
     frames = 1 + (wave.size - n_fft + hop - 1) // hop
     wave = np.pad(wave, (0, (frames - 1) * hop + n_fft - wave.size))
-    idx = np.arange(n_fft)[None, :] + hop * np.arange(frames)[:, None]
-    return np.abs(np.fft.rfft(wave[idx] * np.hanning(n_fft), axis=1))
+    windows = np.lib.stride_tricks.sliding_window_view(wave, n_fft)[::hop]  # views, no copy
+    return np.abs(np.fft.rfft(windows * np.hanning(n_fft), axis=1))
 
 
 def mel_filterbank(sr: int = 24000, n_fft: int = N_FFT, n_mels: int = N_MELS) -> np.ndarray:
