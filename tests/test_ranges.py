@@ -103,3 +103,47 @@ def test_one_set_of_runs_gives_onnxruntimes_own_minmax_calibration(tmp_path):
     theirs, ours = scales(tmp_path / "theirs.onnx"), scales(tmp_path / "ours.onnx")
     assert any(name.endswith("_scale") for name in theirs)
     assert ours == theirs
+
+
+def _noisy_graph():
+    """y = x + RandomNormalLike(x): an unseeded random source, as Kokoro's harmonic one."""
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 64])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 64])
+    nodes = [
+        helper.make_node("RandomNormalLike", ["x"], ["noise"], dtype=TensorProto.FLOAT),
+        helper.make_node("Add", ["x", "noise"], ["y"]),
+    ]
+    graph = helper.make_graph(nodes, "noisy", [x], [y])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+_CALIBRATE = """
+import hashlib, sys, numpy as np, onnx
+from publisher.passes.ranges import calibration_ranges, channel_peaks
+model = onnx.load(sys.argv[1])
+feeds = [{"x": np.full((1, 4, 64), k, np.float32)} for k in range(3)]
+peaks = channel_peaks(model, ["y"], feeds)["y"]
+ranges = calibration_ranges(model, {"y": 99.0}, ["y"], feeds)[0]["y"]
+print(hashlib.sha256(peaks.tobytes() + np.array(ranges).tobytes()).hexdigest())
+"""
+
+
+def test_calibration_of_a_graph_with_a_random_source_gives_the_same_figures_every_time(tmp_path):
+    """onnxruntime seeds an unseeded random op once per process, so two processes (two
+    builds) are compared."""
+    import subprocess
+    import sys
+
+    import onnx
+
+    model = _noisy_graph()
+    path = tmp_path / "noisy.onnx"
+    onnx.save(model, str(path))
+    command = [sys.executable, "-c", _CALIBRATE, str(path)]
+    runs = [subprocess.run(command, capture_output=True, text=True) for _ in range(2)]
+    assert all(r.returncode == 0 for r in runs), runs[0].stderr[-2000:]
+    assert runs[0].stdout == runs[1].stdout
+    # the file keeps its random source unseeded: only calibration's copy is seeded
+    assert not [a for a in onnx.load(str(path)).graph.node[0].attribute if a.name == "seed"]

@@ -130,11 +130,16 @@ def _save(key: str, shipped: onnx.ModelProto, twin: onnx.ModelProto | None, note
     import onnx
 
     shipped_path, twin_path = _paths(key)
+    try:
+        text = json.dumps(notes, sort_keys=True)
+    except (TypeError, ValueError) as err:  # never fail a build for its cache
+        log.warning("stored passes: not kept in the cache (notes: %s)", err)
+        return
     if twin is not None:  # the twin first: a shipped entry is only ever read with its twin
         store_if_possible(twin_path, lambda tmp: onnx.save(twin, str(tmp)), "stored passes")
     try:
         shipped_path.parent.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(shipped_path.parent / NOTES, json.dumps(notes, sort_keys=True))
+        write_text_atomic(shipped_path.parent / NOTES, text)
     except OSError as err:
         log.warning("stored passes: not kept in the cache: %s", err.strerror or err)
         return
