@@ -246,3 +246,28 @@ def test_the_report_button_writes_the_file_stage_reads(staged, ort_stub, tmp_pat
     assert [(r["backend"], r["variant"], r["runs"]) for r in report["rows"]] == [
         ("wasm, 2 threads", "fp32", 1)
     ]
+
+
+def test_the_report_is_one_file_beside_the_votes_replaced_on_each_click(
+    staged,  # noqa: F811
+    ort_stub,
+    tmp_path,
+):
+    from kokoro_space.votes import VoteStore
+
+    votes = VoteStore(tmp_path / "space" / "v.sqlite3")
+    mode = _mode(make_engine(staged), votes, ort_stub)
+    votes.record_browser_run(
+        mode.engine.source.label, "fp32", "webgpu", "Chrome 140", 0.99, 1.0, False
+    )
+    first = mode.report_file()
+    votes.record_browser_run(
+        mode.engine.source.label, "fp32", "webgpu", "Chrome 140", 0.98, 1.1, False
+    )
+    second = mode.report_file()
+    assert first == second and Path(first).parent == votes.path.parent
+    assert json.loads(Path(second).read_text())["rows"][0]["runs"] == 2
+    assert sorted(p.name for p in votes.path.parent.iterdir()) == [
+        "browser_report.json",
+        "v.sqlite3",
+    ]

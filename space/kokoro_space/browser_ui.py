@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import mimetypes
+import os
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -134,9 +135,18 @@ class BrowserMode:
         except Exception:
             log.exception("reading the browser runs failed")
             return None
-        folder = Path(tempfile.mkdtemp(prefix="kokoro-browser-report-"))
-        path = folder / "browser_report.json"
-        path.write_text(json.dumps(report, indent=1), encoding="utf-8")
+        # beside the votes database (the Space's own data), replaced whole on each click:
+        # one file, not a new temporary folder per download
+        path = self.votes.path.parent / "browser_report.json"
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".browser_report.", dir=path.parent)
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(json.dumps(report, indent=1))
+            os.replace(tmp, path)
+        except OSError:
+            log.exception("writing the browser report failed")
+            return None
         return str(path)
 
     def _record(self, run: BrowserRun) -> None:
