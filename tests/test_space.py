@@ -14,6 +14,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import warnings
 import wave
 from pathlib import Path
@@ -107,18 +108,30 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def launched(demo, download_dir: Path):
-    """The demo served on 127.0.0.1:<free port>, with a gradio_client connected; closed after."""
-    demo.launch(
-        server_name="127.0.0.1",
-        server_port=free_port(),
-        prevent_thread_lock=True,
-        quiet=True,
-        **launch_options(),  # as space/app.py serves it: cross-origin isolated
-    )
+    """The demo served on 127.0.0.1:<free port>, with a gradio_client connected; closed after.
+    gradio_client downloads each file through a new folder under ``tempfile.gettempdir()``
+    and leaves it there empty (about 30 a test run in /tmp): here they go under
+    ``download_dir``."""
+    scratch = download_dir / "client-tmp"
+    scratch.mkdir(parents=True, exist_ok=True)
+    patch = pytest.MonkeyPatch()
+    patch.setattr(tempfile, "tempdir", str(scratch))
     try:
-        yield gradio_client.Client(demo.local_url, verbose=False, download_files=str(download_dir))
+        demo.launch(
+            server_name="127.0.0.1",
+            server_port=free_port(),
+            prevent_thread_lock=True,
+            quiet=True,
+            **launch_options(),  # as space/app.py serves it: cross-origin isolated
+        )
+        try:
+            yield gradio_client.Client(
+                demo.local_url, verbose=False, download_files=str(download_dir)
+            )
+        finally:
+            demo.close()
     finally:
-        demo.close()
+        patch.undo()
 
 
 def make_engine(folder: Path, **settings) -> Engine:
