@@ -126,9 +126,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_fastkokoro_http_server_serves_speech_from_the_bucket_graph(files):
+def test_fastkokoro_http_server_serves_speech_from_the_bucket_graph(files, tmp_path):
     port = _free_port()
     env = {**os.environ, **_env(files, FASTKOKORO_HOST="127.0.0.1", FASTKOKORO_PORT=str(port))}
+    # the server is stopped with SIGTERM, so phonemizer's copies of libespeak-ng (a
+    # temporary folder each, removed only at a clean exit) would be left in /tmp
+    (tmp_path / "server-tmp").mkdir()
+    env["TMPDIR"] = str(tmp_path / "server-tmp")
     code = "from fastkokoro.cli import main; main()"  # the `fastkokoro` console script
     proc = subprocess.Popen(
         [sys.executable, "-c", code],
