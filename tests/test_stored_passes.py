@@ -101,3 +101,25 @@ def test_a_recipe_of_cheap_passes_alone_is_not_stored():
     assert not stored.worth_storing(load_recipe("kokoro-v1.0"))  # no passes
     assert stored.worth_storing(load_recipe("quantized"))
     assert stored.worth_storing(load_recipe("cpu-int8"))
+
+
+def test_a_full_cache_costs_one_warning_and_leaves_no_entry_behind(
+    tiny_dist, tmp_path, monkeypatch, caplog
+):
+    """A recipe whose passes are not stored yet (quantized with other IO names: another
+    key), with the cache's disk full: the build passes and no part of the entry is left."""
+    import errno
+
+    recipe = _changed(load_recipe("quantized"), io={"profile": "kokoro-onnx-legacy"})
+
+    def full(target, write):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(stored, "store", full)
+    with caplog.at_level(logging.WARNING):
+        result = build(recipe, "synthetic:tiny", tmp_path, floor=False, speech=False)
+    assert result.manifest.verification.passed
+    warned = [r.getMessage() for r in caplog.records if "stored passes" in r.getMessage()]
+    assert len(warned) == 1 and "No space left on device" in warned[0]
+    key = build_key(recipe)
+    assert not list((stored.cache_root() / stored.AREA).glob(f"{key}-*"))

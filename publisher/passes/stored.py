@@ -33,7 +33,7 @@ from publisher.workspace import (
     cached_entry_ok,
     file_sha256,
     recorded_sha256,
-    store_if_possible,
+    store,
     write_text_atomic,
 )
 
@@ -127,23 +127,22 @@ def _load(key: str, with_twin: bool) -> tuple[onnx.ModelProto, onnx.ModelProto |
 
 
 def _save(key: str, shipped: onnx.ModelProto, twin: onnx.ModelProto | None, notes: dict) -> None:
+    """Twin, notes, then the shipped graph, each written atomically; the first failure
+    stops the rest (a shipped entry is only read with its twin and notes) and costs the
+    build one warning line, never the build."""
     import onnx
 
     shipped_path, twin_path = _paths(key)
     try:
         text = json.dumps(notes, sort_keys=True)
-    except (TypeError, ValueError) as err:  # never fail a build for its cache
-        log.warning("stored passes: not kept in the cache (notes: %s)", err)
-        return
-    if twin is not None:  # the twin first: a shipped entry is only ever read with its twin
-        store_if_possible(twin_path, lambda tmp: onnx.save(twin, str(tmp)), "stored passes")
-    try:
+        if twin is not None:
+            store(twin_path, lambda tmp: onnx.save(twin, str(tmp)))
         shipped_path.parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(shipped_path.parent / NOTES, text)
-    except OSError as err:
-        log.warning("stored passes: not kept in the cache: %s", err.strerror or err)
-        return
-    store_if_possible(shipped_path, lambda tmp: onnx.save(shipped, str(tmp)), "stored passes")
+        store(shipped_path, lambda tmp: onnx.save(shipped, str(tmp)))
+    except (OSError, TypeError, ValueError) as err:
+        why = err.strerror if isinstance(err, OSError) and err.strerror else err
+        log.warning("stored passes: not kept in the cache (%s): %s", shipped_path.parent, why)
 
 
 def transformed(
