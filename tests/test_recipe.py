@@ -367,3 +367,42 @@ def test_real_weight_gates_replace_only_the_values_they_set(tmp_path: Path) -> N
     assert gates.for_weights(False).spectral_correlation == 0.99
     real = gates.for_weights(True)
     assert (real.spectral_correlation, real.duration_agreement) == (0.9, 0.9)
+
+
+def test_each_pass_check_named_in_the_registry_is_a_function_of_the_passs_own_file() -> None:
+    from publisher.recipe.passes import PASSES
+
+    checked = {name: spec for name, spec in PASSES.items() if spec.check}
+    assert {"fp16", "quantize-static", "bucket-check"} <= set(checked)
+    for name, spec in checked.items():
+        check = spec.load_check()
+        assert callable(check) and check.__module__ == spec.module, name
+
+
+def test_loading_a_recipe_imports_only_the_files_of_the_passes_it_lists_and_no_onnx() -> None:
+    """The registry is data: loading cpu-int8 (quantize-static among its passes) imports
+    quantize.py for its check, and no other pass file that has a check, nor onnx."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from publisher.recipe.loader import load_recipe\n"
+        "before = set(sys.modules)\n"
+        "load_recipe(sys.argv[1])\n"
+        "new = sorted(m for m in set(sys.modules) - before if m.startswith('publisher.passes.'))\n"
+        "heavy = [m for m in ('onnx', 'onnxruntime', 'torch') if m in sys.modules]\n"
+        "print(new, heavy)\n"
+    )
+    seen = {}
+    for recipe in ("cpu-int8", "fp16", "fp32"):
+        done = subprocess.run(
+            [sys.executable, "-c", code, recipe], capture_output=True, text=True, cwd=REPO
+        )
+        assert done.returncode == 0, done.stderr
+        seen[recipe] = done.stdout.strip()
+    assert "'publisher.passes.quantize'" in seen["cpu-int8"]
+    assert "publisher.passes.fp16" not in seen["cpu-int8"]
+    assert "'publisher.passes.fp16'" in seen["fp16"] and "quantize" not in seen["fp16"]
+    assert seen["fp32"] == "[] []"  # simplify alone: no check to import
+    assert all(s.endswith("[]") for s in seen.values())

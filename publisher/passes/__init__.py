@@ -2,9 +2,11 @@
 
 Every pass is ``fn(model: onnx.ModelProto, recipe: Recipe, ctx: PassContext) -> ModelProto``.
 ``PASSES``, the registry (which function each name runs, the recipe sections it reads,
-its recipe check), is data in ``publisher.recipe.passes``: the recipe loader checks a
-recipe against it without importing pass code. A recipe lists its own passes
-(``passes:``); ``FINAL_PASSES`` run after them for every recipe.
+its place among the others, the name of its own check), is data in
+``publisher.recipe.passes``, which the recipe loader reads without importing pass code.
+What a pass needs of the recipe's sections is checked by ``recipe_problem`` in the pass's
+own file. A recipe lists its own passes (``passes:``); ``FINAL_PASSES`` run after them
+for every recipe.
 """
 
 from __future__ import annotations

@@ -20,9 +20,17 @@ from publisher.runtime.errors import BuildError
 if TYPE_CHECKING:
     import onnx
 
+    from publisher.recipe.passes import Problem
     from publisher.recipe.schema import Recipe
 
 BANNED_OPS = ("NonZero", "ScatterND", "Range", "STFT")
+
+
+def recipe_problem(recipe: Recipe, name: str) -> Problem | None:
+    """Only a bucket export has static shapes to check."""
+    if not recipe.is_bucket:
+        return "passes", f"'{name}' needs export.shape 'bucket'"
+    return None
 
 
 def op_counts(model: onnx.ModelProto) -> Counter:

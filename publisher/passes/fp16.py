@@ -18,6 +18,7 @@ from publisher.passes import PassContext
 if TYPE_CHECKING:
     import onnx
 
+    from publisher.recipe.passes import Problem
     from publisher.recipe.schema import Recipe
 
 FLOAT, FLOAT16 = 1, 10
@@ -30,6 +31,13 @@ QUANT_FLOAT_OPS = (
     "MatMulIntegerToFloat",
     "MatMulNBits",
 )
+
+
+def recipe_problem(recipe: Recipe, name: str) -> Problem | None:
+    """``fp16`` carries out precision.fp16: a mode must be set."""
+    if recipe.precision.fp16.mode == "none":
+        return "passes", f"'{name}' needs precision.fp16.mode 'all' or 'decoder-only', got 'none'"
+    return None
 
 
 def blocked_node_names(

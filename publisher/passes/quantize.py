@@ -26,10 +26,19 @@ from publisher.runtime.synth import padded_ids, style_row
 if TYPE_CHECKING:
     import onnx
 
+    from publisher.recipe.passes import Problem
     from publisher.recipe.schema import Recipe
 
 DYNAMIC_OPS = ("MatMul", "Gemm", "LSTM")
 STATIC_OPS = ("Conv", "MatMul", "Gemm")
+
+
+def recipe_problem(recipe: Recipe, name: str) -> Problem | None:
+    """``quantize-KIND`` carries out precision.quantize.type KIND, and no other."""
+    kind, have = name.removeprefix("quantize-"), recipe.precision.quantize.type
+    if have != kind:
+        return "passes", f"'{name}' needs precision.quantize.type '{kind}', got {have!r}"
+    return None
 
 
 @contextlib.contextmanager

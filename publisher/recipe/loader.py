@@ -246,7 +246,7 @@ def load_recipe(name_or_path: str | Path, recipes_dir: Path | None = None) -> Re
         recipe = Recipe.model_validate({**data, "name": path.stem, "source": path.resolve()})
     except ValidationError as exc:
         raise RecipeError(_first_error(exc, data, origins, path)) from None
-    if problem := check_recipe(recipe):  # each listed pass's own check (recipe/passes.py)
+    if problem := check_recipe(recipe):  # the registry's rules, then each listed pass's own check
         where, msg = problem
         file = origins.get(tuple(where.split(".")), origins.get(("passes",), path))
         raise RecipeError(f"{shown_path(file)}: {where}: {msg}")

@@ -2,10 +2,12 @@
 
 Data about the pass code, not the code: each entry names its function as
 ``module:function`` (imported only when the pass runs, by ``PassSpec.load``), the recipe
-sections it reads, and the check a recipe must pass to list it, run when the recipe loads
-(``check_recipe``), so ``publisher validate`` catches an unknown name or a pass that
-contradicts the precision section without importing onnx or any pass. ``FINAL_PASSES``
-run after a recipe's own passes, for every recipe.
+sections it reads, where it must stand among the others (``before_precision``,
+``after``), and ``check``: the name of a function in the pass's own file that says what
+the pass needs of the recipe's sections. The loader reads this table without importing a
+pass; it imports the files of the passes a recipe lists, for their checks (each keeps
+onnx and onnxruntime out of its module level: 5-30 ms). ``FINAL_PASSES`` run after a
+recipe's own passes, for every recipe.
 """
 
 from __future__ import annotations
@@ -23,69 +25,35 @@ if TYPE_CHECKING:
 
 PassFn = Callable[["onnx.ModelProto", "Recipe", "PassContext"], "onnx.ModelProto"]
 Problem = tuple[str, str]  # (field path, message)
+# a pass's own check: (recipe, the pass's name) -> the recipe's problem with it, or None
+Check = Callable[["Recipe", str], "Problem | None"]
 
 
 @dataclass(frozen=True)
 class PassSpec:
-    """One pass: ``module:function``, the recipe sections it reads, and ``check``: the
-    recipe's problem with this pass listed, as (field path, message), or None."""
+    """One pass: ``module:function``, the recipe sections it reads, its place among the
+    other passes, and ``check``, a function of the pass's own module (see ``Check``)."""
 
     target: str
     reads: tuple[str, ...] = ()
-    check: Callable[[Recipe], Problem | None] | None = None
+    check: str | None = None
     converts_precision: bool = False
+    # rewrites float ops, so it must see them before a precision pass converts them
+    before_precision: bool = False
+    # reads what these passes wrote, so it must come after them
+    after: tuple[str, ...] = ()
     # as fast to run again as to read back from the cache (passes/stored.py)
     cheap: bool = False
 
+    @property
+    def module(self) -> str:
+        return self.target.partition(":")[0]
+
     def load(self) -> PassFn:
-        module, _, function = self.target.partition(":")
-        return getattr(importlib.import_module(module), function)
+        return getattr(importlib.import_module(self.module), self.target.partition(":")[2])
 
-
-def _quantize_type(kind: str) -> Callable[[Recipe], Problem | None]:
-    def check(recipe: Recipe) -> Problem | None:
-        have = recipe.precision.quantize.type
-        if have != kind:
-            return (
-                "passes",
-                f"'quantize-{kind}' needs precision.quantize.type '{kind}', got {have!r}",
-            )
-        return None
-
-    return check
-
-
-def _fp16_mode(recipe: Recipe) -> Problem | None:
-    if recipe.precision.fp16.mode == "none":
-        return "passes", "'fp16' needs precision.fp16.mode 'all' or 'decoder-only', got 'none'"
-    return None
-
-
-def _before_precision(name: str) -> Callable[[Recipe], Problem | None]:
-    """A pass that rewrites float ops must see them before a precision pass converts them."""
-
-    def check(recipe: Recipe) -> Problem | None:
-        names = list(recipe.passes)
-        early = [p for p in names[: names.index(name)] if PASSES[p].converts_precision]
-        if early:
-            return "passes", f"'{name}' must come before '{early[0]}'"
-        return None
-
-    return check
-
-
-def _after_static_quantize(recipe: Recipe) -> Problem | None:
-    """A pass that reads the 8-bit graph static quantization wrote."""
-    names = list(recipe.passes)
-    if "quantize-static" not in names[: names.index("snake-lut")]:
-        return "passes", "'snake-lut' must come after 'quantize-static'"
-    return None
-
-
-def _bucket_shape(recipe: Recipe) -> Problem | None:
-    if not recipe.is_bucket:
-        return "passes", "'bucket-check' needs export.shape 'bucket'"
-    return None
+    def load_check(self) -> Check | None:
+        return getattr(importlib.import_module(self.module), self.check) if self.check else None
 
 
 PASSES: dict[str, PassSpec] = {
@@ -94,44 +62,43 @@ PASSES: dict[str, PassSpec] = {
     "simplify": PassSpec("publisher.passes.simplify:simplify_pass", cheap=True),
     # reads the quantize section to know which Convs will be 8-bit (see passes/snake.py)
     "fold-snake": PassSpec(
-        "publisher.passes.snake:fold_snake_pass",
-        ("precision.quantize",),
-        _before_precision("fold-snake"),
+        "publisher.passes.snake:fold_snake_pass", ("precision.quantize",), before_precision=True
     ),
     # reads calibration_samples: the calibration inputs set the per-channel scales
     "equalize-residuals": PassSpec(
-        "publisher.passes.equalize:equalize_pass",
-        ("precision.quantize",),
-        _before_precision("equalize-residuals"),
+        "publisher.passes.equalize:equalize_pass", ("precision.quantize",), before_precision=True
     ),
     # reads which Convs will be 8-bit and calibration_samples (the activation peaks)
     "smooth-inputs": PassSpec(
         "publisher.passes.smooth:smooth_inputs_pass",
         ("precision.quantize",),
-        _before_precision("smooth-inputs"),
+        before_precision=True,
     ),
     # reads which ConvTransposes will be 8-bit (the quantize section's include/exclude)
     "polyphase-upsample": PassSpec(
         "publisher.passes.polyphase:polyphase_pass",
         ("precision.quantize",),
-        _before_precision("polyphase-upsample"),
+        before_precision=True,
     ),
     # reads the graph only: the Snakes quantize-static put before 8-bit Convs
-    "snake-lut": PassSpec("publisher.passes.snake_lut:snake_lut_pass", (), _after_static_quantize),
+    "snake-lut": PassSpec("publisher.passes.snake_lut:snake_lut_pass", after=("quantize-static",)),
     "fp16": PassSpec(
-        "publisher.passes.fp16:fp16_pass", ("precision.fp16",), _fp16_mode, converts_precision=True
+        "publisher.passes.fp16:fp16_pass",
+        ("precision.fp16",),
+        "recipe_problem",
+        converts_precision=True,
     ),
     **{
         f"quantize-{kind}": PassSpec(
             f"publisher.passes.quantize:quantize_{kind}_pass",
             ("precision.quantize",),
-            _quantize_type(kind),
+            "recipe_problem",
             converts_precision=True,
         )
         for kind in ("dynamic", "static", "int4")
     },
     "bucket-check": PassSpec(
-        "publisher.passes.bucket_check:bucket_check_pass", ("export",), _bucket_shape
+        "publisher.passes.bucket_check:bucket_check_pass", ("export",), "recipe_problem"
     ),
     # run after every recipe's own passes (FINAL_PASSES), never listed in a recipe
     "io-names": PassSpec("publisher.passes.io_names:io_names_pass", ("io",)),
@@ -145,18 +112,32 @@ FINAL_PASSES = ("io-names", "topo-sort", "opsets", "strip-shapes", "metadata")
 
 
 def check_recipe(recipe: Recipe) -> Problem | None:
-    """The first problem of ``recipe.passes``: an unknown or final pass, a pass whose
-    check fails, or a precision section no listed pass carries out."""
-    for name in recipe.passes:
+    """The first problem of ``recipe.passes``: an unknown or final pass, a pass out of
+    its place, a pass whose own check fails, or a precision section no listed pass
+    carries out."""
+    names = list(recipe.passes)
+    for i, name in enumerate(names):
         spec = PASSES.get(name)
         if spec is None or name in FINAL_PASSES:
             allowed = ", ".join(sorted(set(PASSES) - set(FINAL_PASSES)))
             return "passes", f"unknown pass '{name}' (available: {allowed})"
-        if spec.check and (problem := spec.check(recipe)):
+        if problem := _out_of_place(names[:i], name, spec):
+            return problem
+        if (check := spec.load_check()) and (problem := check(recipe, name)):
             return problem
     kind = recipe.precision.quantize.type
     if kind != "none" and f"quantize-{kind}" not in recipe.passes:
         return "precision.quantize.type", f"{kind!r} needs 'quantize-{kind}' in passes"
     if recipe.precision.fp16.mode != "none" and "fp16" not in recipe.passes:
         return "precision.fp16.mode", f"{recipe.precision.fp16.mode!r} needs 'fp16' in passes"
+    return None
+
+
+def _out_of_place(earlier: list[str], name: str, spec: PassSpec) -> Problem | None:
+    converted = [p for p in earlier if PASSES[p].converts_precision]
+    if spec.before_precision and converted:
+        return "passes", f"'{name}' must come before '{converted[0]}'"
+    for needed in spec.after:
+        if needed not in earlier:
+            return "passes", f"'{name}' must come after '{needed}'"
     return None
