@@ -34,6 +34,7 @@ from publisher.recipe.loader import recipe_hash
 from publisher.runtime.artifacts import BuildManifest
 from publisher.runtime.constants import SAMPLE_RATE
 from publisher.runtime.errors import InputError, PublisherError
+from publisher.runtime.threads import configured_threads
 from publisher.verify.gates import Verification, gated
 from publisher.verify.measure import bucket_probes, measure, verification_items, voiced_fidelity
 from publisher.verify.report import write_report
@@ -207,6 +208,7 @@ def build(
 
     final = Path(out_dir) / recipe.name
     check_target(final)
+    configured_threads()  # a malformed $PUBLISHER_THREADS fails now, not minutes in
     timer = StepTimer(total=7)
     p = prepare(recipe, checkpoint or recipe.checkpoint, timer, out=final.parent, opened=opened)
     run = scratch_dir(final.parent, recipe.name)  # removed on any exit, swept if killed

@@ -9,6 +9,17 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 # Set before torch is imported by any test module: quiets its C++ exporter warnings.
 os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
+# Each pytest-xdist worker's onnxruntime and torch pools sized to its share of the cores
+# (publisher/runtime/threads.py): two workers with a pool each per core spun against each
+# other. Set before publisher is imported, which passes it to torch's pool. A worker
+# inherits the value the controller set (marked), and replaces it; one a user set is kept.
+if "PUBLISHER_THREADS" not in os.environ or os.environ.get("_PUBLISHER_TESTS_THREADS"):
+    _cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    _workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    os.environ["PUBLISHER_THREADS"] = str(max(1, (_cores or 1) // _workers))
+    os.environ["_PUBLISHER_TESTS_THREADS"] = "1"
+# publisher passes it to torch's pool when imported: before any test module imports torch
+import publisher  # noqa: E402, F401
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

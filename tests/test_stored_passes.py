@@ -96,6 +96,17 @@ def test_the_key_follows_what_passes_read_and_not_the_card_or_gates(
     assert stored.pass_key(recipe, tiny, shipped, twin) != base
 
 
+def test_the_key_follows_the_thread_count_calibration_runs_with(tiny, tmp_path, monkeypatch):
+    recipe = load_recipe("quantized")
+    shipped, twin = tmp_path / "a.onnx", tmp_path / "b.onnx"
+    shipped.write_bytes(b"shipped")
+    twin.write_bytes(b"twin")
+    monkeypatch.setenv("PUBLISHER_THREADS", "1")
+    one = stored.pass_key(recipe, tiny, shipped, twin)
+    monkeypatch.setenv("PUBLISHER_THREADS", "2")
+    assert stored.pass_key(recipe, tiny, shipped, twin) != one
+
+
 def test_a_recipe_of_cheap_passes_alone_is_not_stored():
     assert not stored.worth_storing(load_recipe("fp32"))  # simplify only
     assert not stored.worth_storing(load_recipe("kokoro-v1.0"))  # no passes

@@ -42,6 +42,7 @@ from publisher.runtime.runtimes import (
     runtimes,
 )
 from publisher.runtime.synth import bucket_info, feeds_for, open_session, style_row
+from publisher.runtime.threads import configured_threads
 from publisher.verify import store
 
 PROBE = Path(__file__).with_name("probe.py")
@@ -212,7 +213,8 @@ def probe(runtime: Runtime, request: dict[str, Any], scratch: Path) -> dict:
     path = scratch / f"request-{runtime.kind}.json"
     if runtime.kind in FEEDS_KINDS:  # keep the waveform, to hear it against the reference
         request = request | {"save": str(_saved(runtime, scratch))}
-    path.write_text(json.dumps({"kind": runtime.kind, **request}))
+    threads = configured_threads()  # the probe cannot import publisher: it is told
+    path.write_text(json.dumps({"kind": runtime.kind, "threads": threads, **request}))
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
     env |= {"HF_HUB_OFFLINE": "1", "PYTHONNOUSERSITE": "1"}
     if runtime.npm:

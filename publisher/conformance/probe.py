@@ -42,6 +42,7 @@ def _onnxruntime(req):
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
+    opts.intra_op_num_threads = int(req.get("threads") or 0)  # publisher's PUBLISHER_THREADS
     sess = ort.InferenceSession(req["model"], opts, providers=["CPUExecutionProvider"])
     with np.load(req["feeds"]) as data:
         feeds = {k: data[k] for k in data.files}

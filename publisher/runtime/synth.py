@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from publisher.runtime.constants import SAMPLES_PER_FRAME
 from publisher.runtime.errors import RunError, first_line
+from publisher.runtime.threads import configured_threads
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -61,13 +62,14 @@ def padded_ids(ids: list[int]) -> np.ndarray:
 def open_session(
     path: str | Path, threads: int = 0, profile_prefix: str | None = None
 ) -> ort.InferenceSession:
-    """A CPU session (with onnxruntime's profiler on when ``profile_prefix`` is given); a
-    file onnxruntime refuses is a one-line PublisherError."""
+    """A CPU session with ``threads`` intra-op threads (0: ``$PUBLISHER_THREADS``, else one
+    per core; onnxruntime's profiler on when ``profile_prefix`` is given); a file
+    onnxruntime refuses is a one-line PublisherError."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
-    if threads:
+    if threads := threads or configured_threads():
         opts.intra_op_num_threads = threads
     if profile_prefix:
         opts.enable_profiling = True
