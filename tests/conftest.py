@@ -46,16 +46,26 @@ def _run_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
 
 
-@contextlib.contextmanager
-def _made_once(folder: Path):
-    """Yield True to the first process that should make ``folder`` (the others wait on its
-    lock and get False once it is done)."""
-    from filelock import FileLock
+def _make_shared(folder: Path, names: tuple[str, ...], make) -> None:
+    """``make(name)`` once a run for each of ``names`` into ``folder``, shared by the
+    workers: each builds the names no other worker has started (the second to arrive
+    builds beside the first instead of waiting for it), then waits for the rest."""
+    from filelock import FileLock, Timeout
 
-    with FileLock(str(folder) + ".lock"):
-        done = folder.with_name(folder.name + ".made")
-        yield not done.exists()
-        done.touch()
+    folder.mkdir(exist_ok=True)
+
+    def attempt(name: str, timeout: float) -> None:  # marks beside folder, not in it
+        with FileLock(f"{folder}-{name}.lock", timeout=timeout):
+            done = folder.with_name(f"{folder.name}-{name}.made")
+            if not done.exists():
+                make(name)
+                done.touch()
+
+    for name in names:
+        with contextlib.suppress(Timeout):
+            attempt(name, timeout=0)  # another worker is making it
+    for name in names:
+        attempt(name, timeout=-1)  # wait for it (or make it, if that worker failed)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -95,10 +105,12 @@ def tiny_dist(tmp_path_factory, tiny) -> Path:
     from publisher.recipe.loader import load_recipe
 
     out = _run_root(tmp_path_factory) / "tiny-dist"
-    with _made_once(out) as first:
-        if first:
-            for name in ("fp32", "kokoro-v1.0", "quantized"):
-                build(load_recipe(name), checkpoint="synthetic:tiny", out_dir=out)
+    # fp32 first: a second worker arriving then builds quantized beside it
+    _make_shared(
+        out,
+        ("fp32", "quantized", "kokoro-v1.0"),
+        lambda name: build(load_recipe(name), checkpoint="synthetic:tiny", out_dir=out),
+    )
     return out
 
 
