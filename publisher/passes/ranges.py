@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from publisher.onnx_edit import all_graphs
-from publisher.runtime.threads import configured_threads
+from publisher.runtime.synth import session_options
 
 if TYPE_CHECKING:
     import onnx
@@ -167,11 +167,8 @@ def _runs(model: onnx.ModelProto, tensors: list[str], feeds: list[dict[str, Any]
     seeded(probe)
     del probe.graph.output[:]
     probe.graph.output.extend(onnx.helper.make_empty_tensor_value_info(t) for t in tensors)
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    options.intra_op_num_threads = configured_threads()
     session = ort.InferenceSession(
-        probe.SerializeToString(), options, providers=["CPUExecutionProvider"]
+        probe.SerializeToString(), session_options(), providers=["CPUExecutionProvider"]
     )
     for feed in feeds:
         yield from zip(tensors, session.run(tensors, feed), strict=True)

@@ -59,18 +59,25 @@ def padded_ids(ids: list[int]) -> np.ndarray:
     return np.array([[0, *ids, 0]], dtype=np.int64)
 
 
-def open_session(
-    path: str | Path, threads: int = 0, profile_prefix: str | None = None
-) -> ort.InferenceSession:
-    """A CPU session with ``threads`` intra-op threads (0: ``$PUBLISHER_THREADS``, else one
-    per core; onnxruntime's profiler on when ``profile_prefix`` is given); a file
-    onnxruntime refuses is a one-line PublisherError."""
+def session_options(threads: int = 0) -> ort.SessionOptions:
+    """Quiet options with ``threads`` intra-op threads (0: ``$PUBLISHER_THREADS``, else
+    onnxruntime's default, one per core): every session publisher runs starts here."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
-    if threads := threads or configured_threads():
-        opts.intra_op_num_threads = threads
+    opts.intra_op_num_threads = threads or configured_threads()
+    return opts
+
+
+def open_session(
+    path: str | Path, threads: int = 0, profile_prefix: str | None = None
+) -> ort.InferenceSession:
+    """A CPU session on ``session_options(threads)`` (onnxruntime's profiler on when
+    ``profile_prefix`` is given); a file onnxruntime refuses is a one-line PublisherError."""
+    import onnxruntime as ort
+
+    opts = session_options(threads)
     if profile_prefix:
         opts.enable_profiling = True
         opts.profile_file_prefix = profile_prefix

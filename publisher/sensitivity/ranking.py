@@ -24,8 +24,7 @@ from typing import TYPE_CHECKING, Any
 from publisher.locations import cache_root
 from publisher.passes import PASSES, PassContext, plan
 from publisher.runtime.errors import BuildError, InputError
-from publisher.runtime.synth import open_session
-from publisher.runtime.threads import configured_threads
+from publisher.runtime.synth import open_session, session_options
 from publisher.sensitivity.graph import SWITCHES, conversion, find_candidates, instrument
 from publisher.sensitivity.results import NodeScore, Ranking
 from publisher.sensitivity.scoring import Probe, Scorer, check_score, probes, run_waves
@@ -151,9 +150,7 @@ def rank_nodes(
         len(probe_list),
     )
     wired = instrument(model, cands, recipe).SerializeToString()
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = configured_threads()
-    session = ort.InferenceSession(wired, opts, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(wired, session_options(), providers=["CPUExecutionProvider"])
     del wired
     base = run_waves(session, probe_list, {SWITCHES: np.zeros(len(cands), np.float32)})
     drift = max(float(np.max(np.abs(a - b))) for a, b in zip(refs, base, strict=True))
