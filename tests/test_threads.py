@@ -72,3 +72,41 @@ def test_importing_publisher_sizes_torchs_pool_from_the_thread_count(threads):
     assert done.returncode == 0, done.stderr
     cores = len(os.sched_getaffinity(0))
     assert int(done.stdout) == (1 if threads else cores)
+
+
+def test_a_process_working_beside_takes_its_share_until_it_stops(tmp_path, monkeypatch):
+    from publisher.runtime.threads import own_threads, sharing
+
+    graph = _graph(tmp_path / "relu.onnx")
+    monkeypatch.setenv("PUBLISHER_THREADS", "4")
+    running = [True]
+    with sharing(lambda: running[0], 3):
+        assert own_threads() == 1
+        assert open_session(graph).get_session_options().intra_op_num_threads == 1
+        running[0] = False  # the process beside finished: its threads come back
+        assert own_threads() == 4
+    monkeypatch.delenv("PUBLISHER_THREADS")  # unset: the cores are what is shared
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    with sharing(lambda: True, 1):
+        assert own_threads() == 1
+    assert own_threads() == 0  # alone again: the libraries' own default
+
+
+def test_torch_runs_take_the_share_left_by_a_process_beside(tiny, tiny_model, monkeypatch):
+    import numpy as np
+    import torch
+
+    from publisher.model.kmodel import run_torch
+    from publisher.runtime.threads import sharing
+
+    monkeypatch.setenv("PUBLISHER_THREADS", "2")
+    before = torch.get_num_threads()
+    style = np.asarray(tiny.voices[tiny.sample_voice][10, 0], dtype=np.float32)
+    try:
+        with sharing(lambda: True, 1):
+            run_torch(tiny_model, [5, 6, 7, 8], style)
+            assert torch.get_num_threads() == 1
+        run_torch(tiny_model, [5, 6, 7, 8], style)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -69,6 +69,27 @@ class Checkpoint:
         exports and reference runs are all stored never builds it (nor imports kokoro)."""
         return self.build_model()
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (to a child process) without the torch model (the child builds its own
+        if it runs upstream) and with the weights as numpy arrays: torch would share each
+        tensor through a file descriptor of its own, and Kokoro's 600 of them ran out."""
+        state = dict(self.__dict__)
+        state.pop("model", None)
+        state["state"] = {
+            part: {name: t.detach().cpu().numpy() for name, t in tensors.items()}
+            for part, tensors in self.state.items()
+        }
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        import torch
+
+        state["state"] = {
+            part: {name: torch.from_numpy(a) for name, a in arrays.items()}
+            for part, arrays in state["state"].items()
+        }
+        self.__dict__.update(state)
+
     @property
     def sample_voice(self) -> str:
         return sorted(self.voices)[0]

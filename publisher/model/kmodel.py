@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from publisher.runtime.errors import CheckpointError
 from publisher.runtime.synth import Synthesis, padded_ids
+from publisher.runtime.threads import own_threads
 
 if TYPE_CHECKING:
     import numpy as np
@@ -138,11 +139,25 @@ def apply_tiny_decoder(model: KModel, config: dict[str, Any]) -> None:
     dec.asr_res = nn.Sequential(weight_norm(nn.Conv1d(hidden, 64, kernel_size=1)))
 
 
+_TORCH_DEFAULT_THREADS: list[int] = []  # torch's own pool size, read before we change it
+
+
+def _size_torch_pool(torch: Any) -> None:
+    """torch's pool for the next run: ``own_threads()`` (fewer while a process works
+    beside this one, verify/beside.py), else the size it had."""
+    if not _TORCH_DEFAULT_THREADS:
+        _TORCH_DEFAULT_THREADS.append(torch.get_num_threads())
+    wanted = own_threads() or _TORCH_DEFAULT_THREADS[0]
+    if torch.get_num_threads() != wanted:
+        torch.set_num_threads(wanted)
+
+
 def run_torch(model: Any, ids: list[int], style: np.ndarray, speed: float = 1.0) -> Synthesis:
     """Run upstream Kokoro's KModel on phoneme ids (pads added) with one style row."""
     import numpy as np
     import torch
 
+    _size_torch_pool(torch)
     with torch.no_grad():
         wave, dur = model.forward_with_tokens(
             torch.from_numpy(padded_ids(ids)), torch.from_numpy(style.reshape(1, -1)), speed

@@ -17,6 +17,7 @@ import re
 from typing import TYPE_CHECKING
 
 from publisher.runtime.errors import RunError
+from publisher.runtime.synth import session_options
 
 if TYPE_CHECKING:
     import numpy as np
@@ -110,6 +111,7 @@ def dnsmos(wave: np.ndarray, sample_rate: int) -> dict[str, float]:
     the models in PyPI ``speechmos`` (Microsoft's DNS challenge ONNX files, offline)."""
     from speechmos import dnsmos as model
 
+    _dnsmos_sessions(model)
     audio = to_16k(wave, sample_rate).astype("float32") / 32768.0
     scores = model.run(audio, sr=RECOGNIZER_RATE)
     return {
@@ -117,3 +119,24 @@ def dnsmos(wave: np.ndarray, sample_rate: int) -> dict[str, float]:
         "signal": float(scores["sig_mos"]),
         "background": float(scores["bak_mos"]),
     }
+
+
+def _dnsmos_sessions(model) -> None:
+    """speechmos makes its two sessions with onnxruntime's defaults (a spinning thread per
+    core) the first time it scores; made here first, they take ``session_options()``'s
+    threads, so a process working beside another keeps to its share (verify/beside.py).
+    speechmos (pinned 0.0.1.1) keeps them in ``dnsmos.dnsmos``, found by model path."""
+    import os
+
+    import onnxruntime as ort
+
+    if model.dnsmos is not None:
+        return
+    folder = os.path.join(os.path.dirname(os.path.abspath(model.__file__)), "dnsmos_models")
+    scorer = model.DNSMOS.__new__(model.DNSMOS)
+    scorer.primary_model_path = os.path.join(folder, "sig_bak_ovr.onnx")
+    opts, cpu = session_options(), ["CPUExecutionProvider"]
+    scorer.onnx_sess = ort.InferenceSession(scorer.primary_model_path, opts, providers=cpu)
+    p808 = os.path.join(folder, "model_v8.onnx")
+    scorer.p808_onnx_sess = ort.InferenceSession(p808, opts, providers=cpu)
+    model.dnsmos = scorer

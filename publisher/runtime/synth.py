@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from publisher.runtime.constants import SAMPLES_PER_FRAME
 from publisher.runtime.errors import RunError, first_line
-from publisher.runtime.threads import configured_threads
+from publisher.runtime.threads import own_threads
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -60,13 +60,14 @@ def padded_ids(ids: list[int]) -> np.ndarray:
 
 
 def session_options(threads: int = 0) -> ort.SessionOptions:
-    """Quiet options with ``threads`` intra-op threads (0: ``$PUBLISHER_THREADS``, else
-    onnxruntime's default, one per core): every session publisher runs starts here."""
+    """Quiet options with ``threads`` intra-op threads (0: ``own_threads()``, which is
+    ``$PUBLISHER_THREADS`` or onnxruntime's default, one per core, unless a process works
+    beside this one): every session publisher runs starts here."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
-    opts.intra_op_num_threads = threads or configured_threads()
+    opts.intra_op_num_threads = threads or own_threads()
     return opts
 
 

@@ -9,7 +9,9 @@ one run each). Running several builds side by side, give each cores / builds.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Callable, Iterator
 
 from publisher.runtime.errors import InputError
 
@@ -43,3 +45,35 @@ def export_to_pools() -> None:
     if value.isdigit() and int(value) > 0:
         for name in _POOL_ENVS:
             os.environ[name] = value
+
+
+# Processes working beside this one (verify/beside.py): (is it still running, its threads).
+_BESIDE: list[tuple[Callable[[], bool], int]] = []
+
+
+@contextlib.contextmanager
+def sharing(alive: Callable[[], bool], theirs: int) -> Iterator[None]:
+    """While ``alive()``, another process uses ``theirs`` of this machine's threads: this
+    process's sessions and torch runs take ``own_threads()``, the rest."""
+    entry = (alive, theirs)
+    _BESIDE.append(entry)
+    try:
+        yield
+    finally:
+        _BESIDE.remove(entry)
+
+
+def total_threads() -> int:
+    """The threads this process may use when alone: ``$PUBLISHER_THREADS``, else the cores."""
+    return configured_threads() or os.cpu_count() or 1
+
+
+def own_threads() -> int:
+    """Threads for this process's next session or torch run: ``configured_threads()``
+    (0: the libraries' default) when nothing runs beside it, else what the processes
+    beside it leave (at least 1). Asked at each run, so a process that finished gives its
+    threads back."""
+    taken = sum(theirs for alive, theirs in _BESIDE if alive())
+    if not taken:
+        return configured_threads()
+    return max(1, total_threads() - taken)

@@ -64,7 +64,7 @@ def listen(ckpt: Checkpoint, graph: str, graph_key: str | None = None) -> dict[s
     if reason:
         log.info("  %s", reason)
         return {"ran": False, "skipped": reason}
-    items = [it for it in load_corpus().speech if it.voice in ckpt.voices]
+    items = _sentences(ckpt)
     if not items:
         reason = "no voice of the speech set is in this checkpoint: WER and DNSMOS skipped"
         log.info("  %s", reason)
@@ -74,8 +74,7 @@ def listen(ckpt: Checkpoint, graph: str, graph_key: str | None = None) -> dict[s
     with contextlib.ExitStack() as stack:
         run = started_on_first_run(graph, str(graph), stack)  # on a sentence not stored
         for k, item in enumerate(progress(items, "speech set")):
-            ids = item.ids(ckpt.config["vocab"])
-            style = style_row(ckpt.voices[item.voice], len(ids))
+            ids, style = _input(ckpt, item)
             ref = reference_scores(ckpt, ids, style, item.speed, SEED + k)
             out = variant_scores(ckpt, graph_key, ids, style, item.speed, run)
             same, pieces = None, out["pieces"]
@@ -91,6 +90,27 @@ def listen(ckpt: Checkpoint, graph: str, graph_key: str | None = None) -> dict[s
                 rows[-1]["reference_heard"],
             )
     return {"ran": True, "skipped": "", **summarize(rows), "items": rows}
+
+
+def _sentences(ckpt: Checkpoint) -> list[Any]:
+    return [it for it in load_corpus().speech if it.voice in ckpt.voices]
+
+
+def _input(ckpt: Checkpoint, item: Any) -> tuple[list[int], Any]:
+    ids = item.ids(ckpt.config["vocab"])
+    return ids, style_row(ckpt.voices[item.voice], len(ids))
+
+
+def heard_already(ckpt: Checkpoint, graph_key: str) -> bool:
+    """Whether the store holds every sentence of both sides for this graph (a bucket
+    graph's pieces aside): ``listen`` would then run no model and no scorer."""
+    for k, item in enumerate(_sentences(ckpt)):
+        ids, style = _input(ckpt, item)
+        if not store.has(_reference_key(ckpt, ids, style, item.speed, SEED + k)):
+            return False
+        if not store.has(_variant_key(ckpt, graph_key, ids, style, item.speed)):
+            return False
+    return True
 
 
 DNSMOS_KEYS = ("overall", "signal", "background")
@@ -109,10 +129,19 @@ def reference_scores(
     def compute() -> dict[str, Any]:
         return _scores(_upstream_wave(ckpt, list(ids), speed, style, seed, pieces))
 
+    k = _reference_key(ckpt, ids, style, speed, seed, pieces)
+    return _read(store.remembered(k, compute))
+
+
+def _reference_key(ckpt, ids, style, speed: float, seed: int, pieces=()) -> str:
     scorers = store.versions(*SCORERS)
     split = {"pieces": list(pieces)} if pieces else {}
-    k = store.key(ckpt, ids, speed, style, "random-scored", seed=seed, scorers=scorers, **split)
-    return _read(store.remembered(k, compute))
+    return store.key(ckpt, ids, speed, style, "random-scored", seed=seed, scorers=scorers, **split)
+
+
+def _variant_key(ckpt, graph_key: str, ids, style, speed: float) -> str:
+    scorers = store.versions(*SCORERS)
+    return store.key(ckpt, ids, speed, style, "variant-scored", graph=graph_key, scorers=scorers)
 
 
 def _scores(wave) -> dict[str, Any]:
@@ -153,9 +182,7 @@ def variant_scores(
         pieces = np.array(out.piece_lengths, dtype=np.int64)
         return _scores(out.waveform) | {"pieces": pieces}
 
-    scorers = store.versions(*SCORERS)
-    k = store.key(ckpt, ids, speed, style, "variant-scored", graph=graph_key, scorers=scorers)
-    arrays = store.remembered(k, compute)
+    arrays = store.remembered(_variant_key(ckpt, graph_key, ids, style, speed), compute)
     return _read(arrays) | {"pieces": tuple(int(n) for n in arrays["pieces"])}
 
 

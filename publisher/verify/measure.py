@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,7 +37,9 @@ from publisher.runtime.metrics import (
     spectral_correlation,
 )
 from publisher.runtime.synth import Synthesis, open_session, style_row
+from publisher.runtime.threads import own_threads
 from publisher.verify import store
+from publisher.verify.beside import heard_beside
 from publisher.verify.listen import SPEECH_OFF, listen
 from publisher.verify.worker import started_on_first_run
 from publisher.workspace import recorded_sha256
@@ -283,11 +285,14 @@ class StoredRuns:
         self.sha256 = sha256 or recorded_sha256(graph) or store.computation_sha256(graph)
         self.mode = "onnx" if worker is None else "onnx-random"
         self._session: Any = None
+        self._threads = -1  # what the session was opened with
 
     def _run(self, item: Item, style: np.ndarray) -> Synthesis:
         if self.worker is not None:
             return self.worker(list(item.ids), style, item.speed)
-        if self._session is None:
+        if self._session is None or self._threads != own_threads():
+            # opened again when a process beside this one started or ended (threads.py)
+            self._threads = own_threads()
             self._session = open_session(self.graph)
         return synth.run_onnx(self._session, list(item.ids), style, item.speed)
 
@@ -343,6 +348,71 @@ class Measured:
         }
 
 
+@dataclass
+class _Compared:
+    """The verification inputs against torch: parity and fidelity per input compared."""
+
+    parity: list[ParityResult] = field(default_factory=list)
+    fidelity: list[FidelityResult] = field(default_factory=list)
+    refs: dict[str, Synthesis] = field(default_factory=dict)  # torch, the fidelity mode
+    outs: dict[str, Synthesis] = field(default_factory=dict)  # the twin
+    used: list[Item] = field(default_factory=list)
+    skipped: dict[str, list[str]] = field(
+        default_factory=lambda: {"too_long": [], "over_frames": []}
+    )
+    bucket_rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _compare_inputs(ckpt, bucket, parity_graph: Path, twin_graph: Path, items) -> _Compared:
+    """Parity (noise-only graph against torch) and fidelity (the twin against torch in
+    the fidelity mode) on each input. Bucket graphs: only inputs that fit (n <= B - 2 and
+    at most F frames in the unpadded reference) are compared; the rest would be re-split,
+    so they are counted and skipped."""
+
+    parity_runs, twin_runs = StoredRuns(ckpt, parity_graph), StoredRuns(ckpt, twin_graph)
+    c = _Compared()
+    voiced_mode = voiced_fidelity(ckpt)
+    for k, item in enumerate(progress(items, "verify"), 1):
+        if bucket and len(item.ids) + 2 > bucket.bucket:
+            c.skipped["too_long"].append(item.id)
+            continue
+        style = style_of(ckpt, item)
+        ref = torch_reference(ckpt, item, style)
+        if bucket and int(ref.durations.sum()) > bucket.frames:
+            c.skipped["over_frames"].append(item.id)
+            continue
+        out = parity_runs.run(item, style)
+        c.parity.append(_parity(item, ref, out))
+        voiced = torch_reference(ckpt, item, style, voiced=True) if voiced_mode else ref
+        twin = twin_runs.run(item, style)
+        c.fidelity.append(_fidelity(item, voiced, twin))
+        c.refs[item.id], c.outs[item.id] = voiced, twin
+        c.used.append(item)
+        if bucket:
+            c.bucket_rows.append(_bucket_row(item, ref, [out, twin]))
+        log.info(
+            "  %d/%d %s: %d phonemes, corr %.5f (frame-aligned %.5f, durations equal %.3f), "
+            "parity %.2g",
+            k,
+            len(items),
+            item.id,
+            len(item.ids),
+            c.fidelity[-1].spectral_correlation,
+            c.fidelity[-1].frame_correlation,
+            c.fidelity[-1].duration_equal_share,
+            c.parity[-1].max_abs_error,
+        )
+    if bucket:
+        log.info(
+            f"  bucket {bucket.bucket}: {len(c.used)} inputs compared, skipped "
+            f"{len(c.skipped['too_long'])} longer than {bucket.bucket - 2} phonemes and "
+            f"{len(c.skipped['over_frames'])} over {bucket.frames} frames"
+        )
+        if not c.used:
+            raise BuildError(f"no verification input fits a {bucket.bucket}-token bucket")
+    return c
+
+
 def measure(
     recipe: Recipe,
     ckpt: Checkpoint,
@@ -358,55 +428,13 @@ def measure(
     export when no pass changes numbers), whose fidelity is measured against torch in the
     same mode. Gated by ``gates.gated``."""
 
-    parity_runs, twin_runs = StoredRuns(ckpt, parity_graph), StoredRuns(ckpt, twin_graph)
-    parity, fidelity, refs, outs = [], [], {}, {}
-    # bucket graphs: only inputs that fit (n <= B - 2 and at most F frames in the unpadded
-    # reference) are compared; the rest would be re-split, so they are counted and skipped
     bucket = _bucket_settings(recipe)
-    skipped: dict[str, list[str]] = {"too_long": [], "over_frames": []}
-    bucket_rows, used = [], []
-    voiced_mode = voiced_fidelity(ckpt)
-    for k, item in enumerate(progress(items, "verify"), 1):
-        if bucket and len(item.ids) + 2 > bucket.bucket:
-            skipped["too_long"].append(item.id)
-            continue
-        style = style_of(ckpt, item)
-        ref = torch_reference(ckpt, item, style)
-        if bucket and int(ref.durations.sum()) > bucket.frames:
-            skipped["over_frames"].append(item.id)
-            continue
-        out = parity_runs.run(item, style)
-        parity.append(_parity(item, ref, out))
-        voiced = torch_reference(ckpt, item, style, voiced=True) if voiced_mode else ref
-        twin = twin_runs.run(item, style)
-        fidelity.append(_fidelity(item, voiced, twin))
-        refs[item.id], outs[item.id] = voiced, twin
-        used.append(item)
-        if bucket:
-            bucket_rows.append(_bucket_row(item, ref, [out, twin]))
-        log.info(
-            "  %d/%d %s: %d phonemes, corr %.5f (frame-aligned %.5f, durations equal %.3f), "
-            "parity %.2g",
-            k,
-            len(items),
-            item.id,
-            len(item.ids),
-            fidelity[-1].spectral_correlation,
-            fidelity[-1].frame_correlation,
-            fidelity[-1].duration_equal_share,
-            parity[-1].max_abs_error,
-        )
-    if bucket:
-        log.info(
-            f"  bucket {bucket.bucket}: {len(used)} inputs compared, skipped "
-            f"{len(skipped['too_long'])} longer than {bucket.bucket - 2} phonemes and "
-            f"{len(skipped['over_frames'])} over {bucket.frames} frames"
-        )
-        if not used:
-            raise BuildError(f"no verification input fits a {bucket.bucket}-token bucket")
     graph_key = store.computation_sha256(shipped_graph)  # its stored runs' key
-    deterministic = (refs, outs)
-    shipped = _shipped(ckpt, shipped_graph, used[:SHIPPED_ITEMS], graph_key, deterministic)
+    # the speech set depends on none of the inputs: heard beside them where that pays
+    with heard_beside(ckpt, str(shipped_graph), graph_key, wanted=speech):
+        c = _compare_inputs(ckpt, bucket, parity_graph, twin_graph, items)
+        used, skipped, refs, outs = c.used, c.skipped, c.refs, c.outs
+        shipped = _shipped(ckpt, shipped_graph, used[:SHIPPED_ITEMS], graph_key, (refs, outs))
     speech = listen(ckpt, str(shipped_graph), graph_key) if speech else SPEECH_OFF
     pic_item = max(used[: max(1, len(used) // 2)], key=lambda i: len(i.ids))
     bucket_report = None
@@ -418,15 +446,15 @@ def measure(
             "rule": bucket_metadata(bucket)["publisher.bucket_output_rule"],
             "skipped_too_long": skipped["too_long"],
             "skipped_over_frames": skipped["over_frames"],
-            "items": bucket_rows,
+            "items": c.bucket_rows,
         }
     return Measured(
         items=used,
-        parity=parity,
-        fidelity=fidelity,
+        parity=c.parity,
+        fidelity=c.fidelity,
         shipped=shipped,
         speech=speech,
-        fidelity_mode="voiced" if voiced_mode else "noise-only",
+        fidelity_mode="voiced" if voiced_fidelity(ckpt) else "noise-only",
         picture_item=pic_item.id,
         bucket=bucket_report,
         waves=(refs[pic_item.id].waveform, outs[pic_item.id].waveform),

@@ -66,8 +66,17 @@ def key(ckpt: Checkpoint, ids, speed: float, style: np.ndarray, mode: str, **ext
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
+def entry_folder(k: str) -> Path:
+    return cache_root() / AREA / k
+
+
 def _path(k: str) -> Path:
-    return cache_root() / AREA / k / "entry.npz"
+    return entry_folder(k) / "entry.npz"
+
+
+def has(k: str) -> bool:
+    """Whether an entry for ``k`` is stored (not checked: ``load`` checks it)."""
+    return _path(k).is_file()
 
 
 def load(k: str) -> dict[str, np.ndarray] | None:

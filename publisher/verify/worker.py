@@ -22,6 +22,7 @@ from publisher.runtime import synth
 from publisher.runtime.constants import SAMPLE_RATE
 from publisher.runtime.errors import RunError, first_line
 from publisher.runtime.synth import Synthesis, open_session, stream
+from publisher.runtime.threads import own_threads
 
 if TYPE_CHECKING:
     import numpy as np
@@ -88,7 +89,7 @@ def _open(kind: str, target: str, threads: int) -> Any:
     return sources.open_checkpoint(target).build_model()
 
 
-def _context() -> Any:
+def process_context() -> Any:
     """Children fork from one server process that imported this module and onnxruntime
     once (forkserver): a spawned child imported them again, 0.41-0.70 s a worker against
     0.23-0.38 s forked (measured, a tiny fp32 file). Spawn where there is no forkserver."""
@@ -146,7 +147,7 @@ class ModelWorker:
     def __init__(self, target: str, threads: int = 0, label: str | None = None) -> None:
         kind, spec = ("torch", target[6:]) if target.startswith("torch:") else ("onnx", target)
         self.label = label or target
-        ctx = _context()
+        ctx = process_context()
         self._conn, child = ctx.Pipe()
         args = (child, kind, spec, threads, dict(os.environ))
         self._proc = ctx.Process(target=_serve, args=args, daemon=True)
@@ -212,8 +213,9 @@ def started_on_first_run(
     started: list[ModelWorker] = []
 
     def run(ids: list[int], style: np.ndarray, speed: float = 1.0) -> Synthesis:
-        if not started:
-            started.append(stack.enter_context(ModelWorker(target, label=label)))
+        if not started:  # its threads: what a process working beside this one leaves
+            worker = ModelWorker(target, threads=own_threads(), label=label)
+            started.append(stack.enter_context(worker))
         return started[0].run(ids, style, speed)[0]
 
     return run
