@@ -95,3 +95,24 @@ def test_nothing_starts_beside_with_one_thread_or_without_the_speech_gates(
     monkeypatch.setenv("PUBLISHER_THREADS", "2")
     assert not beside.worth_hearing_beside(tiny, key)  # synthetic weights do not speak
     assert beside.worth_hearing_beside(ckpt, key)
+
+
+def test_graph_runs_reopen_their_session_with_the_threads_left_to_them(
+    tiny, tiny_dist, tmp_path, monkeypatch
+):
+    from publisher.runtime.threads import sharing
+    from publisher.verify.measure import StoredRuns, style_of, verification_items
+
+    monkeypatch.setenv("PUBLISHER_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("PUBLISHER_THREADS", "2")
+    runs = StoredRuns(tiny, tiny_dist / "fp32" / "onnx" / "model.onnx")
+    first, second, third = verification_items(tiny)[:3]
+    beside_us = [True]
+    with sharing(lambda: beside_us[0], 1):
+        runs.run(first, style_of(tiny, first))
+        assert runs._session.get_session_options().intra_op_num_threads == 1
+        beside_us[0] = False  # the process beside ended
+        runs.run(second, style_of(tiny, second))
+        assert runs._session.get_session_options().intra_op_num_threads == 2
+    runs.run(third, style_of(tiny, third))
+    assert runs._session.get_session_options().intra_op_num_threads == 2
