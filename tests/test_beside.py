@@ -116,3 +116,21 @@ def test_graph_runs_reopen_their_session_with_the_threads_left_to_them(
         assert runs._session.get_session_options().intra_op_num_threads == 2
     runs.run(third, style_of(tiny, third))
     assert runs._session.get_session_options().intra_op_num_threads == 2
+
+
+def test_the_process_beside_exits_when_its_build_is_gone():
+    """A killed build's child stops by itself (it polls the build's pid)."""
+    import subprocess
+    import sys
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    child = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"from publisher.verify.beside import _orphaned; _orphaned({gone.pid})",
+        ],
+        timeout=60,
+    )
+    assert child.returncode == 1
